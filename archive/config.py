@@ -1,0 +1,110 @@
+"""One settings class for the whole node, read from the environment (prefix ``ARCHIVE_``).
+
+The embedded defaults need no setting at all: everything lives under ``ARCHIVE_HOME`` (default
+``./archive-data``): the SQLite catalogue, the OCFL storage root, staging space and the transfer journal.
+Every setting is documented in the README with its default.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Digest algorithms always recorded in the catalogue for every stored file.
+BASE_DIGESTS = ("sha256", "sha512")
+#: Algorithms a bag manifest may use (RFC 8493 names them by hashlib name; SM3 is GB/T 32905).
+MANIFEST_ALGORITHMS = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512", "sm3")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ARCHIVE_", extra="ignore")
+
+    home: Path = Field(default=Path("archive-data"), description="Where the node keeps its data.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default SQLite at $ARCHIVE_HOME/catalogue.sqlite3."
+    )
+    storage_root: Path | None = Field(default=None, description="OCFL storage root; default $ARCHIVE_HOME/ocfl.")
+    max_transfer_bytes: int | None = Field(
+        default=None,
+        description="Largest unpacked transfer accepted; default half the free space under ARCHIVE_HOME.",
+    )
+    max_compression_ratio: float = Field(
+        default=200.0, description="Refuse archives whose unpacked size exceeds this multiple of their size."
+    )
+    max_transfer_files: int = Field(default=1_000_000, description="Largest number of members in a transfer.")
+    extra_digests: list[str] = Field(
+        default_factory=list,
+        description="Digests recorded besides sha256 and sha512, e.g. ['sm3'] (comma-separated in the env).",
+    )
+    hash_workers: int = Field(default=0, description="Threads that hash files; 0 means one per core.")
+    tool_timeout: float = Field(default=120.0, description="Seconds any external tool may run.")
+    open_after_years: int = Field(default=25, description="Archives Law art. 27: years until records open.")
+
+    @field_validator("extra_digests", mode="before")
+    @classmethod
+    def _split_digests(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip().lower() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("extra_digests")
+    @classmethod
+    def _known_digests(cls, value: list[str]) -> list[str]:
+        unknown = [v for v in value if v not in MANIFEST_ALGORITHMS]
+        if unknown:
+            raise ValueError(f"unknown digest algorithm(s): {', '.join(unknown)}")
+        return [v for v in value if v not in BASE_DIGESTS]
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_url(cls, value: str | None) -> str | None:
+        if value and value.startswith("postgres://"):
+            return "postgresql+psycopg://" + value.removeprefix("postgres://")
+        if value and value.startswith("postgresql://"):
+            return "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value or None
+
+    @cached_property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_dir / 'catalogue.sqlite3'}"
+
+    @property
+    def ocfl_root(self) -> Path:
+        return (self.storage_root or self.home_dir / "ocfl").expanduser().resolve()
+
+    @property
+    def staging_dir(self) -> Path:
+        """Scratch space on the same file system as the storage root, so a finished object is one rename."""
+        return self.ocfl_root.parent / "staging"
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.home_dir / "journal"
+
+    @property
+    def recorded_digests(self) -> tuple[str, ...]:
+        return BASE_DIGESTS + tuple(self.extra_digests)
+
+    @property
+    def workers(self) -> int:
+        return self.hash_workers or (os.cpu_count() or 1)
+
+    def transfer_byte_limit(self) -> int:
+        if self.max_transfer_bytes is not None:
+            return self.max_transfer_bytes
+        probe = self.home_dir if self.home_dir.exists() else Path.cwd()
+        return shutil.disk_usage(probe).free // 2
+
+
+def get_settings() -> Settings:
+    """Settings as the environment says now (tests change the environment between calls)."""
+    return Settings()

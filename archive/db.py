@@ -1,0 +1,94 @@
+"""Engine, sessions and schema upgrades.
+
+SQLite (the embedded default) runs in WAL mode with a long busy timeout so several ingest processes can share
+one ``ARCHIVE_HOME``; :func:`write_session` starts its transaction with ``BEGIN IMMEDIATE`` so writers queue
+instead of failing half-way with "database is locked". PostgreSQL is used as it is (``ARCHIVE_DATABASE_URL``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from archive.config import Settings
+
+SQLITE_BUSY_MS = 120_000
+
+
+def _sqlite_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get("immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@cache
+def _engine_for(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
+        _sqlite_hooks(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def get_engine(settings: Settings) -> Engine:
+    return _engine_for(settings.db_url)
+
+
+def sessionmaker_for(settings: Settings) -> sessionmaker[Session]:
+    return sessionmaker(bind=get_engine(settings), expire_on_commit=False)
+
+
+@contextmanager
+def read_session(settings: Settings) -> Iterator[Session]:
+    with sessionmaker_for(settings)() as session:
+        yield session
+
+
+@contextmanager
+def write_session(settings: Settings) -> Iterator[Session]:
+    """A session whose transaction takes the write lock at once (SQLite) and commits on success."""
+    engine = get_engine(settings)
+    with engine.connect() as conn:
+        conn = conn.execution_options(immediate=True)
+        with Session(bind=conn, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+
+def alembic_config(settings: Settings) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("archive") / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", settings.db_url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(settings: Settings) -> None:
+    """Bring the catalogue schema to the newest revision (idempotent)."""
+    engine = get_engine(settings)
+    with engine.begin() as conn:
+        cfg = alembic_config(settings)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
