@@ -1,0 +1,213 @@
+"""The ``archive`` command line.
+
+Exit codes: 0 ok, 1 rejected input (or nothing found), 2 usage error. Errors print a coded message in Chinese
+and English on stderr. Packages standing on ``archive`` add their own commands through the
+``archive.commands`` entry-point group (see pyproject.toml), so this module imports none of them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from archive import db, services
+from archive.config import Settings, get_settings
+from archive.errors import ArchiveError
+from archive.events import verify_chain
+from archive.home import init_home, open_home
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="数字档案馆长期保存系统 / Digital archives repository")
+archives_app = typer.Typer(no_args_is_help=True, help="Holding archives (档案馆).")
+records_app = typer.Typer(no_args_is_help=True, help="Records held (档案).")
+events_app = typer.Typer(no_args_is_help=True, help="The PREMIS event log.")
+app.add_typer(archives_app, name="archives")
+app.add_typer(records_app, name="records")
+app.add_typer(events_app, name="events")
+
+out = Console()
+err = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+T = TypeVar("T")
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def fail(exc: ArchiveError, as_json: bool = False) -> typer.Exit:
+    if as_json:
+        print_json({"ok": False, "error": exc.as_dict()})
+    else:
+        err.print(f"[bold red]{exc.code}[/] {exc.zh}\n       {exc.en}", highlight=False)
+    return typer.Exit(exc.exit_code)
+
+
+def run(action: Callable[[Settings], T], as_json: bool = False, *, needs_home: bool = True) -> T:
+    """Run a command body with the settings, turning typed errors into their exit codes."""
+    try:
+        settings = get_settings()
+        if needs_home:
+            for rolled in open_home(settings):
+                err.print(f"[yellow]recovered[/] interrupted transfer {rolled.transfer_id}: "
+                          f"removed {len(rolled.objects)} uncommitted object(s)")
+        return action(settings)
+    except ArchiveError as exc:
+        raise fail(exc, as_json) from None
+
+
+@app.command()
+def init() -> None:
+    """Create ARCHIVE_HOME: the catalogue database and the OCFL storage root."""
+
+    def body(settings: Settings) -> None:
+        init_home(settings)
+        out.print(f"initialised [bold]{settings.home_dir}[/] (catalogue {settings.db_url.split('@')[-1]}, "
+                  f"storage {settings.ocfl_root})", highlight=False)
+
+    run(body, needs_home=False)
+
+
+@archives_app.command("add")
+def archives_add(
+    code: str,
+    name: Annotated[str, typer.Option(help="Name, e.g. 广州市档案馆")],
+    level: Annotated[str, typer.Option(help="province | city | county")],
+    name_en: Annotated[str | None, typer.Option(help="English name")] = None,
+    parent: Annotated[str | None, typer.Option(help="Code of the parent archive")] = None,
+) -> None:
+    """Register a holding archive."""
+
+    def body(settings: Settings) -> None:
+        with db.write_session(settings) as s:
+            a = services.add_archive(s, code, name_zh=name, name_en=name_en, level=level, parent=parent)
+            out.print(f"registered {a.code} {a.name_zh} ({a.level})", highlight=False)
+
+    run(body)
+
+
+@archives_app.command("list")
+def archives_list(as_json: JsonOpt = False) -> None:
+    """List the holding archives on this node, as a tree."""
+
+    def body(settings: Settings) -> None:
+        with db.read_session(settings) as s:
+            rows = services.list_archives(s)
+        if as_json:
+            print_json(rows)
+            return
+        table = Table("code", "name", "level", "records")
+        for r in rows:
+            table.add_row("  " * r["depth"] + r["code"], r["name_zh"], r["level"], str(r["records"]))
+        out.print(table)
+
+    run(body, as_json)
+
+
+@records_app.command("list")
+def records_list(
+    archive: Annotated[str | None, typer.Option(help="Only this archive's records")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List records held."""
+
+    def body(settings: Settings) -> None:
+        with db.read_session(settings) as s:
+            rows = [services.record_summary(r) for r in services.list_records(s, archive, limit)]
+        if as_json:
+            print_json(rows)
+            return
+        table = Table("archive", "档号", "题名", "日期", "access", "files")
+        for r in rows:
+            table.add_row(r["archive"], r["archival_code"], r["title"], r["date"] or "", r["access_status"],
+                          str(r["files"]))
+        out.print(table)
+
+    run(body, as_json)
+
+
+@records_app.command("show")
+def records_show(ref: Annotated[str, typer.Argument(help="ARCHIVE/CODE")], as_json: JsonOpt = False) -> None:
+    """Show one record: metadata, access decision, files and digests."""
+
+    def body(settings: Settings) -> None:
+        archive, code = services.split_record_ref(ref)
+        with db.read_session(settings) as s:
+            detail = services.record_detail(services.get_record(s, archive, code))
+        if as_json:
+            print_json(detail)
+            return
+        files = detail.pop("file_list")
+        for key, value in detail.items():
+            if value not in (None, ""):
+                out.print(f"[bold]{key:>18}[/] {value}", highlight=False)
+        table = Table("path", "size", "format", "PUID", "sha256", "role")
+        for f in files:
+            table.add_row(f["path"], str(f["size"]), f["format"] or "", f["puid"] or "", f["sha256"], f["role"])
+        out.print(table)
+
+    run(body, as_json)
+
+
+@app.command("transfers")
+def transfers(
+    limit: Annotated[int, typer.Option(help="How many, newest first")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """List transfers: what was stored, what was rejected, and why."""
+
+    def body(settings: Settings) -> None:
+        with db.read_session(settings) as s:
+            rows = [services.transfer_summary(t) for t in services.list_transfers(s, limit)]
+        if as_json:
+            print_json(rows)
+            return
+        table = Table("transfer", "archive", "bag", "status", "records", "files", "problems")
+        for r in rows:
+            problems = "; ".join(f"{p['code']} {p.get('path') or ''} {p['message_zh']}".strip()
+                                 for p in r["problems"][:3])
+            if len(r["problems"]) > 3:
+                problems += f" … (+{len(r['problems']) - 3})"
+            table.add_row(r["id"], r["archive"] or "", r["bag"], r["status"], str(r["records"]),
+                          str(r["files"]), problems)
+        out.print(table)
+
+    run(body, as_json)
+
+
+@events_app.command("verify")
+def events_verify(as_json: JsonOpt = False) -> None:
+    """Recompute the event log's hash chain; exit 1 if any link is broken."""
+
+    def body(settings: Settings) -> None:
+        with db.read_session(settings) as s:
+            report = verify_chain(s)
+        if as_json:
+            print_json(report.as_dict())
+        elif report.ok:
+            out.print(f"event chain intact: {report.checked} events, head {report.head_hash}", highlight=False)
+        else:
+            err.print(f"[bold red]event chain broken[/] at event {report.broken_at}: {report.reason} "
+                      f"({report.checked} events verified before it)", highlight=False)
+        if not report.ok:
+            raise typer.Exit(1)
+
+    run(body, as_json)
+
+
+def _load_plugins() -> None:
+    for ep in entry_points(group="archive.commands"):
+        ep.load()(app)
+
+
+def main() -> None:
+    _load_plugins()
+    app()

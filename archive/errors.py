@@ -1,0 +1,72 @@
+"""Typed errors with stable codes and archivist-readable messages (Chinese and English).
+
+Exception tree, so callers catch at the level they mean::
+
+    ArchiveError                 base; ``code``, ``zh``, ``en``, ``exit_code``
+    ├── UsageError               the command was asked for something that cannot be (exit 2)
+    │   ├── NotInitialised       ARCHIVE_HOME has no catalogue yet (ARC001)
+    │   ├── UnknownArchive       no holding archive with that code (ARC002)
+    │   └── BadArgument          an argument is malformed (ARC003)
+    ├── NotFound                 a record/transfer does not exist (ARC004, exit 1)
+    ├── Conflict                 e.g. an archive code registered twice (ARC005, exit 1)
+    └── RejectedInput            a transfer was refused; carries its problems (exit 1)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ArchiveError(Exception):
+    code = "ARC000"
+    exit_code = 1
+
+    def __init__(self, zh: str, en: str, **details: Any) -> None:
+        super().__init__(en)
+        self.zh = zh
+        self.en = en
+        self.details = details
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message_zh": self.zh, "message_en": self.en,
+                **{k: str(v) for k, v in self.details.items()}}
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.zh} / {self.en}"
+
+
+class UsageError(ArchiveError):
+    code = "ARC003"
+    exit_code = 2
+
+
+class NotInitialised(UsageError):
+    code = "ARC001"
+
+    def __init__(self, home: object) -> None:
+        super().__init__(f"{home} 尚未初始化，请先运行 archive init",
+                         f"{home} is not initialised; run 'archive init' first", home=home)
+
+
+class UnknownArchive(UsageError):
+    code = "ARC002"
+
+    def __init__(self, archive: str) -> None:
+        super().__init__(f"档案馆代码 {archive} 未登记（archive archives add）",
+                         f"No archive with code {archive} (see 'archive archives add')", archive=archive)
+
+
+class BadArgument(UsageError):
+    code = "ARC003"
+
+
+class NotFound(ArchiveError):
+    code = "ARC004"
+
+
+class Conflict(ArchiveError):
+    code = "ARC005"
+
+
+class RejectedInput(ArchiveError):
+    code = "ARC006"

@@ -1,0 +1,74 @@
+"""The node's home (``ARCHIVE_HOME``): creating it, opening it, and rolling back dead transfers on open."""
+
+from __future__ import annotations
+
+from sqlalchemy import inspect, select, update
+
+from archive import db
+from archive.config import Settings
+from archive.errors import NotInitialised
+from archive.events import RECOVERY, NewEvent, append_events
+from archive.journal import Abandoned, recover
+from archive.models import Transfer, TransferStatus, utcnow
+from archive.storage import OcflStore
+
+FINAL = (TransferStatus.stored, TransferStatus.rejected, TransferStatus.interrupted)
+
+
+def store_for(settings: Settings) -> OcflStore:
+    return OcflStore(settings.ocfl_root, settings.staging_dir)
+
+
+def init_home(settings: Settings) -> None:
+    """Create ``ARCHIVE_HOME`` (catalogue + storage root); safe to run again."""
+    for path in (settings.home_dir, settings.journal_dir, settings.staging_dir):
+        path.mkdir(parents=True, exist_ok=True)
+    store_for(settings).init()
+    db.upgrade(settings)
+
+
+def is_initialised(settings: Settings) -> bool:
+    if not (settings.ocfl_root / "0=ocfl_1.1").exists():
+        return False
+    if settings.database_url is None and not (settings.home_dir / "catalogue.sqlite3").exists():
+        return False
+    return inspect(db.get_engine(settings)).has_table("alembic_version")
+
+
+def open_home(settings: Settings) -> list[Abandoned]:
+    """Check the home is initialised and roll back transfers whose process died."""
+    if not is_initialised(settings):
+        raise NotInitialised(settings.home_dir)
+    return recover_transfers(settings)
+
+
+def recover_transfers(settings: Settings) -> list[Abandoned]:
+    store = store_for(settings)
+
+    def was_stored(transfer_id: str) -> bool:
+        with db.read_session(settings) as s:
+            status = s.execute(select(Transfer.status).where(Transfer.id == transfer_id)).scalar_one_or_none()
+        return status == TransferStatus.stored
+
+    def remove_object(object_id: str) -> None:
+        if store.exists(object_id):
+            store.remove_object(object_id)
+
+    def mark_interrupted(transfer_id: str) -> None:
+        with db.write_session(settings) as s:
+            changed = s.execute(
+                update(Transfer)
+                .where(Transfer.id == transfer_id, Transfer.status.not_in([str(f) for f in FINAL]))
+                .values(status=TransferStatus.interrupted, finished_at=utcnow(),
+                        problems=[{"code": "ING007", "severity": "error",
+                                   "message_zh": "移交在处理过程中被中断，已回滚，存储和目录中不留任何部分",
+                                   "message_en": "The transfer was interrupted and has been rolled back; "
+                                                 "nothing of it was kept"}])
+            ).rowcount
+            if changed:
+                append_events(s, [NewEvent(event_type=RECOVERY, outcome="success", agent="pearl-archive",
+                                           object_type="transfer", object_id=transfer_id, transfer_id=transfer_id,
+                                           detail="rolled back an interrupted transfer")])
+
+    return recover(settings.journal_dir, settings.staging_dir, was_stored=was_stored,
+                   remove_object=remove_object, mark_interrupted=mark_interrupted)

@@ -1,0 +1,152 @@
+"""Catalogue operations used by the CLI and the portal: holding archives, records, transfers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from archive.errors import BadArgument, Conflict, NotFound, UnknownArchive
+from archive.events import NewEvent, append_events
+from archive.models import Archive, File, Level, Record, Transfer
+
+ARCHIVE_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,63}$")
+AGENT = "pearl-archive"
+
+
+def add_archive(
+    session: Session, code: str, *, name_zh: str, name_en: str | None, level: str, parent: str | None
+) -> Archive:
+    code = code.strip().upper()
+    if not ARCHIVE_CODE.match(code):
+        raise BadArgument(
+            f"档案馆代码 {code!r} 不合规：只能用大写字母、数字、- 和 _",
+            f"Archive code {code!r} is malformed: use capital letters, digits, '-' and '_'",
+        )
+    if level not in {lv.value for lv in Level}:
+        raise BadArgument(f"级别 {level!r} 无效（province/city/county）",
+                          f"Level {level!r} is not one of province, city, county")
+    parent_row = get_archive(session, parent) if parent else None
+    archive = Archive(code=code, name_zh=name_zh, name_en=name_en, level=level,
+                      parent_id=parent_row.id if parent_row else None)
+    session.add(archive)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"档案馆代码 {code} 已登记", f"Archive code {code} is already registered") from exc
+    append_events(session, [NewEvent(event_type="creation", outcome="success", agent=AGENT,
+                                     object_type="archive", object_id=code,
+                                     detail=f"registered holding archive {name_zh}",
+                                     outcome_detail={"level": level, "parent": parent})])
+    return archive
+
+
+def get_archive(session: Session, code: str) -> Archive:
+    archive = session.execute(select(Archive).where(Archive.code == code.strip().upper())).scalar_one_or_none()
+    if archive is None:
+        raise UnknownArchive(code)
+    return archive
+
+
+def list_archives(session: Session) -> list[dict[str, Any]]:
+    """Archives in tree order (province → city → county) with their record counts."""
+    counts = dict(session.execute(select(Record.archive_id, func.count()).group_by(Record.archive_id)).all())
+    archives = session.execute(select(Archive).order_by(Archive.code)).scalars().all()
+    by_parent: dict[int | None, list[Archive]] = {}
+    for a in archives:
+        by_parent.setdefault(a.parent_id, []).append(a)
+    out: list[dict[str, Any]] = []
+
+    def walk(parent: int | None, depth: int) -> None:
+        for a in by_parent.get(parent, []):
+            out.append({"code": a.code, "name_zh": a.name_zh, "name_en": a.name_en, "level": a.level,
+                        "parent": a.parent.code if a.parent else None, "depth": depth,
+                        "records": counts.get(a.id, 0)})
+            walk(a.id, depth + 1)
+
+    walk(None, 0)
+    return out
+
+
+def list_records(session: Session, archive: str | None = None, limit: int | None = None) -> Sequence[Record]:
+    query = select(Record).options(selectinload(Record.archive)).order_by(Record.archive_id, Record.archival_code)
+    if archive:
+        query = query.where(Record.archive_id == get_archive(session, archive).id)
+    if limit:
+        query = query.limit(limit)
+    return session.execute(query).scalars().all()
+
+
+def split_record_ref(ref: str) -> tuple[str, str]:
+    archive, sep, code = ref.partition("/")
+    if not sep or not archive or not code:
+        raise BadArgument(f"记录应写作 档案馆代码/档号，而不是 {ref!r}",
+                          f"A record is named ARCHIVE/CODE, not {ref!r}")
+    return archive, code
+
+
+def get_record(session: Session, archive: str, code: str) -> Record:
+    arch = get_archive(session, archive)
+    record = session.execute(
+        select(Record).options(selectinload(Record.files)).where(
+            Record.archive_id == arch.id, Record.archival_code == code)
+    ).scalar_one_or_none()
+    if record is None:
+        raise NotFound(f"{arch.code} 没有档号为 {code} 的档案", f"{arch.code} holds no record {code}")
+    return record
+
+
+def record_summary(record: Record) -> dict[str, Any]:
+    return {
+        "archive": record.archive.code,
+        "archival_code": record.archival_code,
+        "title": record.title,
+        "creator": record.creator,
+        "date": record.date_text,
+        "retention": record.retention,
+        "security_class": record.security_class,
+        "access_status": record.access_status,
+        "files": record.file_count,
+        "bytes": record.byte_count,
+        "transfer": record.transfer_id,
+    }
+
+
+def record_detail(record: Record) -> dict[str, Any]:
+    return {
+        **record_summary(record),
+        "fonds": record.fonds.code if record.fonds else None,
+        "description": record.description,
+        "keywords": record.keywords,
+        "language": record.language,
+        "access_requested": record.access_requested,
+        "access_reason": record.access_reason,
+        "access_review_on": record.access_review_on.isoformat() if record.access_review_on else None,
+        "ocfl_object_id": record.ocfl_object_id,
+        "ocfl_head": record.ocfl_head,
+        "file_list": [file_detail(f) for f in record.files],
+    }
+
+
+def file_detail(f: File) -> dict[str, Any]:
+    return {"path": f.logical_path, "bag_path": f.bag_path, "size": f.size, "sha256": f.sha256,
+            "sha512": f.sha512, "digests": f.digests, "puid": f.puid, "mime": f.mime,
+            "format": f.format_name, "format_version": f.format_version, "role": f.role,
+            "properties": f.properties, "version": f.ocfl_version}
+
+
+def list_transfers(session: Session, limit: int = 100) -> Sequence[Transfer]:
+    query = select(Transfer).options(selectinload(Transfer.archive)).order_by(Transfer.started_at.desc())
+    return session.execute(query.limit(limit)).scalars().all()
+
+
+def transfer_summary(t: Transfer) -> dict[str, Any]:
+    return {"id": t.id, "archive": t.archive.code if t.archive else None, "bag": t.bag_name,
+            "source": t.source, "status": t.status, "records": t.record_count, "files": t.file_count,
+            "bytes": t.byte_count, "started_at": t.started_at.isoformat() if t.started_at else None,
+            "finished_at": t.finished_at.isoformat() if t.finished_at else None,
+            "problems": t.problems, "warnings": t.warnings, "timings": t.timings}

@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Validation and ingest throughput against the hash limit and LoC's bagit.py, measured in one run.
+
+    python benchmarks/validate_ingest.py [--size 1GiB] [--files 10000] [--algorithms sha256,sha512]
+
+Generates a bag (files of mixed sizes, random content, manifests for the given algorithms), reads it once so
+every contender starts from the same warm page cache, then times:
+
+* the limit — hashlib computing the same algorithms over the same bytes on all cores (a thread per core,
+  1 MiB reads), with nothing else to do;
+* ``bagit.py --validate`` with ``--processes 1`` and ``--processes 2`` (the peer);
+* ``archive validate`` (every check, storing nothing);
+* ``archive ingest`` into a fresh ARCHIVE_HOME (validation + copy into OCFL + identification + catalogue).
+
+Each contender runs as its own process; its peak RSS comes from ``wait4``. Prints MB/s, files/s, peak RSS and
+the ratios, with the issue's targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ingest.bagwriter import make_bag  # noqa: E402
+
+UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    if t and t[-1] in UNITS:
+        return int(float(t[:-1]) * UNITS[t[-1]])
+    return int(t)
+
+
+def file_sizes(total: int, count: int, seed: int = 8493) -> list[int]:
+    """Mixed sizes: mostly small documents, some scans, a few large files (log-normal), summing to total."""
+    rng = random.Random(seed)
+    raw = [rng.lognormvariate(0, 1.6) for _ in range(count)]
+    scale = total / sum(raw)
+    sizes = [max(1, int(r * scale)) for r in raw]
+    sizes[-1] += total - sum(sizes)
+    return sizes
+
+
+def generate(bag: Path, total: int, count: int, algorithms: list[str]) -> None:
+    data = bag / "data"
+    block = os.urandom(1 << 22)
+    for i, size in enumerate(file_sizes(total, count)):
+        target = data / f"卷{i // 500:03d}" / f"件 {i:05d}.bin"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as fh:
+            fh.write(i.to_bytes(8, "little"))  # unique content per file
+            left = size - 8
+            offset = (i * 7919) % len(block)
+            while left > 0:
+                piece = block[offset:offset + left]
+                fh.write(piece)
+                left -= len(piece)
+                offset = 0
+    make_bag(bag, algorithms=algorithms)
+
+
+def payload_files(bag: Path) -> list[Path]:
+    return sorted(p for p in (bag / "data").rglob("*") if p.is_file())
+
+
+def warm(files: list[Path]) -> None:
+    for p in files:
+        with open(p, "rb") as fh:
+            while fh.read(1 << 20):
+                pass
+
+
+def hash_limit(files: list[Path], algorithms: list[str], workers: int) -> float:
+    def one(path: Path) -> None:
+        hs = [hashlib.new(a) for a in algorithms]
+        with open(path, "rb", buffering=0) as fh:
+            while chunk := fh.read(1 << 20):
+                for h in hs:
+                    h.update(chunk)
+
+    # biggest first so the last file does not leave a core idle
+    ordered = sorted(files, key=lambda p: -p.stat().st_size)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, ordered))
+    return time.perf_counter() - start
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, str]:
+    """(seconds, peak RSS MB, exit code, stdout) of a child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+    out_chunks = []
+    assert proc.stdout is not None
+    out_chunks.append(proc.stdout.read())
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.returncode != 0:
+        print(f"  ! {' '.join(cmd[:4])} exited {proc.returncode}: {err[-800:]}", file=sys.stderr)
+    return seconds, usage.ru_maxrss / 1024, proc.returncode, b"".join(out_chunks).decode(errors="replace")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="1GiB", help="payload bytes (e.g. 1GiB, 10GiB, 200MiB)")
+    ap.add_argument("--files", type=int, default=10_000)
+    ap.add_argument("--algorithms", default="sha256,sha512", help="payload manifests of the generated bag")
+    ap.add_argument("--workdir", type=Path, default=None, help="where to build (default: a temp dir)")
+    ap.add_argument("--skip-bagit", action="store_true", help="skip bagit.py (slow on big bags)")
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    total, count = parse_size(args.size), args.files
+    algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
+    cores = os.cpu_count() or 1
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir=args.workdir))
+    try:
+        bag = work / "bag"
+        print(f"generating a bag: {total / 2**20:.0f} MiB in {count} files, manifests {algorithms} ...", flush=True)
+        generate(bag, total, count, algorithms)
+        files = payload_files(bag)
+        warm(files)
+        results: dict[str, tuple[float, float]] = {}
+        secs = hash_limit(files, algorithms, cores)
+        results["hash limit (hashlib, all cores)"] = (secs, 0.0)
+        if not args.skip_bagit:
+            for n in (1, 2):
+                s, rss, _, _ = timed([sys.executable, "-m", "bagit", "--validate", "--processes", str(n), str(bag)])
+                results[f"bagit.py --validate --processes {n}"] = (s, rss)
+        s, rss, code, out = timed([sys.executable, "-m", "archive", "validate", str(bag), "--json"])
+        assert code == 0, out[-2000:]
+        results["archive validate"] = (s, rss)
+        home = work / "home"
+        env = {"ARCHIVE_HOME": str(home)}
+        env.pop("ARCHIVE_DATABASE_URL", None)
+        subprocess.run([sys.executable, "-m", "archive", "init"], env={**os.environ, **env}, check=True,
+                       capture_output=True)
+        subprocess.run([sys.executable, "-m", "archive", "archives", "add", "BENCH", "--name", "基准档案馆",
+                        "--level", "city"], env={**os.environ, **env}, check=True, capture_output=True)
+        s, rss, code, out = timed([sys.executable, "-m", "archive", "ingest", str(bag), "--archive", "BENCH",
+                                   "--json"], env)
+        assert code == 0, out[-2000:]
+        results["archive ingest"] = (s, rss)
+        timings = json.loads(out).get("timings", {})
+        report(results, total, count, algorithms, cores, timings)
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def report(results: dict[str, tuple[float, float]], total: int, count: int, algorithms: list[str], cores: int,
+           timings: dict[str, float]) -> None:
+    limit = results["hash limit (hashlib, all cores)"][0]
+    bagit1 = results.get("bagit.py --validate --processes 1", (None, 0.0))[0]
+    print(f"\npayload {total / 2**20:.0f} MiB, {count} files, algorithms {'+'.join(algorithms)}, {cores} cores, "
+          "warm page cache")
+    print(f"{'contender':38} {'seconds':>8} {'MB/s':>8} {'files/s':>9} {'peak RSS':>9} {'× limit':>8} {'× bagit p1':>10}")
+    for name, (secs, rss) in results.items():
+        mbs = total / 1e6 / secs
+        vs_bagit = f"{bagit1 / secs:10.2f}" if bagit1 else f"{'-':>10}"
+        rss_text = f"{rss:7.0f}MB" if rss else f"{'-':>9}"
+        print(f"{name:38} {secs:8.2f} {mbs:8.1f} {count / secs:9.0f} {rss_text:>9} {limit / secs:8.2f} {vs_bagit}")
+    v = results["archive validate"][0]
+    i = results["archive ingest"][0]
+    print("\ntargets (issue 2):")
+    print(f"  archive validate ≥ 0.85 × hash limit: {limit / v:.2f}  {'OK' if limit / v >= 0.85 else 'MISSED'}")
+    if bagit1:
+        print(f"  archive validate ≥ 1.8 × bagit p1:    {bagit1 / v:.2f}  {'OK' if bagit1 / v >= 1.8 else 'MISSED'}")
+    print(f"  archive ingest ≥ 0.5 × hash limit:    {limit / i:.2f}  {'OK' if limit / i >= 0.5 else 'MISSED'}")
+    peak = max(rss for _, rss in (results["archive validate"], results["archive ingest"]))
+    print(f"  peak RSS (validate, ingest): {peak:.0f} MB (target < 300 MB at 10 GiB)")
+    if timings:
+        print("  ingest stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

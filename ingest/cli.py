@@ -1,0 +1,134 @@
+"""``archive validate``, ``archive ingest`` and ``archive demo`` (registered through the entry point)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from archive.cli import JsonOpt, err, out, print_json, run
+from archive.config import Settings
+from ingest.bag import validate_bag
+from ingest.pipeline import IngestResult, ingest
+from ingest.problems import Problem
+from ingest.unpack import detect_kind
+
+
+class RichReporter:
+    """Progress bar for a terminal: files, bytes, rate and ETA of the stage in hand."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: TaskID | None = None
+
+    def stage(self, name: str, total_files: int = 0, total_bytes: int = 0) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, visible=False)
+        self.task = self.progress.add_task(name, total=total_bytes or None, files=0, total_files=total_files)
+
+    def advance(self, files: int, nbytes: int) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, completed=nbytes, files=files)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description:>8}"),
+        BarColumn(),
+        TextColumn("{task.fields[files]}/{task.fields[total_files]} files"),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+def _print_problems(problems: list[Problem]) -> None:
+    for p in problems:
+        colour = "red" if p.severity == "error" else "yellow"
+        where = f" {p.path}" if p.path else ""
+        dat = f" [dim](DA/T 70 {p.dat})[/]" if p.dat else ""
+        out.print(f"[{colour}]{p.severity:>7} {p.code}[/]{where}{dat}\n          {p.message_zh}\n"
+                  f"          {p.message_en}", highlight=False)
+
+
+def validate(path: Annotated[Path, typer.Argument(help="Bag directory, .zip, .tar or .tar.gz")],
+             as_json: JsonOpt = False) -> None:
+    """Check a bag without storing anything: exit 0 valid, 1 invalid (every problem listed)."""
+
+    def body(settings: Settings) -> None:
+        from ingest.validate import validate_transfer
+
+        interactive = not as_json and err.is_terminal
+        if interactive:
+            with _progress() as progress:
+                report = validate_transfer(path, settings, RichReporter(progress))
+        else:
+            report = validate_transfer(path, settings)
+        if as_json:
+            print_json(report.as_dict())
+        else:
+            _print_problems(report.problems)
+            state = "[green]valid[/]" if report.valid else "[bold red]invalid[/]"
+            out.print(f"{path}: {state} — {report.file_count} files, {report.byte_count} bytes, "
+                      f"{len(report.problems)} problem(s)", highlight=False)
+        raise typer.Exit(0 if report.valid else 1)
+
+    run(body, as_json, needs_home=False)
+
+
+def ingest_cmd(
+    path: Annotated[Path, typer.Argument(help="Bag directory, .zip, .tar or .tar.gz")],
+    archive: Annotated[str, typer.Option("--archive", "-a", help="Code of the holding archive")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Store a transfer: exit 0 stored, 1 rejected (with every problem), 2 usage error."""
+
+    def body(settings: Settings) -> IngestResult:
+        if not as_json and err.is_terminal:
+            with _progress() as progress:
+                return ingest(path, archive, settings, RichReporter(progress))
+        return ingest(path, archive, settings)
+
+    result = run(body, as_json)
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        _print_problems(result.problems)
+        if result.stored:
+            out.print(f"[green]stored[/] transfer {result.transfer_id}: {len(result.records)} record(s), "
+                      f"{result.files} file(s), {result.bytes} bytes in {result.seconds:.1f} s", highlight=False)
+        else:
+            out.print(f"[bold red]rejected[/] transfer {result.transfer_id}: nothing was stored "
+                      f"(see 'archive transfers')", highlight=False)
+    raise typer.Exit(0 if result.stored else 1)
+
+
+def demo(
+    workdir: Annotated[Path | None, typer.Option(help="Where to write the sample bags")] = None,
+) -> None:
+    """Build a small region (广东省 → 广州市 → 天河区), generate sample bags and ingest them."""
+    from ingest.demo import run_demo
+
+    run(lambda settings: run_demo(settings, workdir, out), needs_home=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("validate")(validate)
+    app.command("ingest")(ingest_cmd)
+    app.command("demo")(demo)
+
+
+__all__ = ["detect_kind", "register", "validate_bag"]

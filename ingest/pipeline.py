@@ -1,0 +1,568 @@
+"""The ingest pipeline: from a BagIt transfer to preserved, catalogued records — all or nothing.
+
+Stages (each timed in ``Transfer.timings``)::
+
+    unpack (zip/tar, safely) → open bag (structure, tag files) → read records.csv → check duplicates
+    → stream every payload file once: hash all algorithms (the bag's + sha256 + sha512 [+ sm3]) and copy into
+      staged OCFL objects → identify formats (PRONOM, MIME, PDF facts) → decide access (Archives Law art. 27)
+    → journal the object ids → move objects into the storage root → one catalogue transaction
+      (records, files, events, outbox, bag fingerprint) → done
+
+Every problem found on the way is collected; if any is an error, nothing is stored and the transfer is
+recorded as rejected with all of them. A process killed anywhere is rolled back by :mod:`archive.journal`.
+
+Object layout (one OCFL object per record, id ``urn:pearl-archive:<ARCHIVE>:<档号>``)::
+
+    originals/<path under data/>   the transferred files, byte for byte
+    metadata/record.json           descriptive metadata, the access decision, technical metadata per file
+    metadata/premis.xml            the record's PREMIS events
+
+and one object per transfer (``urn:pearl-archive:<ARCHIVE>:transfer:<id>``) holding the bag's tag files and
+``data/metadata/``, so the bag as handed over can be rebuilt and re-validated with standard tools.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from archive import db
+from archive.access import decide_access
+from archive.config import Settings
+from archive.errors import BadArgument
+from archive.failpoints import failpoint
+from archive.events import (
+    ACCESS_DECISION,
+    DIGEST_CALCULATION,
+    FORMAT_IDENTIFICATION,
+    INGESTION,
+    VALIDATION,
+    NewEvent,
+    append_events,
+    premis_xml,
+)
+from archive.home import store_for
+from archive.journal import open_journal
+from archive.models import (
+    Archive,
+    BagFingerprint,
+    File,
+    Fonds,
+    Outbox,
+    Record,
+    Transfer,
+    TransferStatus,
+    utcnow,
+)
+from archive.services import get_archive
+from archive.storage import ObjectBuilder, ObjectExists, OcflStore
+from ingest.bag import Bag, open_bag, verify_bag
+from ingest.identify import Identification, identify_files, tool_versions
+from ingest.metadata import RecordSpec, read_records
+from ingest.problems import Problem, errors, warnings
+from ingest.unpack import detect_kind, unpack
+
+AGENT = "pearl-archive ingest 0.1"
+METADATA_DIR = "data/metadata/"
+#: DA/T 70-2018 四性检测 items checked on receiving every transfer.
+DAT_ITEMS = ("1-8", "1-10", "1-14", "2-1", "2-2", "2-4")
+
+
+class Reporter(Protocol):
+    def stage(self, name: str, total_files: int = 0, total_bytes: int = 0) -> None: ...
+    def advance(self, files: int, nbytes: int) -> None: ...
+
+
+class _Silent:
+    def stage(self, name: str, total_files: int = 0, total_bytes: int = 0) -> None:
+        pass
+
+    def advance(self, files: int, nbytes: int) -> None:
+        pass
+
+
+@dataclass
+class IngestResult:
+    transfer_id: str
+    archive: str
+    bag_name: str
+    status: str
+    records: list[str] = field(default_factory=list)
+    files: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    problems: list[Problem] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def stored(self) -> bool:
+        return self.status == TransferStatus.stored
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.stored,
+            "transfer_id": self.transfer_id,
+            "archive": self.archive,
+            "bag": self.bag_name,
+            "status": self.status,
+            "records": len(self.records),
+            "record_codes": self.records,
+            "files": self.files,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "errors": [p.as_dict() for p in errors(self.problems)],
+            "warnings": [p.as_dict() for p in warnings(self.problems)],
+        }
+
+
+def object_id_for(archive: str, archival_code: str) -> str:
+    return f"urn:pearl-archive:{archive}:{archival_code}"
+
+
+def new_transfer_id() -> str:
+    now = dt.datetime.now(dt.UTC)
+    return f"T{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+class _Rejected(Exception):
+    """Internal: stop the pipeline; the problems are already collected."""
+
+
+@dataclass
+class _Plan:
+    spec: RecordSpec
+    object_id: str
+    builder: ObjectBuilder
+    logical: dict[str, str]  # bag path -> logical path in the object
+
+
+class Ingest:
+    """One transfer going through the pipeline (use :func:`ingest`)."""
+
+    def __init__(self, settings: Settings, source: Path, archive: Archive, reporter: Reporter) -> None:
+        self.settings = settings
+        self.source = source
+        self.archive = archive
+        self.reporter = reporter
+        self.store: OcflStore = store_for(settings)
+        self.transfer_id = new_transfer_id()
+        self.work = settings.staging_dir / self.transfer_id
+        self.problems: list[Problem] = []
+        self.timings: dict[str, float] = {}
+        self.events: list[NewEvent] = []
+        self.committed: list[str] = []
+        self.builders: list[ObjectBuilder] = []
+        self.codes: list[str] = []
+        self.fingerprint = ""
+        self.result = IngestResult(self.transfer_id, archive.code, source.name, TransferStatus.received)
+
+    # -- bookkeeping -----------------------------------------------------------------------------------
+    def _timed(self, name: str, started: float) -> None:
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - started
+
+    def _check(self) -> None:
+        if errors(self.problems):
+            raise _Rejected
+
+    def _set_status(self, status: TransferStatus, **values: Any) -> None:
+        with db.write_session(self.settings) as s:
+            t = s.get(Transfer, self.transfer_id)
+            assert t is not None
+            t.status = status
+            for k, v in values.items():
+                setattr(t, k, v)
+
+    # -- the run ---------------------------------------------------------------------------------------
+    def run(self) -> IngestResult:
+        started = time.perf_counter()
+        with db.write_session(self.settings) as s:
+            s.add(Transfer(id=self.transfer_id, archive_id=self.archive.id, source=str(self.source),
+                           bag_name=self.source.name, status=TransferStatus.received,
+                           host=socket.gethostname(), pid=os.getpid()))
+        try:
+            with open_journal(self.settings.journal_dir, self.transfer_id) as journal:
+                try:
+                    self._run(journal)
+                except _Rejected:
+                    self._reject()
+                except IntegrityError as exc:
+                    self._reject_conflict(exc)
+                except BaseException:
+                    self._undo()
+                    raise
+                finally:
+                    shutil.rmtree(self.work, ignore_errors=True)
+        finally:
+            self.result.seconds = time.perf_counter() - started
+            self.result.timings = dict(self.timings)
+        return self.result
+
+    def _run(self, journal: Any) -> None:
+        bag_root = self._unpack()
+        self._set_status(TransferStatus.validating)
+        t = time.perf_counter()
+        self.reporter.stage("open")
+        bag = open_bag(bag_root)
+        self.problems.extend(bag.problems)
+        payload_paths = sorted(bag.payload)
+        specs, meta_problems = read_records(bag_root, payload_paths)
+        self.problems.extend(meta_problems)
+        self.codes = [spec.archival_code for spec in specs if spec.archival_code]
+        self._check_held_codes(specs)
+        self._timed("open", t)
+        if not payload_paths:
+            self.problems.append(Problem("ING009"))
+        self._check()
+        plans, transfer_builder = self._plan(bag, specs)
+        self._verify_and_copy(bag, plans, transfer_builder)
+        self._check_same_bag()
+        self._check()
+        failpoint("ingest:verified")
+        self._set_status(TransferStatus.storing)
+        self._describe(bag, plans, transfer_builder)
+        self._commit(journal, plans, transfer_builder)
+
+    def _unpack(self) -> Path:
+        kind = detect_kind(self.source)
+        if kind == "dir":
+            return self.source
+        if kind is None:
+            self.problems.append(Problem("ING004", path=str(self.source)))
+            raise _Rejected
+        t = time.perf_counter()
+        self.reporter.stage("unpack")
+        size = self.source.stat().st_size
+        unpacked = unpack(self.source, self.work / "unpacked", max_bytes=self.settings.transfer_byte_limit(),
+                          max_ratio=self.settings.max_compression_ratio,
+                          max_members=self.settings.max_transfer_files)
+        self._timed("unpack", t)
+        self.problems.extend(unpacked.problems)
+        if unpacked.bag_root is None or errors(unpacked.problems):
+            raise _Rejected
+        self.result.bytes = size
+        return unpacked.bag_root
+
+    def _check_held_codes(self, specs: list[RecordSpec]) -> None:
+        codes = [s.archival_code for s in specs if s.archival_code]
+        if not codes:
+            return
+        with db.read_session(self.settings) as s:
+            held: dict[str, str] = {}
+            for i in range(0, len(codes), 500):
+                rows = s.execute(select(Record.archival_code, Record.transfer_id).where(
+                    Record.archive_id == self.archive.id, Record.archival_code.in_(codes[i:i + 500]))).all()
+                held.update({code: tid for code, tid in rows})
+        for spec in specs:
+            if spec.archival_code in held:
+                self.problems.append(Problem("ING002", path=spec.path, params={
+                    "archival_code": spec.archival_code, "archive": self.archive.code,
+                    "transfer": held[spec.archival_code], "row": spec.row}))
+
+    def _plan(self, bag: Bag, specs: list[RecordSpec]) -> tuple[list[_Plan], ObjectBuilder]:
+        plans = []
+        for spec in specs:
+            object_id = object_id_for(self.archive.code, spec.archival_code)
+            builder = self.store.begin_object(object_id)
+            self.builders.append(builder)
+            logical = {p: "originals/" + p.removeprefix("data/") for p in spec.files}
+            plans.append(_Plan(spec, object_id, builder, logical))
+        transfer_builder = self.store.begin_object(
+            object_id_for(self.archive.code, f"transfer:{self.transfer_id}"))
+        self.builders.append(transfer_builder)
+        return plans, transfer_builder
+
+    def _verify_and_copy(self, bag: Bag, plans: list[_Plan], transfer_builder: ObjectBuilder) -> None:
+        destinations: dict[str, tuple[ObjectBuilder, str]] = {}
+        for plan in plans:
+            for bag_path, logical in plan.logical.items():
+                destinations[bag_path] = (plan.builder, logical)
+        for bag_path in bag.payload:
+            if bag_path not in destinations:  # data/metadata/… belongs to the transfer object
+                destinations[bag_path] = (transfer_builder, "bag/" + bag_path)
+
+        def destination(bag_path: str) -> Path | None:
+            target = destinations.get(bag_path)
+            return target[0].content_path(target[1]) if target else None
+
+        total_bytes = sum(e.size for e in bag.payload.values())
+        self.reporter.stage("verify", len(bag.payload), total_bytes)
+        t = time.perf_counter()
+        verification = verify_bag(bag, extra_algorithms=self.settings.recorded_digests,
+                                  destination=destination, workers=self.settings.workers,
+                                  progress=self.reporter.advance)
+        self._timed("verify+copy", t)
+        self.problems.extend(verification.problems)
+        self.verification = verification
+        self.destinations = destinations
+        self.result.files = len(bag.payload)
+        self.result.bytes = total_bytes
+
+    def _check_same_bag(self) -> None:
+        files = self.verification.files
+        if any(f.error or "sha256" not in f.digests for f in files.values()):
+            return  # unreadable files are already reported
+        self.fingerprint = payload_fingerprint({p: f.digests["sha256"] for p, f in files.items()})
+        with db.read_session(self.settings) as s:
+            first = s.execute(select(BagFingerprint.transfer_id).where(
+                BagFingerprint.fingerprint == self.fingerprint)).scalar_one_or_none()
+        if first:
+            # Every 档号 of a repeated bag is "already held" by the first transfer: say the one thing that matters.
+            self.problems = [p for p in self.problems
+                             if not (p.code == "ING002" and p.params.get("transfer") == first)]
+            self.problems.append(Problem("ING003", params={"transfer": first}))
+
+    def _describe(self, bag: Bag, plans: list[_Plan], transfer_builder: ObjectBuilder) -> None:
+        t = time.perf_counter()
+        self.reporter.stage("identify", len(self.destinations))
+        content = {bag_path: b.content_path(lp) for bag_path, (b, lp) in self.destinations.items()}
+        found = identify_files(list(content.values()), workers=self.settings.workers,
+                               timeout=self.settings.tool_timeout)
+        self.identified: dict[str, Identification] = {bp: found[p] for bp, p in content.items() if p in found}
+        self._timed("identify", t)
+        digests = self.verification.files
+        for bag_path, path in content.items():  # DA/T 1-10: what was captured equals what was recorded
+            recorded = digests[bag_path].size
+            actual = path.stat().st_size
+            if actual != recorded:
+                self.problems.append(Problem("ING005", path=bag_path, params={
+                    "what": "size", "expected": recorded, "actual": actual}))
+        self._check()
+        for name in bag.tag_files:
+            transfer_builder.add_bytes("bag/" + name, (bag.root / name).read_bytes())
+        for bag_path, (builder, logical) in self.destinations.items():
+            d = digests[bag_path]
+            # sm3 and other extras stay in the catalogue: ocfl-py cannot re-check them in an inventory
+            builder.add_written(logical, sha512=d.digests["sha512"], size=d.size,
+                                fixity={"sha256": d.digests["sha256"]})
+        today = dt.date.today()
+        self.decisions = {}
+        for plan in plans:
+            spec = plan.spec
+            decision = decide_access(requested=spec.access_requested, security_class=spec.security_class,
+                                     date_end=spec.date_end, today=today,
+                                     open_after_years=self.settings.open_after_years)
+            self.decisions[plan.object_id] = decision
+            events = self._record_events(plan, decision)
+            plan.builder.add_bytes("metadata/record.json", self._record_json(plan, decision))
+            plan.builder.add_bytes("metadata/premis.xml", premis_xml(events, object_id=plan.object_id))
+            self.events.extend(events)
+        self.reporter.stage("store")
+
+    def _file_facts(self, bag_path: str) -> dict[str, Any]:
+        d = self.verification.files[bag_path]
+        ident = self.identified.get(bag_path)
+        return {"bag_path": bag_path, "size": d.size, "digests": d.digests,
+                "format": ident.as_dict() if ident else None}
+
+    def _record_json(self, plan: _Plan, decision: Any) -> bytes:
+        body = {
+            "archive": self.archive.code,
+            "object_id": plan.object_id,
+            "transfer": self.transfer_id,
+            "record": plan.spec.as_dict(),
+            "access": decision.as_dict(),
+            "files": {plan.logical[bp]: self._file_facts(bp) for bp in plan.spec.files},
+        }
+        return json.dumps(body, ensure_ascii=False, indent=2, sort_keys=True, default=str).encode()
+
+    def _record_events(self, plan: _Plan, decision: Any) -> list[NewEvent]:
+        common = {"agent": AGENT, "object_type": "record", "object_id": plan.object_id,
+                  "transfer_id": self.transfer_id}
+        files = plan.spec.files
+        ident = [self.identified.get(bp) for bp in files]
+        return [
+            NewEvent(event_type=VALIDATION, outcome="success", detail="BagIt validation of the transfer "
+                     "(RFC 8493) and record metadata checks", outcome_detail={"dat_70_2018": list(DAT_ITEMS),
+                     "warnings": [p.code for p in warnings(self.problems)]}, **common),
+            NewEvent(event_type=DIGEST_CALCULATION, outcome="success", detail="fixity of every file checked "
+                     "against the bag manifests and digests recorded", outcome_detail={
+                         "algorithms": sorted(self.verification.algorithms), "files": len(files)}, **common),
+            NewEvent(event_type=FORMAT_IDENTIFICATION, outcome="success" if all(ident) else "warning",
+                     detail="PRONOM identification (Siegfried), MIME (libmagic), PDF facts (pikepdf)",
+                     outcome_detail={"tools": tool_versions(), "formats": sorted(
+                         {i.puid or "UNKNOWN" for i in ident if i})}, **common),
+            NewEvent(event_type=ACCESS_DECISION, outcome="success", detail=f"access status "
+                     f"{decision.status}: {decision.reason_en}", outcome_detail=decision.as_dict(), **common),
+            NewEvent(event_type=INGESTION, outcome="success", detail=f"stored as OCFL object "
+                     f"{plan.object_id} v1", outcome_detail={"files": len(files)}, **common),
+        ]
+
+    def _commit(self, journal: Any, plans: list[_Plan], transfer_builder: ObjectBuilder) -> None:
+        t = time.perf_counter()
+        journal.record_objects([b.object_id for b in self.builders])
+        failpoint("ingest:journaled")
+        for builder in self.builders:
+            try:
+                self.store.commit(builder, message=f"ingest of transfer {self.transfer_id}",
+                                  user_name=AGENT, created=utcnow())
+            except ObjectExists:  # another transfer stored the same 档号 since our check
+                plan = next((p for p in plans if p.object_id == builder.object_id), None)
+                self.problems.append(Problem("ING002", path=plan.spec.path if plan else None, params={
+                    "archival_code": plan.spec.archival_code if plan else builder.object_id,
+                    "archive": self.archive.code, "transfer": "(concurrent)"}))
+                raise _Rejected from None
+            self.committed.append(builder.object_id)
+            failpoint("ingest:object-stored")
+        self._timed("store", t)
+        t = time.perf_counter()
+        with db.write_session(self.settings) as s:
+            self._write_catalogue(s, plans)
+        failpoint("ingest:committed")
+        self._timed("catalogue", t)
+        self.result.status = TransferStatus.stored
+        self.result.records = [p.spec.archival_code for p in plans]
+        self.result.problems = list(self.problems)
+
+    def _write_catalogue(self, s: Any, plans: list[_Plan]) -> None:
+        fingerprint = self.fingerprint
+        fonds_ids: dict[str, int] = {}
+        for plan in plans:
+            code = plan.spec.fonds
+            if code and code not in fonds_ids:
+                fonds = s.execute(select(Fonds).where(Fonds.archive_id == self.archive.id,
+                                                      Fonds.code == code)).scalar_one_or_none()
+                if fonds is None:
+                    fonds = Fonds(archive_id=self.archive.id, code=code, name=None)
+                    s.add(fonds)
+                    s.flush()
+                    self.problems.append(Problem("ING008", params={"fonds": code}))
+                fonds_ids[code] = fonds.id
+        s.add(BagFingerprint(fingerprint=fingerprint, transfer_id=self.transfer_id))
+        record_ids: dict[str, int] = {}
+        for plan in plans:
+            spec, decision = plan.spec, self.decisions[plan.object_id]
+            sizes = [self.verification.files[bp].size for bp in spec.files]
+            record = Record(
+                archive_id=self.archive.id, fonds_id=fonds_ids.get(spec.fonds or ""),
+                archival_code=spec.archival_code, title=spec.title, creator=spec.creator,
+                date_text=spec.date_text, date_start=spec.date_start, date_end=spec.date_end,
+                retention=spec.retention, security_class=spec.security_class,
+                access_status=decision.status, access_requested=spec.access_requested,
+                access_reason=f"{decision.reason_zh} / {decision.reason_en}", access_review_on=decision.review_on,
+                description=spec.description, keywords="；".join(spec.keywords) or None,
+                language=spec.language, file_count=len(spec.files), byte_count=sum(sizes),
+                transfer_id=self.transfer_id, ocfl_object_id=plan.object_id, ocfl_head="v1",
+                extra={"row": spec.row, "path": spec.path})
+            s.add(record)
+            s.flush()
+            record_ids[plan.object_id] = record.id
+            s.add(Outbox(topic="index", key=f"index:{record.id}:v1", record_id=record.id,
+                         payload={"reason": "ingest"}))
+            for bag_path in spec.files:
+                d = self.verification.files[bag_path]
+                ident = self.identified.get(bag_path)
+                row = File(
+                    record_id=record.id, logical_path=plan.logical[bag_path], bag_path=bag_path, size=d.size,
+                    sha256=d.digests["sha256"], sha512=d.digests["sha512"],
+                    digests={a: v for a, v in d.digests.items() if a not in ("sha256", "sha512")},
+                    puid=ident.puid if ident else None, mime=ident.mime if ident else None,
+                    format_name=ident.format_name if ident else None,
+                    format_version=ident.format_version if ident else None,
+                    identification=ident.as_dict() if ident else {},
+                    properties=ident.properties if ident else {}, role="original", ocfl_version="v1",
+                    last_fixity_at=utcnow())
+                s.add(row)
+                s.flush()
+                s.add(Outbox(topic="migrate", key=f"migrate:file:{row.id}", record_id=record.id, file_id=row.id,
+                             payload={"puid": row.puid}))
+        for event in self.events:
+            event.record_id = record_ids.get(event.object_id)
+        append_events(s, [self._transfer_event("success"), *self.events])
+        t = s.get(Transfer, self.transfer_id)
+        t.status = TransferStatus.stored
+        t.fingerprint = fingerprint
+        t.record_count = len(plans)
+        t.file_count = self.result.files
+        t.byte_count = self.result.bytes
+        t.finished_at = utcnow()
+        t.warnings = [p.as_dict() for p in warnings(self.problems)]
+        t.timings = {k: round(v, 3) for k, v in self.timings.items()}
+        s.flush()
+        failpoint("ingest:catalogue-flushed")
+
+    def _transfer_event(self, outcome: str) -> NewEvent:
+        codes = sorted({p.code for p in errors(self.problems)})
+        return NewEvent(event_type=VALIDATION if outcome == "failure" else INGESTION, outcome=outcome,
+                        agent=AGENT, object_type="transfer", object_id=self.transfer_id,
+                        transfer_id=self.transfer_id,
+                        detail=("transfer rejected: " + ", ".join(codes)) if codes else "transfer stored",
+                        outcome_detail={"problems": [p.as_dict() for p in self.problems][:200],
+                                        "problem_count": len(self.problems), "dat_70_2018": list(DAT_ITEMS),
+                                        "source": str(self.source)})
+
+    # -- failure paths ---------------------------------------------------------------------------------
+    def _undo(self) -> None:
+        for builder in self.builders:
+            if builder.object_id not in self.committed:
+                self.store.abort(builder)
+        for object_id in self.committed:
+            self.store.remove_object(object_id)
+        self.committed.clear()
+
+    def _reject(self) -> None:
+        self._undo()
+        self.result.status = TransferStatus.rejected
+        self.result.problems = list(self.problems)
+        with db.write_session(self.settings) as s:
+            t = s.get(Transfer, self.transfer_id)
+            assert t is not None
+            t.status = TransferStatus.rejected
+            t.finished_at = utcnow()
+            t.problems = [p.as_dict() for p in errors(self.problems)]
+            t.warnings = [p.as_dict() for p in warnings(self.problems)]
+            t.file_count = self.result.files
+            t.byte_count = self.result.bytes
+            t.timings = {k: round(v, 3) for k, v in self.timings.items()}
+            append_events(s, [self._transfer_event("failure")])
+
+    def _reject_conflict(self, exc: IntegrityError) -> None:
+        """Another transfer stored the same bag or 档号 between our checks and our commit."""
+        self._undo()
+        plans_codes = self.codes
+        with db.read_session(self.settings) as s:
+            first = s.execute(select(BagFingerprint.transfer_id).where(
+                BagFingerprint.fingerprint == self.fingerprint)).scalar_one_or_none()
+            held = s.execute(select(Record.archival_code, Record.transfer_id).where(
+                Record.archive_id == self.archive.id, Record.archival_code.in_(plans_codes))).all()
+        if first:
+            self.problems.append(Problem("ING003", params={"transfer": first}))
+        for code, transfer in held:
+            self.problems.append(Problem("ING002", params={"archival_code": code, "archive": self.archive.code,
+                                                           "transfer": transfer}))
+        if not first and not held:
+            raise exc
+        self._reject()
+
+
+def ingest(source: Path, archive_code: str, settings: Settings, reporter: Reporter | None = None) -> IngestResult:
+    """Ingest one transfer (a bag directory, .zip, .tar or .tar.gz) into ``archive_code``."""
+    if not source.exists():
+        raise BadArgument(f"找不到 {source}", f"{source} does not exist")
+    with db.read_session(settings) as s:
+        archive = get_archive(s, archive_code)
+    return Ingest(settings, source.resolve(), archive, reporter or _Silent()).run()
+
+
+def payload_fingerprint(files: dict[str, str]) -> str:
+    """sha256 over the sorted ``sha256  path`` lines of a payload: the same bag gives the same value."""
+    h = hashlib.sha256()
+    for path in sorted(files):
+        h.update(f"{files[path]}  {path}\n".encode())
+    return h.hexdigest()
+
+
+ProgressCallback = Callable[[int, int], None]

@@ -1,0 +1,75 @@
+"""``archive validate``: every check of an ingest that needs no catalogue, storing nothing.
+
+Unpacks an archive into a private temporary folder (removed afterwards), validates the bag (RFC 8493: structure,
+manifests, tag manifests, Oxum, fixity) and reads the record metadata (records.csv). Checks that need the
+catalogue (档号 already held, bag already ingested) are made by ``archive ingest``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from archive.config import Settings
+from archive.errors import BadArgument
+from ingest.bag import open_bag, verify_bag
+from ingest.metadata import read_records
+from ingest.problems import Problem, errors, warnings
+from ingest.unpack import detect_kind, unpack
+
+
+@dataclass
+class TransferReport:
+    path: str
+    problems: list[Problem] = field(default_factory=list)
+    file_count: int = 0
+    byte_count: int = 0
+    records: int = 0
+
+    @property
+    def valid(self) -> bool:
+        return not errors(self.problems)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "valid": self.valid, "files": self.file_count, "bytes": self.byte_count,
+                "records": self.records, "errors": [p.as_dict() for p in errors(self.problems)],
+                "warnings": [p.as_dict() for p in warnings(self.problems)]}
+
+
+def validate_transfer(path: Path, settings: Settings, reporter: Any = None) -> TransferReport:
+    if not path.exists():
+        raise BadArgument(f"找不到 {path}", f"{path} does not exist")
+    report = TransferReport(str(path))
+    kind = detect_kind(path)
+    if kind is None:
+        report.problems.append(Problem("ING004", path=str(path)))
+        return report
+    if kind == "dir":
+        _check(path, settings, report, reporter)
+        return report
+    with tempfile.TemporaryDirectory(prefix="archive-validate-") as tmp:
+        unpacked = unpack(path, Path(tmp) / "bag", max_bytes=settings.transfer_byte_limit(),
+                          max_ratio=settings.max_compression_ratio, max_members=settings.max_transfer_files)
+        report.problems.extend(unpacked.problems)
+        if unpacked.bag_root is not None and not errors(unpacked.problems):
+            _check(unpacked.bag_root, settings, report, reporter)
+    return report
+
+
+def _check(bag_root: Path, settings: Settings, report: TransferReport, reporter: Any) -> None:
+    bag = open_bag(bag_root)
+    report.problems.extend(bag.problems)
+    specs, meta_problems = read_records(bag_root, sorted(bag.payload))
+    report.problems.extend(meta_problems)
+    report.records = len(specs)
+    report.file_count = len(bag.payload)
+    report.byte_count = sum(e.size for e in bag.payload.values())
+    if reporter is not None:
+        reporter.stage("verify", report.file_count, report.byte_count)
+    verification = verify_bag(bag, workers=settings.workers,
+                              progress=reporter.advance if reporter is not None else None)
+    report.problems.extend(verification.problems)
+    if not bag.payload:
+        report.problems.append(Problem("ING009"))
