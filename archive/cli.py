@@ -23,7 +23,9 @@ from archive.errors import ArchiveError
 from archive.events import verify_chain
 from archive.home import init_home, open_home
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="数字档案馆长期保存系统 / Digital archives repository")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="数字档案馆长期保存系统 / Digital archives repository"
+)
 archives_app = typer.Typer(no_args_is_help=True, help="Holding archives (档案馆).")
 records_app = typer.Typer(no_args_is_help=True, help="Records held (档案).")
 events_app = typer.Typer(no_args_is_help=True, help="The PREMIS event log.")
@@ -31,8 +33,8 @@ app.add_typer(archives_app, name="archives")
 app.add_typer(records_app, name="records")
 app.add_typer(events_app, name="events")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 T = TypeVar("T")
@@ -56,8 +58,10 @@ def run(action: Callable[[Settings], T], as_json: bool = False, *, needs_home: b
         settings = get_settings()
         if needs_home:
             for rolled in open_home(settings):
-                err.print(f"[yellow]recovered[/] interrupted transfer {rolled.transfer_id}: "
-                          f"removed {len(rolled.objects)} uncommitted object(s)")
+                err.print(
+                    f"[yellow]recovered[/] interrupted transfer {rolled.transfer_id}: "
+                    f"removed {len(rolled.objects)} uncommitted object(s)"
+                )
         return action(settings)
     except ArchiveError as exc:
         raise fail(exc, as_json) from None
@@ -69,8 +73,11 @@ def init() -> None:
 
     def body(settings: Settings) -> None:
         init_home(settings)
-        out.print(f"initialised [bold]{settings.home_dir}[/] (catalogue {settings.db_url.split('@')[-1]}, "
-                  f"storage {settings.ocfl_root})", highlight=False)
+        out.print(
+            f"initialised [bold]{settings.home_dir}[/] (catalogue {settings.db_url.split('@')[-1]}, "
+            f"storage {settings.ocfl_root})",
+            highlight=False,
+        )
 
     run(body, needs_home=False)
 
@@ -127,8 +134,14 @@ def records_list(
             return
         table = Table("archive", "档号", "题名", "日期", "access", "files")
         for r in rows:
-            table.add_row(r["archive"], r["archival_code"], r["title"], r["date"] or "", r["access_status"],
-                          str(r["files"]))
+            table.add_row(
+                r["archive"],
+                r["archival_code"],
+                r["title"],
+                r["date"] or "",
+                r["access_status"],
+                str(r["files"]),
+            )
         out.print(table)
 
     run(body, as_json)
@@ -151,7 +164,9 @@ def records_show(ref: Annotated[str, typer.Argument(help="ARCHIVE/CODE")], as_js
                 out.print(f"[bold]{key:>18}[/] {value}", highlight=False)
         table = Table("path", "size", "format", "PUID", "sha256", "role")
         for f in files:
-            table.add_row(f["path"], str(f["size"]), f["format"] or "", f["puid"] or "", f["sha256"], f["role"])
+            table.add_row(
+                f["path"], str(f["size"]), f["format"] or "", f["puid"] or "", f["sha256"], f["role"]
+            )
         out.print(table)
 
     run(body, as_json)
@@ -172,13 +187,20 @@ def transfers(
             return
         table = Table("transfer", "archive", "bag", "status", "records", "files", "problems")
         for r in rows:
-            problems = "; ".join(f"{p['code']} {p.get('path') or ''} {p['message_zh']}".strip()
-                                 for p in r["problems"][:3])
-            if len(r["problems"]) > 3:
-                problems += f" … (+{len(r['problems']) - 3})"
-            table.add_row(r["id"], r["archive"] or "", r["bag"], r["status"], str(r["records"]),
-                          str(r["files"]), problems)
+            codes = sorted({p["code"] for p in r["problems"]})
+            problems = f"{len(r['problems'])}: {', '.join(codes)}" if codes else ""
+            table.add_row(
+                r["id"],
+                r["archive"] or "",
+                r["bag"],
+                r["status"],
+                str(r["records"]),
+                str(r["files"]),
+                problems,
+            )
         out.print(table)
+        if any(r["problems"] for r in rows):
+            out.print("every problem with its message: archive transfers --json", highlight=False)
 
     run(body, as_json)
 
@@ -193,10 +215,15 @@ def events_verify(as_json: JsonOpt = False) -> None:
         if as_json:
             print_json(report.as_dict())
         elif report.ok:
-            out.print(f"event chain intact: {report.checked} events, head {report.head_hash}", highlight=False)
+            out.print(
+                f"event chain intact: {report.checked} events, head {report.head_hash}", highlight=False
+            )
         else:
-            err.print(f"[bold red]event chain broken[/] at event {report.broken_at}: {report.reason} "
-                      f"({report.checked} events verified before it)", highlight=False)
+            err.print(
+                f"[bold red]event chain broken[/] at event {report.broken_at}: {report.reason} "
+                f"({report.checked} events verified before it)",
+                highlight=False,
+            )
         if not report.ok:
             raise typer.Exit(1)
 

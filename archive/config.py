@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default SQLite at $ARCHIVE_HOME/catalogue.sqlite3."
     )
-    storage_root: Path | None = Field(default=None, description="OCFL storage root; default $ARCHIVE_HOME/ocfl.")
+    storage_root: Path | None = Field(
+        default=None, description="OCFL storage root; default $ARCHIVE_HOME/ocfl."
+    )
     max_transfer_bytes: int | None = Field(
         default=None,
         description="Largest unpacked transfer accepted; default half the free space under ARCHIVE_HOME.",

@@ -11,14 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from archive.config import Settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 SQLITE_BUSY_MS = 120_000
 
@@ -79,6 +80,8 @@ def write_session(settings: Settings) -> Iterator[Session]:
 
 
 def alembic_config(settings: Settings) -> Config:
+    from alembic.config import Config  # imported here: Alembic is slow to import and only `init` needs it
+
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("archive") / "migrations"))
     cfg.set_main_option("sqlalchemy.url", settings.db_url.replace("%", "%%"))
@@ -87,6 +90,8 @@ def alembic_config(settings: Settings) -> Config:
 
 def upgrade(settings: Settings) -> None:
     """Bring the catalogue schema to the newest revision (idempotent)."""
+    from alembic import command
+
     engine = get_engine(settings)
     with engine.begin() as conn:
         cfg = alembic_config(settings)

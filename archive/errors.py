@@ -28,8 +28,12 @@ class ArchiveError(Exception):
         self.details = details
 
     def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message_zh": self.zh, "message_en": self.en,
-                **{k: str(v) for k, v in self.details.items()}}
+        return {
+            "code": self.code,
+            "message_zh": self.zh,
+            "message_en": self.en,
+            **{k: str(v) for k, v in self.details.items()},
+        }
 
     def __str__(self) -> str:
         return f"{self.code}: {self.zh} / {self.en}"
@@ -44,16 +48,22 @@ class NotInitialised(UsageError):
     code = "ARC001"
 
     def __init__(self, home: object) -> None:
-        super().__init__(f"{home} 尚未初始化，请先运行 archive init",
-                         f"{home} is not initialised; run 'archive init' first", home=home)
+        super().__init__(
+            f"{home} 尚未初始化，请先运行 archive init",
+            f"{home} is not initialised; run 'archive init' first",
+            home=home,
+        )
 
 
 class UnknownArchive(UsageError):
     code = "ARC002"
 
     def __init__(self, archive: str) -> None:
-        super().__init__(f"档案馆代码 {archive} 未登记（archive archives add）",
-                         f"No archive with code {archive} (see 'archive archives add')", archive=archive)
+        super().__init__(
+            f"档案馆代码 {archive} 未登记（archive archives add）",
+            f"No archive with code {archive} (see 'archive archives add')",
+            archive=archive,
+        )
 
 
 class BadArgument(UsageError):

@@ -150,8 +150,13 @@ class ChainReport:
     reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checked": self.checked, "head_hash": self.head_hash,
-                "broken_at": self.broken_at, "reason": self.reason}
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "head_hash": self.head_hash,
+            "broken_at": self.broken_at,
+            "reason": self.reason,
+        }
 
 
 def verify_chain(session: Session, batch: int = 5000) -> ChainReport:
@@ -160,12 +165,16 @@ def verify_chain(session: Session, batch: int = 5000) -> ChainReport:
     checked = 0
     last_id = 0
     while True:
-        rows = session.execute(select(Event).where(Event.id > last_id).order_by(Event.id).limit(batch)).scalars()
+        rows = session.execute(
+            select(Event).where(Event.id > last_id).order_by(Event.id).limit(batch)
+        ).scalars()
         got = 0
         for row in rows:
             got += 1
             if row.prev_hash != prev:
-                return ChainReport(False, checked, prev, row.id, "prev_hash does not match the previous event")
+                return ChainReport(
+                    False, checked, prev, row.id, "prev_hash does not match the previous event"
+                )
             if chain_hash(prev, row) != row.hash:
                 return ChainReport(False, checked, prev, row.id, "event content does not match its hash")
             prev = row.hash
@@ -176,7 +185,9 @@ def verify_chain(session: Session, batch: int = 5000) -> ChainReport:
             break
     head = session.get(ChainHead, 1)
     if head is not None and (head.last_hash != prev or head.last_event_id != last_id):
-        return ChainReport(False, checked, prev, last_id, "events are missing after the last one (chain head ahead)")
+        return ChainReport(
+            False, checked, prev, last_id, "events are missing after the last one (chain head ahead)"
+        )
     return ChainReport(True, checked, prev)
 
 

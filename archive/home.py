@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import inspect, select, update
 
 from archive import db
@@ -17,6 +19,13 @@ FINAL = (TransferStatus.stored, TransferStatus.rejected, TransferStatus.interrup
 
 def store_for(settings: Settings) -> OcflStore:
     return OcflStore(settings.ocfl_root, settings.staging_dir)
+
+
+def leftover_staging(settings: Settings) -> list[Path]:
+    """What staging holds besides the (empty) per-object lock files: should be nothing when idle."""
+    if not settings.staging_dir.is_dir():
+        return []
+    return sorted(p for p in settings.staging_dir.iterdir() if p.name != "ocfl-locks")
 
 
 def init_home(settings: Settings) -> None:
@@ -56,19 +65,46 @@ def recover_transfers(settings: Settings) -> list[Abandoned]:
 
     def mark_interrupted(transfer_id: str) -> None:
         with db.write_session(settings) as s:
-            changed = s.execute(
+            changed = s.execute(  # type: ignore[attr-defined]  # an UPDATE's CursorResult has rowcount
                 update(Transfer)
                 .where(Transfer.id == transfer_id, Transfer.status.not_in([str(f) for f in FINAL]))
-                .values(status=TransferStatus.interrupted, finished_at=utcnow(),
-                        problems=[{"code": "ING007", "severity": "error",
-                                   "message_zh": "移交在处理过程中被中断，已回滚，存储和目录中不留任何部分",
-                                   "message_en": "The transfer was interrupted and has been rolled back; "
-                                                 "nothing of it was kept"}])
+                .values(
+                    status=TransferStatus.interrupted,
+                    finished_at=utcnow(),
+                    problems=[
+                        {
+                            "code": "ING007",
+                            "severity": "error",
+                            "message_zh": "移交在处理过程中被中断，已回滚，存储和目录中不留任何部分",
+                            "message_en": "The transfer was interrupted and has been rolled back; "
+                            "nothing of it was kept",
+                        }
+                    ],
+                )
             ).rowcount
             if changed:
-                append_events(s, [NewEvent(event_type=RECOVERY, outcome="success", agent="pearl-archive",
-                                           object_type="transfer", object_id=transfer_id, transfer_id=transfer_id,
-                                           detail="rolled back an interrupted transfer")])
+                append_events(
+                    s,
+                    [
+                        NewEvent(
+                            event_type=RECOVERY,
+                            outcome="success",
+                            agent="pearl-archive",
+                            object_type="transfer",
+                            object_id=transfer_id,
+                            transfer_id=transfer_id,
+                            detail="rolled back an interrupted transfer",
+                        )
+                    ],
+                )
 
-    return recover(settings.journal_dir, settings.staging_dir, was_stored=was_stored,
-                   remove_object=remove_object, mark_interrupted=mark_interrupted)
+    rolled = recover(
+        settings.journal_dir,
+        settings.staging_dir,
+        was_stored=was_stored,
+        remove_object=remove_object,
+        mark_interrupted=mark_interrupted,
+    )
+    if rolled:
+        store.recover()  # staging of the dead builders, half-finished versions
+    return rolled

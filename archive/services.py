@@ -28,25 +28,44 @@ def add_archive(
             f"Archive code {code!r} is malformed: use capital letters, digits, '-' and '_'",
         )
     if level not in {lv.value for lv in Level}:
-        raise BadArgument(f"级别 {level!r} 无效（province/city/county）",
-                          f"Level {level!r} is not one of province, city, county")
+        raise BadArgument(
+            f"级别 {level!r} 无效（province/city/county）",
+            f"Level {level!r} is not one of province, city, county",
+        )
     parent_row = get_archive(session, parent) if parent else None
-    archive = Archive(code=code, name_zh=name_zh, name_en=name_en, level=level,
-                      parent_id=parent_row.id if parent_row else None)
+    archive = Archive(
+        code=code,
+        name_zh=name_zh,
+        name_en=name_en,
+        level=level,
+        parent_id=parent_row.id if parent_row else None,
+    )
     session.add(archive)
     try:
         session.flush()
     except IntegrityError as exc:
         raise Conflict(f"档案馆代码 {code} 已登记", f"Archive code {code} is already registered") from exc
-    append_events(session, [NewEvent(event_type="creation", outcome="success", agent=AGENT,
-                                     object_type="archive", object_id=code,
-                                     detail=f"registered holding archive {name_zh}",
-                                     outcome_detail={"level": level, "parent": parent})])
+    append_events(
+        session,
+        [
+            NewEvent(
+                event_type="creation",
+                outcome="success",
+                agent=AGENT,
+                object_type="archive",
+                object_id=code,
+                detail=f"registered holding archive {name_zh}",
+                outcome_detail={"level": level, "parent": parent},
+            )
+        ],
+    )
     return archive
 
 
 def get_archive(session: Session, code: str) -> Archive:
-    archive = session.execute(select(Archive).where(Archive.code == code.strip().upper())).scalar_one_or_none()
+    archive = session.execute(
+        select(Archive).where(Archive.code == code.strip().upper())
+    ).scalar_one_or_none()
     if archive is None:
         raise UnknownArchive(code)
     return archive
@@ -63,9 +82,17 @@ def list_archives(session: Session) -> list[dict[str, Any]]:
 
     def walk(parent: int | None, depth: int) -> None:
         for a in by_parent.get(parent, []):
-            out.append({"code": a.code, "name_zh": a.name_zh, "name_en": a.name_en, "level": a.level,
-                        "parent": a.parent.code if a.parent else None, "depth": depth,
-                        "records": counts.get(a.id, 0)})
+            out.append(
+                {
+                    "code": a.code,
+                    "name_zh": a.name_zh,
+                    "name_en": a.name_en,
+                    "level": a.level,
+                    "parent": a.parent.code if a.parent else None,
+                    "depth": depth,
+                    "records": counts.get(a.id, 0),
+                }
+            )
             walk(a.id, depth + 1)
 
     walk(None, 0)
@@ -73,7 +100,9 @@ def list_archives(session: Session) -> list[dict[str, Any]]:
 
 
 def list_records(session: Session, archive: str | None = None, limit: int | None = None) -> Sequence[Record]:
-    query = select(Record).options(selectinload(Record.archive)).order_by(Record.archive_id, Record.archival_code)
+    query = (
+        select(Record).options(selectinload(Record.archive)).order_by(Record.archive_id, Record.archival_code)
+    )
     if archive:
         query = query.where(Record.archive_id == get_archive(session, archive).id)
     if limit:
@@ -84,16 +113,18 @@ def list_records(session: Session, archive: str | None = None, limit: int | None
 def split_record_ref(ref: str) -> tuple[str, str]:
     archive, sep, code = ref.partition("/")
     if not sep or not archive or not code:
-        raise BadArgument(f"记录应写作 档案馆代码/档号，而不是 {ref!r}",
-                          f"A record is named ARCHIVE/CODE, not {ref!r}")
+        raise BadArgument(
+            f"记录应写作 档案馆代码/档号，而不是 {ref!r}", f"A record is named ARCHIVE/CODE, not {ref!r}"
+        )
     return archive, code
 
 
 def get_record(session: Session, archive: str, code: str) -> Record:
     arch = get_archive(session, archive)
     record = session.execute(
-        select(Record).options(selectinload(Record.files)).where(
-            Record.archive_id == arch.id, Record.archival_code == code)
+        select(Record)
+        .options(selectinload(Record.files))
+        .where(Record.archive_id == arch.id, Record.archival_code == code)
     ).scalar_one_or_none()
     if record is None:
         raise NotFound(f"{arch.code} 没有档号为 {code} 的档案", f"{arch.code} holds no record {code}")
@@ -133,10 +164,21 @@ def record_detail(record: Record) -> dict[str, Any]:
 
 
 def file_detail(f: File) -> dict[str, Any]:
-    return {"path": f.logical_path, "bag_path": f.bag_path, "size": f.size, "sha256": f.sha256,
-            "sha512": f.sha512, "digests": f.digests, "puid": f.puid, "mime": f.mime,
-            "format": f.format_name, "format_version": f.format_version, "role": f.role,
-            "properties": f.properties, "version": f.ocfl_version}
+    return {
+        "path": f.logical_path,
+        "bag_path": f.bag_path,
+        "size": f.size,
+        "sha256": f.sha256,
+        "sha512": f.sha512,
+        "digests": f.digests,
+        "puid": f.puid,
+        "mime": f.mime,
+        "format": f.format_name,
+        "format_version": f.format_version,
+        "role": f.role,
+        "properties": f.properties,
+        "version": f.ocfl_version,
+    }
 
 
 def list_transfers(session: Session, limit: int = 100) -> Sequence[Transfer]:
@@ -145,8 +187,18 @@ def list_transfers(session: Session, limit: int = 100) -> Sequence[Transfer]:
 
 
 def transfer_summary(t: Transfer) -> dict[str, Any]:
-    return {"id": t.id, "archive": t.archive.code if t.archive else None, "bag": t.bag_name,
-            "source": t.source, "status": t.status, "records": t.record_count, "files": t.file_count,
-            "bytes": t.byte_count, "started_at": t.started_at.isoformat() if t.started_at else None,
-            "finished_at": t.finished_at.isoformat() if t.finished_at else None,
-            "problems": t.problems, "warnings": t.warnings, "timings": t.timings}
+    return {
+        "id": t.id,
+        "archive": t.archive.code if t.archive else None,
+        "bag": t.bag_name,
+        "source": t.source,
+        "status": t.status,
+        "records": t.record_count,
+        "files": t.file_count,
+        "bytes": t.byte_count,
+        "started_at": t.started_at.isoformat() if t.started_at else None,
+        "finished_at": t.finished_at.isoformat() if t.finished_at else None,
+        "problems": t.problems,
+        "warnings": t.warnings,
+        "timings": t.timings,
+    }

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ingest.bagwriter import make_bag  # noqa: E402
+from ingest.bagwriter import make_bag
 
 UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -66,7 +66,7 @@ def generate(bag: Path, total: int, count: int, algorithms: list[str]) -> None:
             left = size - 8
             offset = (i * 7919) % len(block)
             while left > 0:
-                piece = block[offset:offset + left]
+                piece = block[offset : offset + left]
                 fh.write(piece)
                 left -= len(piece)
                 offset = 0
@@ -103,7 +103,9 @@ def hash_limit(files: list[Path], algorithms: list[str], workers: int) -> float:
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, str]:
     """(seconds, peak RSS MB, exit code, stdout) of a child process."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
+    )
     out_chunks = []
     assert proc.stdout is not None
     out_chunks.append(proc.stdout.read())
@@ -131,7 +133,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir=args.workdir))
     try:
         bag = work / "bag"
-        print(f"generating a bag: {total / 2**20:.0f} MiB in {count} files, manifests {algorithms} ...", flush=True)
+        print(
+            f"generating a bag: {total / 2**20:.0f} MiB in {count} files, manifests {algorithms} ...",
+            flush=True,
+        )
         generate(bag, total, count, algorithms)
         files = payload_files(bag)
         warm(files)
@@ -140,7 +145,9 @@ def main() -> int:
         results["hash limit (hashlib, all cores)"] = (secs, 0.0)
         if not args.skip_bagit:
             for n in (1, 2):
-                s, rss, _, _ = timed([sys.executable, "-m", "bagit", "--validate", "--processes", str(n), str(bag)])
+                s, rss, _, _ = timed(
+                    [sys.executable, "-m", "bagit", "--validate", "--processes", str(n), str(bag)]
+                )
                 results[f"bagit.py --validate --processes {n}"] = (s, rss)
         s, rss, code, out = timed([sys.executable, "-m", "archive", "validate", str(bag), "--json"])
         assert code == 0, out[-2000:]
@@ -148,12 +155,32 @@ def main() -> int:
         home = work / "home"
         env = {"ARCHIVE_HOME": str(home)}
         env.pop("ARCHIVE_DATABASE_URL", None)
-        subprocess.run([sys.executable, "-m", "archive", "init"], env={**os.environ, **env}, check=True,
-                       capture_output=True)
-        subprocess.run([sys.executable, "-m", "archive", "archives", "add", "BENCH", "--name", "基准档案馆",
-                        "--level", "city"], env={**os.environ, **env}, check=True, capture_output=True)
-        s, rss, code, out = timed([sys.executable, "-m", "archive", "ingest", str(bag), "--archive", "BENCH",
-                                   "--json"], env)
+        subprocess.run(
+            [sys.executable, "-m", "archive", "init"],
+            env={**os.environ, **env},
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "archive",
+                "archives",
+                "add",
+                "BENCH",
+                "--name",
+                "基准档案馆",
+                "--level",
+                "city",
+            ],
+            env={**os.environ, **env},
+            check=True,
+            capture_output=True,
+        )
+        s, rss, code, out = timed(
+            [sys.executable, "-m", "archive", "ingest", str(bag), "--archive", "BENCH", "--json"], env
+        )
         assert code == 0, out[-2000:]
         results["archive ingest"] = (s, rss)
         timings = json.loads(out).get("timings", {})
@@ -166,25 +193,43 @@ def main() -> int:
     return 0
 
 
-def report(results: dict[str, tuple[float, float]], total: int, count: int, algorithms: list[str], cores: int,
-           timings: dict[str, float]) -> None:
+def report(
+    results: dict[str, tuple[float, float]],
+    total: int,
+    count: int,
+    algorithms: list[str],
+    cores: int,
+    timings: dict[str, float],
+) -> None:
     limit = results["hash limit (hashlib, all cores)"][0]
     bagit1 = results.get("bagit.py --validate --processes 1", (None, 0.0))[0]
-    print(f"\npayload {total / 2**20:.0f} MiB, {count} files, algorithms {'+'.join(algorithms)}, {cores} cores, "
-          "warm page cache")
-    print(f"{'contender':38} {'seconds':>8} {'MB/s':>8} {'files/s':>9} {'peak RSS':>9} {'× limit':>8} {'× bagit p1':>10}")
+    print(
+        f"\npayload {total / 2**20:.0f} MiB, {count} files, algorithms {'+'.join(algorithms)}, {cores} cores, "
+        "warm page cache"
+    )
+    print(
+        f"{'contender':38} {'seconds':>8} {'MB/s':>8} {'files/s':>9} {'peak RSS':>9} {'× limit':>8} {'× bagit p1':>10}"
+    )
     for name, (secs, rss) in results.items():
         mbs = total / 1e6 / secs
         vs_bagit = f"{bagit1 / secs:10.2f}" if bagit1 else f"{'-':>10}"
         rss_text = f"{rss:7.0f}MB" if rss else f"{'-':>9}"
-        print(f"{name:38} {secs:8.2f} {mbs:8.1f} {count / secs:9.0f} {rss_text:>9} {limit / secs:8.2f} {vs_bagit}")
+        print(
+            f"{name:38} {secs:8.2f} {mbs:8.1f} {count / secs:9.0f} {rss_text:>9} {limit / secs:8.2f} {vs_bagit}"
+        )
     v = results["archive validate"][0]
     i = results["archive ingest"][0]
     print("\ntargets (issue 2):")
-    print(f"  archive validate ≥ 0.85 × hash limit: {limit / v:.2f}  {'OK' if limit / v >= 0.85 else 'MISSED'}")
+    print(
+        f"  archive validate ≥ 0.85 × hash limit: {limit / v:.2f}  {'OK' if limit / v >= 0.85 else 'MISSED'}"
+    )
     if bagit1:
-        print(f"  archive validate ≥ 1.8 × bagit p1:    {bagit1 / v:.2f}  {'OK' if bagit1 / v >= 1.8 else 'MISSED'}")
-    print(f"  archive ingest ≥ 0.5 × hash limit:    {limit / i:.2f}  {'OK' if limit / i >= 0.5 else 'MISSED'}")
+        print(
+            f"  archive validate ≥ 1.8 × bagit p1:    {bagit1 / v:.2f}  {'OK' if bagit1 / v >= 1.8 else 'MISSED'}"
+        )
+    print(
+        f"  archive ingest ≥ 0.5 × hash limit:    {limit / i:.2f}  {'OK' if limit / i >= 0.5 else 'MISSED'}"
+    )
     peak = max(rss for _, rss in (results["archive validate"], results["archive ingest"]))
     print(f"  peak RSS (validate, ingest): {peak:.0f} MB (target < 300 MB at 10 GiB)")
     if timings:

@@ -43,13 +43,20 @@ def make_bag(
         total += path.stat().st_size
         for a, d in _digests(path, algorithms).items():
             lines[a].append(f"{d}  {_encode_path(rel)}\n")
-    (root / "bagit.txt").write_text("BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n", encoding="utf-8")
-    fields = {"Bagging-Date": dt.date.today().isoformat(), "Payload-Oxum": f"{total}.{len(files)}",
-              **(info or {})}
+    (root / "bagit.txt").write_text(
+        "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n", encoding="utf-8"
+    )
+    fields = {
+        "Bagging-Date": dt.date.today().isoformat(),
+        "Payload-Oxum": f"{total}.{len(files)}",
+        **(info or {}),
+    }
     (root / "bag-info.txt").write_text("".join(f"{k}: {v}\n" for k, v in fields.items()), encoding="utf-8")
     for a in algorithms:
         (root / f"manifest-{a}.txt").write_text("".join(lines[a]), encoding="utf-8")
-    tag_files = sorted(p.name for p in root.iterdir() if p.is_file() and not p.name.startswith("tagmanifest-"))
+    tag_files = sorted(
+        p.name for p in root.iterdir() if p.is_file() and not p.name.startswith("tagmanifest-")
+    )
     for a in tag_algorithms if tag_algorithms is not None else algorithms:
         body = "".join(f"{_digests(root / name, [a])[a]}  {name}\n" for name in tag_files)
         (root / f"tagmanifest-{a}.txt").write_text(body, encoding="utf-8")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
     BarColumn,
     DownloadColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
@@ -19,10 +18,13 @@ from rich.progress import (
 
 from archive.cli import JsonOpt, err, out, print_json, run
 from archive.config import Settings
-from ingest.bag import validate_bag
-from ingest.pipeline import IngestResult, ingest
-from ingest.problems import Problem
-from ingest.unpack import detect_kind
+
+if TYPE_CHECKING:
+    from ingest.pipeline import IngestResult
+    from ingest.problems import Problem
+
+# The pipeline's modules (Siegfried, pikepdf, …) are imported inside the commands, so that every other
+# `archive` command starts quickly.
 
 
 class RichReporter:
@@ -60,12 +62,17 @@ def _print_problems(problems: list[Problem]) -> None:
         colour = "red" if p.severity == "error" else "yellow"
         where = f" {p.path}" if p.path else ""
         dat = f" [dim](DA/T 70 {p.dat})[/]" if p.dat else ""
-        out.print(f"[{colour}]{p.severity:>7} {p.code}[/]{where}{dat}\n          {p.message_zh}\n"
-                  f"          {p.message_en}", highlight=False)
+        out.print(
+            f"[{colour}]{p.severity:>7} {p.code}[/]{where}{dat}\n          {p.message_zh}\n"
+            f"          {p.message_en}",
+            highlight=False,
+        )
 
 
-def validate(path: Annotated[Path, typer.Argument(help="Bag directory, .zip, .tar or .tar.gz")],
-             as_json: JsonOpt = False) -> None:
+def validate(
+    path: Annotated[Path, typer.Argument(help="Bag directory, .zip, .tar or .tar.gz")],
+    as_json: JsonOpt = False,
+) -> None:
     """Check a bag without storing anything: exit 0 valid, 1 invalid (every problem listed)."""
 
     def body(settings: Settings) -> None:
@@ -82,8 +89,11 @@ def validate(path: Annotated[Path, typer.Argument(help="Bag directory, .zip, .ta
         else:
             _print_problems(report.problems)
             state = "[green]valid[/]" if report.valid else "[bold red]invalid[/]"
-            out.print(f"{path}: {state} — {report.file_count} files, {report.byte_count} bytes, "
-                      f"{len(report.problems)} problem(s)", highlight=False)
+            out.print(
+                f"{path}: {state} — {report.file_count} files, {report.byte_count} bytes, "
+                f"{len(report.problems)} problem(s)",
+                highlight=False,
+            )
         raise typer.Exit(0 if report.valid else 1)
 
     run(body, as_json, needs_home=False)
@@ -97,6 +107,8 @@ def ingest_cmd(
     """Store a transfer: exit 0 stored, 1 rejected (with every problem), 2 usage error."""
 
     def body(settings: Settings) -> IngestResult:
+        from ingest.pipeline import ingest
+
         if not as_json and err.is_terminal:
             with _progress() as progress:
                 return ingest(path, archive, settings, RichReporter(progress))
@@ -108,11 +120,17 @@ def ingest_cmd(
     else:
         _print_problems(result.problems)
         if result.stored:
-            out.print(f"[green]stored[/] transfer {result.transfer_id}: {len(result.records)} record(s), "
-                      f"{result.files} file(s), {result.bytes} bytes in {result.seconds:.1f} s", highlight=False)
+            out.print(
+                f"[green]stored[/] transfer {result.transfer_id}: {len(result.records)} record(s), "
+                f"{result.files} file(s), {result.bytes} bytes in {result.seconds:.1f} s",
+                highlight=False,
+            )
         else:
-            out.print(f"[bold red]rejected[/] transfer {result.transfer_id}: nothing was stored "
-                      f"(see 'archive transfers')", highlight=False)
+            out.print(
+                f"[bold red]rejected[/] transfer {result.transfer_id}: nothing was stored "
+                f"(see 'archive transfers')",
+                highlight=False,
+            )
     raise typer.Exit(0 if result.stored else 1)
 
 
@@ -129,6 +147,3 @@ def register(app: typer.Typer) -> None:
     app.command("validate")(validate)
     app.command("ingest")(ingest_cmd)
     app.command("demo")(demo)
-
-
-__all__ = ["detect_kind", "register", "validate_bag"]

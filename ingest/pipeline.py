@@ -43,7 +43,6 @@ from archive import db
 from archive.access import decide_access
 from archive.config import Settings
 from archive.errors import BadArgument
-from archive.failpoints import failpoint
 from archive.events import (
     ACCESS_DECISION,
     DIGEST_CALCULATION,
@@ -54,6 +53,7 @@ from archive.events import (
     append_events,
     premis_xml,
 )
+from archive.failpoints import failpoint
 from archive.home import store_for
 from archive.journal import open_journal
 from archive.models import (
@@ -190,9 +190,17 @@ class Ingest:
     def run(self) -> IngestResult:
         started = time.perf_counter()
         with db.write_session(self.settings) as s:
-            s.add(Transfer(id=self.transfer_id, archive_id=self.archive.id, source=str(self.source),
-                           bag_name=self.source.name, status=TransferStatus.received,
-                           host=socket.gethostname(), pid=os.getpid()))
+            s.add(
+                Transfer(
+                    id=self.transfer_id,
+                    archive_id=self.archive.id,
+                    source=str(self.source),
+                    bag_name=self.source.name,
+                    status=TransferStatus.received,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                )
+            )
         try:
             with open_journal(self.settings.journal_dir, self.transfer_id) as journal:
                 try:
@@ -224,9 +232,11 @@ class Ingest:
         self.codes = [spec.archival_code for spec in specs if spec.archival_code]
         self._check_held_codes(specs)
         self._timed("open", t)
-        if not payload_paths:
-            self.problems.append(Problem("ING009"))
-        self._check()
+        if errors(self.problems):
+            # Already refused: still read every file so the report lists every problem; copy nothing.
+            self._verify(bag, None)
+            self._check_same_bag()
+            raise _Rejected
         plans, transfer_builder = self._plan(bag, specs)
         self._verify_and_copy(bag, plans, transfer_builder)
         self._check_same_bag()
@@ -246,9 +256,13 @@ class Ingest:
         t = time.perf_counter()
         self.reporter.stage("unpack")
         size = self.source.stat().st_size
-        unpacked = unpack(self.source, self.work / "unpacked", max_bytes=self.settings.transfer_byte_limit(),
-                          max_ratio=self.settings.max_compression_ratio,
-                          max_members=self.settings.max_transfer_files)
+        unpacked = unpack(
+            self.source,
+            self.work / "unpacked",
+            max_bytes=self.settings.transfer_byte_limit(),
+            max_ratio=self.settings.max_compression_ratio,
+            max_members=self.settings.max_transfer_files,
+        )
         self._timed("unpack", t)
         self.problems.extend(unpacked.problems)
         if unpacked.bag_root is None or errors(unpacked.problems):
@@ -263,14 +277,26 @@ class Ingest:
         with db.read_session(self.settings) as s:
             held: dict[str, str] = {}
             for i in range(0, len(codes), 500):
-                rows = s.execute(select(Record.archival_code, Record.transfer_id).where(
-                    Record.archive_id == self.archive.id, Record.archival_code.in_(codes[i:i + 500]))).all()
+                rows = s.execute(
+                    select(Record.archival_code, Record.transfer_id).where(
+                        Record.archive_id == self.archive.id, Record.archival_code.in_(codes[i : i + 500])
+                    )
+                ).all()
                 held.update({code: tid for code, tid in rows})
         for spec in specs:
             if spec.archival_code in held:
-                self.problems.append(Problem("ING002", path=spec.path, params={
-                    "archival_code": spec.archival_code, "archive": self.archive.code,
-                    "transfer": held[spec.archival_code], "row": spec.row}))
+                self.problems.append(
+                    Problem(
+                        "ING002",
+                        path=spec.path,
+                        params={
+                            "archival_code": spec.archival_code,
+                            "archive": self.archive.code,
+                            "transfer": held[spec.archival_code],
+                            "row": spec.row,
+                        },
+                    )
+                )
 
     def _plan(self, bag: Bag, specs: list[RecordSpec]) -> tuple[list[_Plan], ObjectBuilder]:
         plans = []
@@ -281,7 +307,8 @@ class Ingest:
             logical = {p: "originals/" + p.removeprefix("data/") for p in spec.files}
             plans.append(_Plan(spec, object_id, builder, logical))
         transfer_builder = self.store.begin_object(
-            object_id_for(self.archive.code, f"transfer:{self.transfer_id}"))
+            object_id_for(self.archive.code, f"transfer:{self.transfer_id}")
+        )
         self.builders.append(transfer_builder)
         return plans, transfer_builder
 
@@ -294,20 +321,31 @@ class Ingest:
             if bag_path not in destinations:  # data/metadata/… belongs to the transfer object
                 destinations[bag_path] = (transfer_builder, "bag/" + bag_path)
 
+        self.content: dict[str, Path] = {}  # bag path -> where its copy was staged
+
         def destination(bag_path: str) -> Path | None:
             target = destinations.get(bag_path)
-            return target[0].content_path(target[1]) if target else None
+            if target is None:
+                return None
+            path = self.content[bag_path] = target[0].content_path(target[1])
+            return path
 
+        self.destinations = destinations
+        self._verify(bag, destination)
+
+    def _verify(self, bag: Bag, destination: Callable[[str], Path | None] | None) -> None:
         total_bytes = sum(e.size for e in bag.payload.values())
         self.reporter.stage("verify", len(bag.payload), total_bytes)
         t = time.perf_counter()
-        verification = verify_bag(bag, extra_algorithms=self.settings.recorded_digests,
-                                  destination=destination, workers=self.settings.workers,
-                                  progress=self.reporter.advance)
-        self._timed("verify+copy", t)
-        self.problems.extend(verification.problems)
-        self.verification = verification
-        self.destinations = destinations
+        self.verification = verify_bag(
+            bag,
+            extra_algorithms=self.settings.recorded_digests,
+            destination=destination,
+            workers=self.settings.workers,
+            progress=self.reporter.advance,
+        )
+        self._timed("verify+copy" if destination else "verify", t)
+        self.problems.extend(self.verification.problems)
         self.result.files = len(bag.payload)
         self.result.bytes = total_bytes
 
@@ -317,44 +355,59 @@ class Ingest:
             return  # unreadable files are already reported
         self.fingerprint = payload_fingerprint({p: f.digests["sha256"] for p, f in files.items()})
         with db.read_session(self.settings) as s:
-            first = s.execute(select(BagFingerprint.transfer_id).where(
-                BagFingerprint.fingerprint == self.fingerprint)).scalar_one_or_none()
+            first = s.execute(
+                select(BagFingerprint.transfer_id).where(BagFingerprint.fingerprint == self.fingerprint)
+            ).scalar_one_or_none()
         if first:
             # Every 档号 of a repeated bag is "already held" by the first transfer: say the one thing that matters.
-            self.problems = [p for p in self.problems
-                             if not (p.code == "ING002" and p.params.get("transfer") == first)]
+            self.problems = [
+                p for p in self.problems if not (p.code == "ING002" and p.params.get("transfer") == first)
+            ]
             self.problems.append(Problem("ING003", params={"transfer": first}))
 
     def _describe(self, bag: Bag, plans: list[_Plan], transfer_builder: ObjectBuilder) -> None:
         t = time.perf_counter()
         self.reporter.stage("identify", len(self.destinations))
-        content = {bag_path: b.content_path(lp) for bag_path, (b, lp) in self.destinations.items()}
-        found = identify_files(list(content.values()), workers=self.settings.workers,
-                               timeout=self.settings.tool_timeout)
+        content = self.content
+        found = identify_files(
+            list(content.values()), workers=self.settings.workers, timeout=self.settings.tool_timeout
+        )
         self.identified: dict[str, Identification] = {bp: found[p] for bp, p in content.items() if p in found}
         self._timed("identify", t)
+        for bag_path, ident in self.identified.items():  # name the bag's path, not the staged copy's
+            self.problems.extend(Problem(p.code, path=bag_path, params=p.params) for p in ident.problems)
         digests = self.verification.files
         for bag_path, path in content.items():  # DA/T 1-10: what was captured equals what was recorded
             recorded = digests[bag_path].size
             actual = path.stat().st_size
             if actual != recorded:
-                self.problems.append(Problem("ING005", path=bag_path, params={
-                    "what": "size", "expected": recorded, "actual": actual}))
+                self.problems.append(
+                    Problem(
+                        "ING005",
+                        path=bag_path,
+                        params={"what": "size", "expected": recorded, "actual": actual},
+                    )
+                )
         self._check()
         for name in bag.tag_files:
             transfer_builder.add_bytes("bag/" + name, (bag.root / name).read_bytes())
         for bag_path, (builder, logical) in self.destinations.items():
             d = digests[bag_path]
             # sm3 and other extras stay in the catalogue: ocfl-py cannot re-check them in an inventory
-            builder.add_written(logical, sha512=d.digests["sha512"], size=d.size,
-                                fixity={"sha256": d.digests["sha256"]})
+            builder.add_written(
+                logical, sha512=d.digests["sha512"], size=d.size, fixity={"sha256": d.digests["sha256"]}
+            )
         today = dt.date.today()
         self.decisions = {}
         for plan in plans:
             spec = plan.spec
-            decision = decide_access(requested=spec.access_requested, security_class=spec.security_class,
-                                     date_end=spec.date_end, today=today,
-                                     open_after_years=self.settings.open_after_years)
+            decision = decide_access(
+                requested=spec.access_requested,
+                security_class=spec.security_class,
+                date_end=spec.date_end,
+                today=today,
+                open_after_years=self.settings.open_after_years,
+            )
             self.decisions[plan.object_id] = decision
             events = self._record_events(plan, decision)
             plan.builder.add_bytes("metadata/record.json", self._record_json(plan, decision))
@@ -365,8 +418,12 @@ class Ingest:
     def _file_facts(self, bag_path: str) -> dict[str, Any]:
         d = self.verification.files[bag_path]
         ident = self.identified.get(bag_path)
-        return {"bag_path": bag_path, "size": d.size, "digests": d.digests,
-                "format": ident.as_dict() if ident else None}
+        return {
+            "bag_path": bag_path,
+            "size": d.size,
+            "digests": d.digests,
+            "format": ident.as_dict() if ident else None,
+        }
 
     def _record_json(self, plan: _Plan, decision: Any) -> bytes:
         body = {
@@ -380,25 +437,56 @@ class Ingest:
         return json.dumps(body, ensure_ascii=False, indent=2, sort_keys=True, default=str).encode()
 
     def _record_events(self, plan: _Plan, decision: Any) -> list[NewEvent]:
-        common = {"agent": AGENT, "object_type": "record", "object_id": plan.object_id,
-                  "transfer_id": self.transfer_id}
+        common: dict[str, Any] = {
+            "agent": AGENT,
+            "object_type": "record",
+            "object_id": plan.object_id,
+            "transfer_id": self.transfer_id,
+        }
         files = plan.spec.files
         ident = [self.identified.get(bp) for bp in files]
         return [
-            NewEvent(event_type=VALIDATION, outcome="success", detail="BagIt validation of the transfer "
-                     "(RFC 8493) and record metadata checks", outcome_detail={"dat_70_2018": list(DAT_ITEMS),
-                     "warnings": [p.code for p in warnings(self.problems)]}, **common),
-            NewEvent(event_type=DIGEST_CALCULATION, outcome="success", detail="fixity of every file checked "
-                     "against the bag manifests and digests recorded", outcome_detail={
-                         "algorithms": sorted(self.verification.algorithms), "files": len(files)}, **common),
-            NewEvent(event_type=FORMAT_IDENTIFICATION, outcome="success" if all(ident) else "warning",
-                     detail="PRONOM identification (Siegfried), MIME (libmagic), PDF facts (pikepdf)",
-                     outcome_detail={"tools": tool_versions(), "formats": sorted(
-                         {i.puid or "UNKNOWN" for i in ident if i})}, **common),
-            NewEvent(event_type=ACCESS_DECISION, outcome="success", detail=f"access status "
-                     f"{decision.status}: {decision.reason_en}", outcome_detail=decision.as_dict(), **common),
-            NewEvent(event_type=INGESTION, outcome="success", detail=f"stored as OCFL object "
-                     f"{plan.object_id} v1", outcome_detail={"files": len(files)}, **common),
+            NewEvent(
+                event_type=VALIDATION,
+                outcome="success",
+                detail="BagIt validation of the transfer (RFC 8493) and record metadata checks",
+                outcome_detail={
+                    "dat_70_2018": list(DAT_ITEMS),
+                    "warnings": [p.code for p in warnings(self.problems)],
+                },
+                **common,
+            ),
+            NewEvent(
+                event_type=DIGEST_CALCULATION,
+                outcome="success",
+                detail="fixity of every file checked against the bag manifests and digests recorded",
+                outcome_detail={"algorithms": sorted(self.verification.algorithms), "files": len(files)},
+                **common,
+            ),
+            NewEvent(
+                event_type=FORMAT_IDENTIFICATION,
+                outcome="success" if all(ident) else "warning",
+                detail="PRONOM identification (Siegfried), MIME (libmagic), PDF facts (pikepdf)",
+                outcome_detail={
+                    "tools": tool_versions(),
+                    "formats": sorted({i.puid or "UNKNOWN" for i in ident if i}),
+                },
+                **common,
+            ),
+            NewEvent(
+                event_type=ACCESS_DECISION,
+                outcome="success",
+                detail=f"access status {decision.status}: {decision.reason_en}",
+                outcome_detail=decision.as_dict(),
+                **common,
+            ),
+            NewEvent(
+                event_type=INGESTION,
+                outcome="success",
+                detail=f"stored as OCFL object {plan.object_id} v1",
+                outcome_detail={"files": len(files)},
+                **common,
+            ),
         ]
 
     def _commit(self, journal: Any, plans: list[_Plan], transfer_builder: ObjectBuilder) -> None:
@@ -407,13 +495,25 @@ class Ingest:
         failpoint("ingest:journaled")
         for builder in self.builders:
             try:
-                self.store.commit(builder, message=f"ingest of transfer {self.transfer_id}",
-                                  user_name=AGENT, created=utcnow())
+                self.store.commit(
+                    builder,
+                    message=f"ingest of transfer {self.transfer_id}",
+                    user_name=AGENT,
+                    created=utcnow(),
+                )
             except ObjectExists:  # another transfer stored the same 档号 since our check
                 plan = next((p for p in plans if p.object_id == builder.object_id), None)
-                self.problems.append(Problem("ING002", path=plan.spec.path if plan else None, params={
-                    "archival_code": plan.spec.archival_code if plan else builder.object_id,
-                    "archive": self.archive.code, "transfer": "(concurrent)"}))
+                self.problems.append(
+                    Problem(
+                        "ING002",
+                        path=plan.spec.path if plan else None,
+                        params={
+                            "archival_code": plan.spec.archival_code if plan else builder.object_id,
+                            "archive": self.archive.code,
+                            "transfer": "(concurrent)",
+                        },
+                    )
+                )
                 raise _Rejected from None
             self.committed.append(builder.object_id)
             failpoint("ingest:object-stored")
@@ -433,8 +533,9 @@ class Ingest:
         for plan in plans:
             code = plan.spec.fonds
             if code and code not in fonds_ids:
-                fonds = s.execute(select(Fonds).where(Fonds.archive_id == self.archive.id,
-                                                      Fonds.code == code)).scalar_one_or_none()
+                fonds = s.execute(
+                    select(Fonds).where(Fonds.archive_id == self.archive.id, Fonds.code == code)
+                ).scalar_one_or_none()
                 if fonds is None:
                     fonds = Fonds(archive_id=self.archive.id, code=code, name=None)
                     s.add(fonds)
@@ -447,38 +548,73 @@ class Ingest:
             spec, decision = plan.spec, self.decisions[plan.object_id]
             sizes = [self.verification.files[bp].size for bp in spec.files]
             record = Record(
-                archive_id=self.archive.id, fonds_id=fonds_ids.get(spec.fonds or ""),
-                archival_code=spec.archival_code, title=spec.title, creator=spec.creator,
-                date_text=spec.date_text, date_start=spec.date_start, date_end=spec.date_end,
-                retention=spec.retention, security_class=spec.security_class,
-                access_status=decision.status, access_requested=spec.access_requested,
-                access_reason=f"{decision.reason_zh} / {decision.reason_en}", access_review_on=decision.review_on,
-                description=spec.description, keywords="；".join(spec.keywords) or None,
-                language=spec.language, file_count=len(spec.files), byte_count=sum(sizes),
-                transfer_id=self.transfer_id, ocfl_object_id=plan.object_id, ocfl_head="v1",
-                extra={"row": spec.row, "path": spec.path})
+                archive_id=self.archive.id,
+                fonds_id=fonds_ids.get(spec.fonds or ""),
+                archival_code=spec.archival_code,
+                title=spec.title,
+                creator=spec.creator,
+                date_text=spec.date_text,
+                date_start=spec.date_start,
+                date_end=spec.date_end,
+                retention=spec.retention,
+                security_class=spec.security_class,
+                access_status=decision.status,
+                access_requested=spec.access_requested,
+                access_reason=f"{decision.reason_zh} / {decision.reason_en}",
+                access_review_on=decision.review_on,
+                description=spec.description,
+                keywords="；".join(spec.keywords) or None,
+                language=spec.language,
+                file_count=len(spec.files),
+                byte_count=sum(sizes),
+                transfer_id=self.transfer_id,
+                ocfl_object_id=plan.object_id,
+                ocfl_head="v1",
+                extra={"row": spec.row, "path": spec.path},
+            )
             s.add(record)
             s.flush()
             record_ids[plan.object_id] = record.id
-            s.add(Outbox(topic="index", key=f"index:{record.id}:v1", record_id=record.id,
-                         payload={"reason": "ingest"}))
+            s.add(
+                Outbox(
+                    topic="index",
+                    key=f"index:{record.id}:v1",
+                    record_id=record.id,
+                    payload={"reason": "ingest"},
+                )
+            )
             for bag_path in spec.files:
                 d = self.verification.files[bag_path]
                 ident = self.identified.get(bag_path)
                 row = File(
-                    record_id=record.id, logical_path=plan.logical[bag_path], bag_path=bag_path, size=d.size,
-                    sha256=d.digests["sha256"], sha512=d.digests["sha512"],
+                    record_id=record.id,
+                    logical_path=plan.logical[bag_path],
+                    bag_path=bag_path,
+                    size=d.size,
+                    sha256=d.digests["sha256"],
+                    sha512=d.digests["sha512"],
                     digests={a: v for a, v in d.digests.items() if a not in ("sha256", "sha512")},
-                    puid=ident.puid if ident else None, mime=ident.mime if ident else None,
+                    puid=ident.puid if ident else None,
+                    mime=ident.mime if ident else None,
                     format_name=ident.format_name if ident else None,
                     format_version=ident.format_version if ident else None,
                     identification=ident.as_dict() if ident else {},
-                    properties=ident.properties if ident else {}, role="original", ocfl_version="v1",
-                    last_fixity_at=utcnow())
+                    properties=ident.properties if ident else {},
+                    role="original",
+                    ocfl_version="v1",
+                    last_fixity_at=utcnow(),
+                )
                 s.add(row)
                 s.flush()
-                s.add(Outbox(topic="migrate", key=f"migrate:file:{row.id}", record_id=record.id, file_id=row.id,
-                             payload={"puid": row.puid}))
+                s.add(
+                    Outbox(
+                        topic="migrate",
+                        key=f"migrate:file:{row.id}",
+                        record_id=record.id,
+                        file_id=row.id,
+                        payload={"puid": row.puid},
+                    )
+                )
         for event in self.events:
             event.record_id = record_ids.get(event.object_id)
         append_events(s, [self._transfer_event("success"), *self.events])
@@ -496,13 +632,21 @@ class Ingest:
 
     def _transfer_event(self, outcome: str) -> NewEvent:
         codes = sorted({p.code for p in errors(self.problems)})
-        return NewEvent(event_type=VALIDATION if outcome == "failure" else INGESTION, outcome=outcome,
-                        agent=AGENT, object_type="transfer", object_id=self.transfer_id,
-                        transfer_id=self.transfer_id,
-                        detail=("transfer rejected: " + ", ".join(codes)) if codes else "transfer stored",
-                        outcome_detail={"problems": [p.as_dict() for p in self.problems][:200],
-                                        "problem_count": len(self.problems), "dat_70_2018": list(DAT_ITEMS),
-                                        "source": str(self.source)})
+        return NewEvent(
+            event_type=VALIDATION if outcome == "failure" else INGESTION,
+            outcome=outcome,
+            agent=AGENT,
+            object_type="transfer",
+            object_id=self.transfer_id,
+            transfer_id=self.transfer_id,
+            detail=("transfer rejected: " + ", ".join(codes)) if codes else "transfer stored",
+            outcome_detail={
+                "problems": [p.as_dict() for p in self.problems][:200],
+                "problem_count": len(self.problems),
+                "dat_70_2018": list(DAT_ITEMS),
+                "source": str(self.source),
+            },
+        )
 
     # -- failure paths ---------------------------------------------------------------------------------
     def _undo(self) -> None:
@@ -534,21 +678,31 @@ class Ingest:
         self._undo()
         plans_codes = self.codes
         with db.read_session(self.settings) as s:
-            first = s.execute(select(BagFingerprint.transfer_id).where(
-                BagFingerprint.fingerprint == self.fingerprint)).scalar_one_or_none()
-            held = s.execute(select(Record.archival_code, Record.transfer_id).where(
-                Record.archive_id == self.archive.id, Record.archival_code.in_(plans_codes))).all()
+            first = s.execute(
+                select(BagFingerprint.transfer_id).where(BagFingerprint.fingerprint == self.fingerprint)
+            ).scalar_one_or_none()
+            held = s.execute(
+                select(Record.archival_code, Record.transfer_id).where(
+                    Record.archive_id == self.archive.id, Record.archival_code.in_(plans_codes)
+                )
+            ).all()
         if first:
             self.problems.append(Problem("ING003", params={"transfer": first}))
         for code, transfer in held:
-            self.problems.append(Problem("ING002", params={"archival_code": code, "archive": self.archive.code,
-                                                           "transfer": transfer}))
+            self.problems.append(
+                Problem(
+                    "ING002",
+                    params={"archival_code": code, "archive": self.archive.code, "transfer": transfer},
+                )
+            )
         if not first and not held:
             raise exc
         self._reject()
 
 
-def ingest(source: Path, archive_code: str, settings: Settings, reporter: Reporter | None = None) -> IngestResult:
+def ingest(
+    source: Path, archive_code: str, settings: Settings, reporter: Reporter | None = None
+) -> IngestResult:
     """Ingest one transfer (a bag directory, .zip, .tar or .tar.gz) into ``archive_code``."""
     if not source.exists():
         raise BadArgument(f"找不到 {source}", f"{source} does not exist")

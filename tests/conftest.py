@@ -15,15 +15,20 @@ from archive import db, services
 from archive.config import Settings, get_settings
 from archive.home import init_home
 
-REGION = [("GD", "广东省档案馆", "province", None), ("GZ", "广州市档案馆", "city", "GD"),
-          ("GZ-TH", "天河区档案馆", "county", "GZ")]
+REGION = [
+    ("GD", "广东省档案馆", "province", None),
+    ("GZ", "广州市档案馆", "city", "GD"),
+    ("GZ-TH", "天河区档案馆", "county", "GZ"),
+]
 
 
 def postgres_admin_url() -> str | None:
     url = os.environ.get("ARCHIVE_TEST_POSTGRES_URL")
     if not url:
         if os.environ.get("CI"):
-            pytest.fail("ARCHIVE_TEST_POSTGRES_URL is not set: scripts/services.sh must start PostgreSQL in CI")
+            pytest.fail(
+                "ARCHIVE_TEST_POSTGRES_URL is not set: scripts/services.sh must start PostgreSQL in CI"
+            )
         pytest.skip("PostgreSQL not started (run scripts/services.sh start postgres)")
     return url
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 from sqlalchemy import delete, update
 
 from archive import db
@@ -9,9 +11,18 @@ from archive.models import Event
 
 
 def _events(n: int, prefix: str = "e") -> list[NewEvent]:
-    return [NewEvent(event_type="fixity check", outcome="success", agent="test", object_type="record",
-                     object_id=f"urn:x:{prefix}{i}", detail=f"检查 {i}", outcome_detail={"n": i, "名": "值"})
-            for i in range(n)]
+    return [
+        NewEvent(
+            event_type="fixity check",
+            outcome="success",
+            agent="test",
+            object_type="record",
+            object_id=f"urn:x:{prefix}{i}",
+            detail=f"检查 {i}",
+            outcome_detail={"n": i, "名": "值"},
+        )
+        for i in range(n)
+    ]
 
 
 def test_chain_links_every_event(any_home: Settings) -> None:
@@ -25,7 +36,7 @@ def test_chain_links_every_event(any_home: Settings) -> None:
     # the fixture registered three archives (three events) before ours
     assert report.ok and report.checked == len(rows) == 8
     assert rows[0].prev_hash == GENESIS
-    for before, after in zip(rows, rows[1:], strict=False):
+    for before, after in itertools.pairwise(rows):
         assert after.prev_hash == before.hash == chain_hash(before.prev_hash, before)
 
 

@@ -19,9 +19,17 @@ from ingest.bagwriter import make_bag, write_payload
 CSV_HEADER = "路径,档号,题名,责任者,日期,保管期限,密级,开放状态\r\n"
 
 
-def archive_cmd(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "archive", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout, check=False)
+def archive_cmd(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "archive", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        check=False,
+    )
 
 
 def ingest_json(path: Path, archive: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
@@ -29,8 +37,13 @@ def ingest_json(path: Path, archive: str, env: dict[str, str] | None = None) -> 
     return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {"stderr": proc.stderr}
 
 
-def simple_bag(root: Path, records: list[tuple[str, str, str, bytes]], *, date: str = "1990-01-01",
-               encoding: str = "utf-8") -> Path:
+def simple_bag(
+    root: Path,
+    records: list[tuple[str, str, str, bytes]],
+    *,
+    date: str = "1990-01-01",
+    encoding: str = "utf-8",
+) -> Path:
     """A bag with one file per record: ``(folder, 档号, 题名, content)``."""
     rows = [CSV_HEADER]
     for folder, code, title, content in records:
@@ -42,14 +55,19 @@ def simple_bag(root: Path, records: list[tuple[str, str, str, bytes]], *, date: 
 
 def many_file_bag(root: Path, code: str, n: int = 200, size: int = 20_000) -> Path:
     write_payload(root, {f"data/卷/件 {i:04d}.bin": os.urandom(size) for i in range(n)})
-    write_payload(root, {"data/metadata/records.csv": (CSV_HEADER + f"卷,{code},大卷,测试,1990,永久,,自动\r\n").encode()})
+    write_payload(
+        root,
+        {"data/metadata/records.csv": (CSV_HEADER + f"卷,{code},大卷,测试,1990,永久,,自动\r\n").encode()},
+    )
     return make_bag(root, algorithms=("sha256",))
 
 
 def catalogue_counts(settings: Settings) -> tuple[int, int]:
     with db.read_session(settings) as s:
-        return (s.execute(select(func.count()).select_from(Record)).scalar_one(),
-                s.execute(select(func.count()).select_from(File)).scalar_one())
+        return (
+            s.execute(select(func.count()).select_from(Record)).scalar_one(),
+            s.execute(select(func.count()).select_from(File)).scalar_one(),
+        )
 
 
 def stored_objects(settings: Settings) -> list[Path]:

@@ -1,0 +1,48 @@
+"""OCFL 1.1 storage: one object per archival record, atomic writes, independent validation.
+
+    store = OcflStore(settings.ocfl_root, settings.staging_dir); store.init()
+    b = store.begin_object("urn:pearl-archive:GZ:GZ001-WS·2020-Y-0001")
+    b.add_bytes("metadata.json", data)   # or: write to b.content_path(p), then b.add_written(p, ...)
+    store.commit(b, message="ingest", user_name="ingest 0.1")   # -> "v1"
+    ok, messages = validate_root(store.root)
+
+Layout, digests, atomicity and crash recovery are described in ``archive.storage.ocfl``; the id → path
+mapping and the logical-path rules in ``archive.storage.layout``; error codes in ``archive.storage.errors``.
+"""
+
+from archive.storage.errors import (
+    ContentMismatch,
+    InvalidDigest,
+    InvalidLogicalPath,
+    InventoryError,
+    NotAnOcflRoot,
+    ObjectExists,
+    ObjectNotFound,
+    PathConflict,
+    StagingError,
+    StorageError,
+    VersionConflict,
+)
+from archive.storage.layout import object_relpath, validate_logical_path
+from archive.storage.ocfl import ContentFile, ObjectBuilder, OcflStore
+from archive.storage.validation import validate_root
+
+__all__ = [
+    "ContentFile",
+    "ContentMismatch",
+    "InvalidDigest",
+    "InvalidLogicalPath",
+    "InventoryError",
+    "NotAnOcflRoot",
+    "ObjectBuilder",
+    "ObjectExists",
+    "ObjectNotFound",
+    "OcflStore",
+    "PathConflict",
+    "StagingError",
+    "StorageError",
+    "VersionConflict",
+    "object_relpath",
+    "validate_logical_path",
+    "validate_root",
+]

@@ -1,0 +1,111 @@
+"""Small durable-file-system helpers: fsync files and directories, atomic replace, advisory locks."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(top: Path) -> None:
+    """fsync every file and directory below ``top`` (children before parents), then ``top`` itself."""
+    for dirpath, _dirs, files in os.walk(top, topdown=False):
+        for name in files:
+            fsync_file(Path(dirpath, name))
+        fsync_dir(Path(dirpath))
+
+
+def write_durable(path: Path, data: bytes) -> None:
+    """Write a new file and fsync it (the caller fsyncs the directory or the tree)."""
+    with open(path, "xb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def replace_atomically(dest: Path, data: bytes, tmp_dir: Path) -> None:
+    """Replace ``dest`` with ``data`` in one rename; the temporary file lives in ``tmp_dir`` (same file
+    system), so no stray temporary file can ever appear next to ``dest``."""
+    tmp = tmp_dir / f".tmp-{uuid.uuid4().hex}"
+    write_durable(tmp, data)
+    try:
+        os.rename(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(dest.parent)
+
+
+def prune_empty_dirs(start: Path, stop: Path) -> None:
+    """Remove ``start`` and its ancestors while they are empty, never ``stop`` or above."""
+    d = start
+    while d != stop and stop in d.parents:
+        try:
+            d.rmdir()
+        except OSError:  # not empty (or already gone by a concurrent prune)
+            if d.exists():
+                break
+        d = d.parent
+    with contextlib.suppress(OSError):
+        fsync_dir(d)
+
+
+def remove_tree(path: Path, trash_dir: Path) -> None:
+    """Make ``path`` vanish atomically (rename into ``trash_dir``), then delete it at leisure."""
+    trash = trash_dir / f"trash-{uuid.uuid4().hex}"
+    os.rename(path, trash)
+    fsync_dir(path.parent)
+    shutil.rmtree(trash)
+
+
+def acquire_lock(lock_file: Path, *, blocking: bool = True) -> int | None:
+    """Take an exclusive ``flock`` on ``lock_file``; return its descriptor, or None if non-blocking and held.
+
+    flock locks belong to the open file description, so two builders in one process exclude each other too,
+    and the kernel drops the lock when a crashed process dies.
+    """
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def release_lock(fd: int) -> None:
+    os.close(fd)
+
+
+@contextlib.contextmanager
+def locked(lock_file: Path) -> Iterator[None]:
+    fd = acquire_lock(lock_file)
+    assert fd is not None
+    try:
+        yield
+    finally:
+        release_lock(fd)

@@ -1,0 +1,787 @@
+"""OCFL 1.1 storage root: one object per archival record, written atomically, never rewritten in place.
+
+Storage root::
+
+    <root>/0=ocfl_1.1                     namaste declaration
+    <root>/ocfl_layout.json               {"extension": "0003-hash-and-id-n-tuple-storage-layout", ...}
+    <root>/extensions/0003-hash-and-id-n-tuple-storage-layout/config.json
+                                          sha256, tupleSize 3, numberOfTuples 3 (see ``layout.py``)
+    <root>/7c1/3a9/0bd/urn%3apearl-archive%3aGZ%3a.../     one OCFL object
+        0=ocfl_object_1.1
+        inventory.json, inventory.json.sha512       always byte-identical to the head version's
+        v1/inventory.json, v1/inventory.json.sha512, v1/content/<logical path>
+        v2/...                                      one more version per format migration
+
+Inventories use sha512 as the content digest (the spec's recommendation) and carry a ``fixity`` block with
+sha256 for every content file, so an auditor can re-check any file with ``sha256sum``. Extra fixity
+algorithms (md5, sha1, blake2b-*) are recorded when the store is configured for them or the caller passes
+them. sm3 (GB/T 32905) is written only when the caller asks for it: OCFL allows any algorithm in ``fixity``,
+but ocfl-py 2.1 reports it as E056b and cannot re-hash it, so such a root validates only with
+``validate_root(..., lax_digests=True, check_digests=False)``; better keep sm3 in the catalogue.
+
+Content is deduplicated within an object: one sha512, one content file; a new version stores only content
+that no earlier version holds (its state points at the earlier content paths).
+
+Atomicity. ``staging_dir`` must be on the same file system as the root and outside it. Each builder owns a
+transaction directory ``<staging>/ocfl-txn-<uuid>/`` (holding an ``flock`` on its ``.lock`` for its lifetime):
+
+* v1: the whole object is built there, every file and directory fsynced, then moved into place with one
+  ``os.rename`` — of the object directory, or of its highest missing n-tuple parent with the object already
+  inside, so no empty directory is ever left behind. A rename never replaces a non-empty directory, so an
+  existing object is never overwritten → ``ObjectExists``.
+* vN+1: only the new version directory is built (with its own inventory + sidecar), fsynced, renamed into
+  the object, and then the root ``inventory.json`` and its sidecar are replaced, each by writing a temporary
+  file in the transaction directory, fsync, rename. Version commits take a per-object lock
+  (``<staging>/ocfl-locks/``) so two writers cannot interleave.
+
+Crash recovery (``recover()`` at start-up, or ``recover_object(id)`` for one object): a version directory
+newer than the root inventory's head (crash after renaming ``vN+1`` in, before the root inventory changed)
+is removed — the object is back at its old state; a root inventory that is already the new head's but whose
+sidecar is still the old one is completed from the head version's sidecar — the object is at its new state.
+``recover()`` also removes stale transaction directories (their lock is free: the builder's process died),
+trash left by an interrupted removal, and empty n-tuple directories left by an interrupted ``remove_object``.
+A crashed v1 commit leaves nothing at all in the root, only a transaction directory in the staging area.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from archive.storage import _fs
+from archive.storage.errors import (
+    ContentMismatch,
+    InvalidDigest,
+    InventoryError,
+    NotAnOcflRoot,
+    ObjectExists,
+    ObjectNotFound,
+    PathConflict,
+    StagingError,
+    StorageError,
+    VersionConflict,
+)
+from archive.storage.layout import (
+    LAYOUT_CONFIG,
+    LAYOUT_DESCRIPTION,
+    LAYOUT_EXTENSION,
+    object_relpath,
+    validate_logical_path,
+)
+
+__all__ = ["ContentFile", "ObjectBuilder", "OcflStore"]
+
+SPEC_VERSION = "1.1"
+ROOT_NAMASTE = "0=ocfl_1.1"
+OBJECT_NAMASTE = "0=ocfl_object_1.1"
+INVENTORY = "inventory.json"
+SIDECAR = "inventory.json.sha512"
+INVENTORY_TYPE = "https://ocfl.io/1.1/spec/#inventory"
+DIGEST_ALGORITHM = "sha512"
+CONTENT_DIRECTORY = "content"
+
+# Fixity algorithms we record, with the length of their hex digest. The first block is what OCFL 1.1 and
+# extension 0001 define (and ocfl-py can verify); sm3 (GB/T 32905) is accepted on request, see above.
+FIXITY_ALGORITHMS: dict[str, int] = {
+    "md5": 32,
+    "sha1": 40,
+    "sha256": 64,
+    "sha512": 128,
+    "blake2b-512": 128,
+    "blake2b-160": 40,
+    "blake2b-256": 64,
+    "blake2b-384": 96,
+    "sm3": 64,
+}
+REQUIRED_FIXITY = ("sha256",)
+
+_VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")
+_TXN_PREFIX = "ocfl-txn-"
+_TRASH_PREFIX = "trash-"
+_LOCKS_DIR = "ocfl-locks"
+_STALE_UNLOCKED_TXN_SECONDS = 60.0
+_CHUNK = 1024 * 1024
+_COMMIT_ATTEMPTS = 5
+
+
+class ContentFile(NamedTuple):
+    """One logical file of one version, with where its bytes are and what they must hash to."""
+
+    version: str
+    logical_path: str
+    path: Path
+    sha512: str
+    fixity: dict[str, str]
+
+
+def _hasher(algorithm: str) -> Any:
+    if algorithm.startswith("blake2b-"):
+        return hashlib.blake2b(digest_size=int(algorithm.removeprefix("blake2b-")) // 8)
+    return hashlib.new(algorithm)
+
+
+def _check_digest(algorithm: str, value: str) -> str:
+    length = FIXITY_ALGORITHMS.get(algorithm)
+    if length is None:
+        raise InvalidDigest(f"unsupported digest algorithm {algorithm!r}")
+    if not isinstance(value, str) or not re.fullmatch(rf"[0-9a-fA-F]{{{length}}}", value):
+        raise InvalidDigest(f"{algorithm} digest {value!r} is not {length} hex digits")
+    return value.lower()
+
+
+def _inventory_bytes(inventory: Mapping[str, Any]) -> bytes:
+    return (json.dumps(inventory, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def _sidecar_bytes(inventory_bytes: bytes) -> bytes:
+    return f"{hashlib.sha512(inventory_bytes).hexdigest()}  {INVENTORY}\n".encode("ascii")
+
+
+def _sidecar_matches(inventory_bytes: bytes, sidecar: bytes) -> bool:
+    parts = sidecar.decode("ascii", "replace").split()
+    return (
+        len(parts) == 2
+        and parts[1] == INVENTORY
+        and parts[0].lower() == hashlib.sha512(inventory_bytes).hexdigest()
+    )
+
+
+def _version_number(name: str) -> int | None:
+    m = _VERSION_RE.match(name)
+    return int(m.group(1)) if m else None
+
+
+def _format_created(created: datetime | None) -> str:
+    when = created or datetime.now(UTC)
+    if when.tzinfo is None:
+        raise ValueError("created must be timezone-aware")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ObjectBuilder:
+    """The next version of one object, being staged. Get one from ``OcflStore.begin_object`` or
+    ``begin_version``; finish with ``OcflStore.commit`` or ``OcflStore.abort``.
+
+    The new version's state starts as the head's state (empty for v1). Adding a logical path whose bytes
+    the object already holds (same sha512) stores nothing new: the state points at the existing content.
+    """
+
+    def __init__(
+        self,
+        store: OcflStore,
+        object_id: str,
+        txn_dir: Path,
+        lock_fd: int,
+        prior: dict[str, Any] | None,
+    ) -> None:
+        self.object_id = object_id
+        self._store = store
+        self._txn_dir = txn_dir
+        self._lock_fd: int | None = lock_fd
+        self._prior = prior
+        head_number = _version_number(prior["head"]) if prior else 0
+        assert head_number is not None
+        self.version = f"v{head_number + 1}"
+        if prior is None:
+            self._object_stage: Path | None = txn_dir / "object"
+            self.version_dir = self._object_stage / self.version
+        else:
+            self._object_stage = None
+            self.version_dir = txn_dir / self.version
+        self._content_dir = self.version_dir / CONTENT_DIRECTORY
+        self._content_dir.mkdir(parents=True)
+        # digest -> content paths; content path -> {algorithm: value}; logical path -> digest
+        self._manifest: dict[str, list[str]] = {}
+        self._fixity: dict[str, dict[str, str]] = {}
+        self._state: dict[str, str] = {}
+        if prior is not None:
+            self._manifest = {d: list(paths) for d, paths in prior["manifest"].items()}
+            for algorithm, block in prior.get("fixity", {}).items():
+                for value, paths in block.items():
+                    for p in paths:
+                        self._fixity.setdefault(p, {})[algorithm] = value
+            for digest, paths in prior["versions"][prior["head"]]["state"].items():
+                for p in paths:
+                    self._state[p] = digest
+        self._dirs: Counter[str] = Counter()  # directory prefixes of the logical paths in the state
+        for p in self._state:
+            self._count_dirs(p, +1)
+        self._new_content: dict[str, str] = {}  # digest -> content path, for content new in this version
+        self._added: set[str] = set()  # logical paths added in this version
+        self.closed = False
+
+    # -- what callers use -------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> dict[str, str]:
+        """The new version's state so far: logical path → sha512."""
+        return dict(self._state)
+
+    def content_path(self, logical_path: str) -> Path:
+        """Where the caller writes the bytes of a new logical path itself (parents created); then call
+        ``add_written``. Ingest copies and hashes in one pass this way."""
+        self._check_open()
+        validate_logical_path(logical_path)
+        if logical_path in self._added:
+            raise PathConflict(f"{logical_path!r} was already added to {self.version}; remove it first")
+        self._check_state_conflict(logical_path)
+        target = self._content_dir / logical_path
+        if target.exists():
+            raise PathConflict(f"content path {self.version}/content/{logical_path} is already taken")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise PathConflict(
+                f"a parent of {self.version}/content/{logical_path} is already a content file"
+            ) from None
+        return target
+
+    def add_written(
+        self,
+        logical_path: str,
+        *,
+        sha512: str,
+        size: int,
+        fixity: Mapping[str, str] | None = None,
+    ) -> None:
+        """Register a file the caller wrote at ``content_path(logical_path)``. ``fixity`` must hold sha256;
+        the size is checked, the digests are trusted (the caller computed them while writing)."""
+        self._check_open()
+        validate_logical_path(logical_path)
+        target = self._content_dir / logical_path
+        if not target.is_file():
+            raise ContentMismatch(f"nothing was written at {self.version}/content/{logical_path}")
+        actual = target.stat().st_size
+        if actual != size:
+            raise ContentMismatch(f"{logical_path!r}: declared size {size}, written {actual} bytes")
+        digests = {a: _check_digest(a, v) for a, v in (fixity or {}).items()}
+        for required in REQUIRED_FIXITY:
+            if required not in digests:
+                raise InvalidDigest(f"{logical_path!r}: fixity must include {required}")
+        self._register(logical_path, _check_digest(DIGEST_ALGORITHM, sha512), digests, target)
+
+    def add_bytes(self, logical_path: str, data: bytes) -> None:
+        """Add a small file (metadata.json, premis.json…) from memory; hashed here."""
+        target = self.content_path(logical_path)
+        hashers = {a: _hasher(a) for a in (DIGEST_ALGORITHM, *self._store.fixity_algorithms)}
+        for h in hashers.values():
+            h.update(data)
+        _fs.write_durable(target, data)
+        self._register_hashed(logical_path, hashers, target)
+
+    def add_file(self, logical_path: str, source: Path) -> None:
+        """Copy ``source`` in as ``logical_path``, hashing while copying (migrations use this)."""
+        target = self.content_path(logical_path)
+        hashers = {a: _hasher(a) for a in (DIGEST_ALGORITHM, *self._store.fixity_algorithms)}
+        with open(source, "rb") as src, open(target, "xb") as dst:
+            while chunk := src.read(_CHUNK):
+                for h in hashers.values():
+                    h.update(chunk)
+                dst.write(chunk)
+        self._register_hashed(logical_path, hashers, target)
+
+    def remove(self, logical_path: str) -> None:
+        """Drop a logical path from the new version's state; earlier versions keep their content."""
+        self._check_open()
+        if logical_path not in self._state:
+            raise PathConflict(f"{logical_path!r} is not in the state of {self.version}")
+        digest = self._state.pop(logical_path)
+        self._count_dirs(logical_path, -1)
+        self._added.discard(logical_path)
+        if digest in self._new_content and digest not in self._state.values():
+            content = self._new_content.pop(digest)
+            del self._manifest[digest]
+            self._fixity.pop(content, None)
+            staged = self.version_dir.parent / content
+            staged.unlink()
+            _fs.prune_empty_dirs(staged.parent, self._content_dir)
+
+    # -- internals --------------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise StagingError(
+                f"builder for {self.object_id!r} {self.version} is already committed or aborted"
+            )
+
+    def _count_dirs(self, logical_path: str, delta: int) -> None:
+        parts = logical_path.split("/")
+        for i in range(1, len(parts)):
+            key = "/".join(parts[:i])
+            self._dirs[key] += delta
+            if self._dirs[key] <= 0:
+                del self._dirs[key]
+
+    def _check_state_conflict(self, logical_path: str) -> None:
+        if self._dirs.get(logical_path):
+            raise PathConflict(f"{logical_path!r} is already a directory in the state of {self.version}")
+        parts = logical_path.split("/")
+        for i in range(1, len(parts)):
+            prefix = "/".join(parts[:i])
+            if prefix in self._state:
+                raise PathConflict(f"{logical_path!r} would be inside the file {prefix!r}")
+
+    def _register_hashed(self, logical_path: str, hashers: Mapping[str, Any], target: Path) -> None:
+        digests = {a: h.hexdigest() for a, h in hashers.items()}
+        sha512 = digests.pop(DIGEST_ALGORITHM)
+        self._register(logical_path, sha512, digests, target)
+
+    def _register(self, logical_path: str, sha512: str, fixity: dict[str, str], staged: Path) -> None:
+        fixity.pop(DIGEST_ALGORITHM, None)  # already the manifest digest
+        if sha512 in self._manifest:
+            known = self._fixity.setdefault(self._manifest[sha512][0], {})
+            for algorithm, value in fixity.items():
+                if algorithm in known and known[algorithm] != value:
+                    staged.unlink()
+                    _fs.prune_empty_dirs(staged.parent, self._content_dir)
+                    raise ContentMismatch(
+                        f"{logical_path!r}: same sha512 as stored content but a different {algorithm}"
+                    )
+            for algorithm, value in fixity.items():  # a new algorithm's value is worth keeping
+                known.setdefault(algorithm, value)
+            staged.unlink()
+            _fs.prune_empty_dirs(staged.parent, self._content_dir)
+        else:
+            content = f"{self.version}/{CONTENT_DIRECTORY}/{logical_path}"
+            self._manifest[sha512] = [content]
+            self._fixity[content] = fixity
+            self._new_content[sha512] = content
+        if logical_path in self._state:  # replacing an inherited path in a new version
+            self._count_dirs(logical_path, -1)
+        self._state[logical_path] = sha512
+        self._count_dirs(logical_path, +1)
+        self._added.add(logical_path)
+
+    def _inventory(self, created: str, message: str, user: dict[str, str]) -> dict[str, Any]:
+        fixity: dict[str, dict[str, list[str]]] = {}
+        for content, values in sorted(self._fixity.items()):
+            for algorithm, value in values.items():
+                fixity.setdefault(algorithm, {}).setdefault(value, []).append(content)
+        state: dict[str, list[str]] = {}
+        for logical, digest in sorted(self._state.items()):
+            state.setdefault(digest, []).append(logical)
+        versions = dict(self._prior["versions"]) if self._prior else {}
+        versions[self.version] = {"created": created, "message": message, "user": user, "state": state}
+        return {
+            "id": self.object_id,
+            "type": INVENTORY_TYPE,
+            "digestAlgorithm": DIGEST_ALGORITHM,
+            "head": self.version,
+            "contentDirectory": CONTENT_DIRECTORY,
+            "manifest": {d: sorted(p) for d, p in sorted(self._manifest.items())},
+            "versions": versions,
+            "fixity": {a: dict(sorted(b.items())) for a, b in sorted(fixity.items())},
+        }
+
+    def _check_no_strays(self) -> None:
+        expected = set(self._new_content.values())
+        for dirpath, dirs, files in os.walk(self._content_dir, topdown=False):
+            if not files and not dirs and Path(dirpath) != self._content_dir:
+                _fs.prune_empty_dirs(Path(dirpath), self._content_dir)  # e.g. a content_path() never used
+            for name in files:
+                rel = Path(dirpath, name).relative_to(self.version_dir.parent).as_posix()
+                if rel not in expected:
+                    raise StagingError(f"{rel} was written but never added (add_written) or removed")
+        if not expected:  # OCFL: no content directory for a version without new content
+            shutil.rmtree(self._content_dir)
+
+    def _close(self) -> None:
+        self.closed = True
+        shutil.rmtree(self._txn_dir, ignore_errors=True)
+        if self._lock_fd is not None:
+            _fs.release_lock(self._lock_fd)
+            self._lock_fd = None
+
+
+class OcflStore:
+    """An OCFL 1.1 storage root with a staging area on the same file system."""
+
+    def __init__(
+        self, root: Path, staging_dir: Path, *, fixity_algorithms: Iterable[str] = ("sha256",)
+    ) -> None:
+        self.root = Path(root).absolute()
+        self.staging_dir = Path(staging_dir).absolute()
+        self.fixity_algorithms = tuple(dict.fromkeys((*REQUIRED_FIXITY, *fixity_algorithms)))
+        for algorithm in self.fixity_algorithms:
+            if algorithm not in FIXITY_ALGORITHMS or algorithm == DIGEST_ALGORITHM:
+                raise InvalidDigest(f"unsupported fixity algorithm {algorithm!r}")
+        self._verified = False
+
+    # -- the root ---------------------------------------------------------------------------------------
+
+    def init(self) -> None:
+        """Create the storage root if absent (idempotent); verify it if present."""
+        self._prepare_staging()
+        if (self.root / ROOT_NAMASTE).exists():
+            self._verify_root()
+            return
+        root_files = {
+            ROOT_NAMASTE: b"ocfl_1.1\n",
+            "ocfl_layout.json": _inventory_bytes(
+                {"extension": LAYOUT_EXTENSION, "description": LAYOUT_DESCRIPTION}
+            ),
+            f"extensions/{LAYOUT_EXTENSION}/config.json": _inventory_bytes(LAYOUT_CONFIG),
+        }
+        if self.root.exists():
+            leftovers = set(os.listdir(self.root)) - {"ocfl_layout.json", "extensions"}
+            if leftovers:
+                raise NotAnOcflRoot(f"{self.root} exists, is not empty and is not an OCFL storage root")
+            # an empty directory (a mount point), or an init that crashed half-way: finish it, namaste last
+            for rel, data in root_files.items():
+                (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
+                _fs.replace_atomically(self.root / rel, data, self.staging_dir)
+            _fs.fsync_dir(self.root / "extensions")
+        else:
+            txn = self.staging_dir / f"{_TXN_PREFIX}{uuid.uuid4().hex}"
+            build = txn / "root"
+            for rel, data in root_files.items():
+                (build / rel).parent.mkdir(parents=True, exist_ok=True)
+                _fs.write_durable(build / rel, data)
+            _fs.fsync_tree(build)
+            try:
+                os.rename(build, self.root)
+            finally:
+                shutil.rmtree(txn, ignore_errors=True)
+            _fs.fsync_dir(self.root.parent)
+        self._verify_root()
+
+    def _prepare_staging(self) -> None:
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        root_real = Path(os.path.realpath(self.root))
+        staging_real = Path(os.path.realpath(self.staging_dir))
+        if (
+            staging_real == root_real
+            or root_real in staging_real.parents
+            or staging_real in root_real.parents
+        ):
+            raise StagingError(f"staging dir {self.staging_dir} must be outside the storage root {self.root}")
+        anchor = self.root if self.root.exists() else self.root.parent
+        if os.stat(anchor).st_dev != os.stat(self.staging_dir).st_dev:
+            raise StagingError(
+                f"staging dir {self.staging_dir} is not on the same file system as {self.root}; "
+                "the final rename would not be atomic"
+            )
+
+    def _verify_root(self) -> None:
+        namaste = self.root / ROOT_NAMASTE
+        try:
+            declared = namaste.read_text("utf-8")
+            layout = json.loads((self.root / "ocfl_layout.json").read_text("utf-8"))
+            config = json.loads(
+                (self.root / "extensions" / LAYOUT_EXTENSION / "config.json").read_text("utf-8")
+            )
+        except (OSError, ValueError) as exc:
+            raise NotAnOcflRoot(f"{self.root} is not a usable OCFL 1.1 storage root: {exc}") from None
+        if declared != "ocfl_1.1\n":
+            raise NotAnOcflRoot(f"{namaste} does not declare ocfl_1.1")
+        if not isinstance(layout, dict) or layout.get("extension") != LAYOUT_EXTENSION:
+            raise NotAnOcflRoot(f"{self.root} uses layout {layout!r}; this store needs {LAYOUT_EXTENSION}")
+        if not isinstance(config, dict) or any(config.get(k) != v for k, v in LAYOUT_CONFIG.items()):
+            raise NotAnOcflRoot(f"{self.root} layout parameters {config!r} differ from {LAYOUT_CONFIG!r}")
+        self._verified = True
+
+    def _ready(self) -> None:
+        if not self._verified:
+            if not (self.root / ROOT_NAMASTE).exists():
+                raise NotAnOcflRoot(f"{self.root} is not an OCFL storage root (run init)")
+            self._prepare_staging()
+            self._verify_root()
+
+    # -- objects ----------------------------------------------------------------------------------------
+
+    def object_path(self, object_id: str) -> Path:
+        return self.root / object_relpath(object_id)
+
+    def exists(self, object_id: str) -> bool:
+        self._ready()
+        return (self.object_path(object_id) / OBJECT_NAMASTE).is_file()
+
+    def read_inventory(self, object_id: str) -> dict[str, Any]:
+        """The object's root inventory, checked against its sidecar."""
+        self._ready()
+        path = self.object_path(object_id)
+        if not (path / OBJECT_NAMASTE).is_file():
+            raise ObjectNotFound(f"no object {object_id!r}")
+        try:
+            return self._read_inventory_at(path, object_id)
+        except InventoryError:
+            # maybe a version commit is between replacing inventory.json and its sidecar: wait for it
+            with _fs.locked(self._object_lock(object_id)):
+                return self._read_inventory_at(path, object_id)
+
+    def _read_inventory_at(self, directory: Path, object_id: str | None = None) -> dict[str, Any]:
+        try:
+            data = (directory / INVENTORY).read_bytes()
+            sidecar = (directory / SIDECAR).read_bytes()
+        except OSError as exc:
+            raise InventoryError(f"cannot read inventory in {directory}: {exc}") from None
+        if not _sidecar_matches(data, sidecar):
+            raise InventoryError(f"{directory / INVENTORY} does not match its sidecar (run recover_object)")
+        try:
+            inventory: dict[str, Any] = json.loads(data)
+        except ValueError as exc:
+            raise InventoryError(f"{directory / INVENTORY} is not JSON: {exc}") from None
+        if object_id is not None and inventory.get("id") != object_id:
+            raise InventoryError(f"{directory} holds object {inventory.get('id')!r}, not {object_id!r}")
+        return inventory
+
+    def iter_objects(self) -> Iterator[str]:
+        """Ids of every committed object (directories without an object declaration are skipped)."""
+        self._ready()
+        for dirpath, dirs, files in os.walk(self.root):
+            if Path(dirpath) == self.root:
+                dirs[:] = sorted(d for d in dirs if d != "extensions")
+                continue
+            if OBJECT_NAMASTE in files:
+                dirs[:] = []
+                try:  # the id never changes between versions, so the sidecar need not be checked here
+                    yield str(json.loads(Path(dirpath, INVENTORY).read_bytes())["id"])
+                except (OSError, ValueError, KeyError, TypeError) as exc:
+                    raise InventoryError(f"cannot read the inventory in {dirpath}: {exc}") from None
+            else:
+                dirs.sort()
+
+    def content_files(self, object_id: str) -> Iterator[ContentFile]:
+        """Every (version, logical path) of the object with its content file, sha512 and fixity values.
+        A content file shared by several paths or versions is listed once per path and version."""
+        inventory = self.read_inventory(object_id)
+        base = self.object_path(object_id)
+        by_path: dict[str, dict[str, str]] = {}
+        for algorithm, block in inventory.get("fixity", {}).items():
+            for value, paths in block.items():
+                for p in paths:
+                    by_path.setdefault(p, {})[algorithm] = value
+        for version in sorted(inventory["versions"], key=lambda v: _version_number(v) or 0):
+            for digest, logical_paths in inventory["versions"][version]["state"].items():
+                content = inventory["manifest"][digest][0]
+                for logical in logical_paths:
+                    yield ContentFile(
+                        version, logical, base / content, digest, dict(by_path.get(content, {}))
+                    )
+
+    # -- writing ----------------------------------------------------------------------------------------
+
+    def begin_object(self, object_id: str) -> ObjectBuilder:
+        """Stage v1 of a new object. Raises ObjectExists if the id is taken (checked again at commit)."""
+        self._ready()
+        if not object_id or not isinstance(object_id, str):
+            raise StorageError("object id must be a non-empty string")
+        if self.object_path(object_id).exists():
+            raise ObjectExists(f"object {object_id!r} already exists")
+        return self._new_builder(object_id, None)
+
+    def begin_version(self, object_id: str) -> ObjectBuilder:
+        """Stage the next version of an existing object; its state starts as the head's."""
+        return self._new_builder(object_id, self.read_inventory(object_id))
+
+    def _new_builder(self, object_id: str, prior: dict[str, Any] | None) -> ObjectBuilder:
+        txn = self.staging_dir / f"{_TXN_PREFIX}{uuid.uuid4().hex}"
+        txn.mkdir()
+        fd = _fs.acquire_lock(txn / ".lock")
+        assert fd is not None
+        try:
+            return ObjectBuilder(self, object_id, txn, fd, prior)
+        except BaseException:
+            _fs.release_lock(fd)
+            shutil.rmtree(txn, ignore_errors=True)
+            raise
+
+    def abort(self, builder: ObjectBuilder) -> None:
+        """Throw the staged version away; the root is untouched. Safe to call twice."""
+        if not builder.closed:
+            builder._close()
+
+    def commit(
+        self,
+        builder: ObjectBuilder,
+        *,
+        message: str,
+        user_name: str,
+        user_address: str | None = None,
+        created: datetime | None = None,
+    ) -> str:
+        """Move the staged version into the root atomically; return its name ("v1", "v2"…).
+        ``user_address`` should be a URI (``mailto:…``). The builder is closed either way: after an error
+        (ObjectExists, VersionConflict…) its staging is gone and the root is as before."""
+        builder._check_open()
+        self._ready()
+        try:
+            return self._commit(builder, message, user_name, user_address, created)
+        finally:
+            builder._close()
+
+    def _commit(
+        self,
+        builder: ObjectBuilder,
+        message: str,
+        user_name: str,
+        user_address: str | None,
+        created: datetime | None,
+    ) -> str:
+        builder._check_no_strays()
+        user = {"name": user_name}
+        if user_address is not None:
+            user["address"] = user_address
+        inventory = builder._inventory(_format_created(created), message, user)
+        inv_bytes = _inventory_bytes(inventory)
+        sidecar = _sidecar_bytes(inv_bytes)
+        _fs.write_durable(builder.version_dir / INVENTORY, inv_bytes)
+        _fs.write_durable(builder.version_dir / SIDECAR, sidecar)
+        if builder._object_stage is not None:
+            self._commit_new_object(builder, inv_bytes, sidecar)
+        else:
+            self._commit_new_version(builder, inv_bytes, sidecar)
+        return builder.version
+
+    def _commit_new_object(self, builder: ObjectBuilder, inv_bytes: bytes, sidecar: bytes) -> None:
+        stage = builder._object_stage
+        assert stage is not None
+        _fs.write_durable(stage / OBJECT_NAMASTE, b"ocfl_object_1.1\n")
+        _fs.write_durable(stage / INVENTORY, inv_bytes)
+        _fs.write_durable(stage / SIDECAR, sidecar)
+        target = self.object_path(builder.object_id)
+        chain = builder._txn_dir / "chain"
+        for attempt in range(_COMMIT_ATTEMPTS):
+            # The missing n-tuple directories travel with the object in the same rename, so a crash can
+            # never leave empty directories (which validators reject) in the root.
+            top = target
+            while top.parent != self.root and not top.parent.exists():
+                top = top.parent
+            staged_target = chain / target.relative_to(top.parent)
+            staged_target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(stage, staged_target)
+            _fs.fsync_tree(chain)
+            try:
+                os.rename(chain / top.name, top)
+            except OSError as exc:
+                os.rename(staged_target, stage)
+                shutil.rmtree(chain)
+                if top == target and target.exists():
+                    raise ObjectExists(f"object {builder.object_id!r} already exists") from exc
+                if attempt == _COMMIT_ATTEMPTS - 1:
+                    raise
+                continue  # a parent appeared or vanished meanwhile (concurrent commit or prune): retry
+            _fs.fsync_dir(top.parent)
+            return
+
+    def _commit_new_version(self, builder: ObjectBuilder, inv_bytes: bytes, sidecar: bytes) -> None:
+        assert builder._prior is not None
+        _fs.fsync_tree(builder.version_dir)
+        obj = self.object_path(builder.object_id)
+        with _fs.locked(self._object_lock(builder.object_id)):
+            current = self._read_inventory_at(obj, builder.object_id)  # not read_inventory: lock held
+            if current["head"] != builder._prior["head"]:
+                raise VersionConflict(
+                    f"{builder.object_id!r} moved from {builder._prior['head']} to {current['head']} "
+                    "while this version was staged"
+                )
+            target = obj / builder.version
+            if target.exists():
+                raise VersionConflict(f"{target} already exists without being the head (run recover_object)")
+            os.rename(builder.version_dir, target)
+            _fs.fsync_dir(obj)
+            # the object now holds the new version; the root inventory makes it the head
+            _fs.replace_atomically(obj / INVENTORY, inv_bytes, builder._txn_dir)
+            _fs.replace_atomically(obj / SIDECAR, sidecar, builder._txn_dir)
+
+    def remove_object(self, object_id: str) -> None:
+        """Delete an object entirely. Only for undoing a transfer that failed before it was catalogued:
+        committed records are never deleted in normal operation."""
+        self._ready()
+        path = self.object_path(object_id)
+        with _fs.locked(self._object_lock(object_id)):
+            if not path.exists():
+                raise ObjectNotFound(f"no object {object_id!r}")
+            _fs.remove_tree(path, self.staging_dir)
+            _fs.prune_empty_dirs(path.parent, self.root)
+
+    # -- recovery ---------------------------------------------------------------------------------------
+
+    def _object_lock(self, object_id: str) -> Path:
+        return self.staging_dir / _LOCKS_DIR / f"{hashlib.sha256(object_id.encode('utf-8')).hexdigest()}.lock"
+
+    def recover_object(self, object_id: str) -> list[str]:
+        """Bring one object back to a committed state after a crash; return what was done (empty if
+        nothing was needed)."""
+        self._ready()
+        obj = self.object_path(object_id)
+        if not obj.exists():
+            raise ObjectNotFound(f"no object {object_id!r}")
+        with _fs.locked(self._object_lock(object_id)):
+            return self._recover_at(obj)
+
+    def _recover_at(self, obj: Path) -> list[str]:
+        actions: list[str] = []
+        try:
+            inv_bytes = (obj / INVENTORY).read_bytes()
+            sidecar = (obj / SIDECAR).read_bytes()
+            head = json.loads(inv_bytes)["head"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InventoryError(f"cannot read the root inventory of {obj}: {exc}") from None
+        if not _sidecar_matches(inv_bytes, sidecar):
+            # crash between replacing inventory.json and its sidecar: the new head is complete, finish it
+            head_dir = obj / head
+            if (head_dir / INVENTORY).is_file() and (head_dir / INVENTORY).read_bytes() == inv_bytes:
+                _fs.replace_atomically(obj / SIDECAR, (head_dir / SIDECAR).read_bytes(), self.staging_dir)
+                actions.append(f"{obj.name}: completed root inventory sidecar for {head}")
+            else:
+                raise InventoryError(f"{obj / INVENTORY} does not match its sidecar nor the head version")
+        head_number = _version_number(head) or 0
+        for entry in sorted(os.listdir(obj)):
+            number = _version_number(entry)
+            if number is not None and number > head_number:
+                _fs.remove_tree(obj / entry, self.staging_dir)
+                actions.append(f"{obj.name}: removed uncommitted version {entry} (head is {head})")
+        return actions
+
+    def recover(self) -> list[str]:
+        """Crash recovery for the whole root (run at start-up): stale staging, trash, empty directories,
+        uncommitted versions. Safe beside live writers: it skips transactions whose lock is held."""
+        self._ready()
+        actions: list[str] = []
+        for entry in sorted(os.listdir(self.staging_dir)):
+            path = self.staging_dir / entry
+            if entry.startswith(_TRASH_PREFIX):
+                shutil.rmtree(path, ignore_errors=True)
+                actions.append(f"removed leftover trash {entry}")
+            elif entry.startswith(_TXN_PREFIX) and self._txn_is_stale(path):
+                shutil.rmtree(path, ignore_errors=True)
+                actions.append(f"removed stale staging {entry}")
+        empty: list[Path] = []
+        for dirpath, dirs, files in os.walk(self.root):
+            here = Path(dirpath)
+            if here == self.root:
+                dirs[:] = [d for d in dirs if d != "extensions"]
+            elif OBJECT_NAMASTE in files:
+                dirs[:] = []
+                object_id = str(json.loads((here / INVENTORY).read_bytes())["id"])
+                with _fs.locked(self._object_lock(object_id)):
+                    actions.extend(self._recover_at(here))
+            elif not files and not dirs:
+                empty.append(here)
+        for d in empty:
+            _fs.prune_empty_dirs(d, self.root)
+            actions.append(f"removed empty directory {d.relative_to(self.root)}")
+        return actions
+
+    @staticmethod
+    def _txn_is_stale(txn: Path) -> bool:
+        lock = txn / ".lock"
+        if not lock.exists():  # created a moment ago, or its builder died before locking
+            return time.time() - txn.stat().st_mtime > _STALE_UNLOCKED_TXN_SECONDS
+        fd = _fs.acquire_lock(lock, blocking=False)
+        if fd is None:
+            return False
+        _fs.release_lock(fd)
+        return True

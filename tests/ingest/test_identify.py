@@ -1,0 +1,199 @@
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ingest.identify import Identification, _probe_pdfs, identify_files, tool_versions
+from tests.samples import (
+    make_chinese_text,
+    make_csv,
+    make_docx,
+    make_encrypted_pdf,
+    make_image,
+    make_js_pdf,
+    make_pdfa_claim_pdf,
+    make_sample_pdf,
+)
+
+PDF_PUIDS = {"fmt/14", "fmt/15", "fmt/16", "fmt/17", "fmt/18", "fmt/19", "fmt/20", "fmt/276"}
+
+
+def codes(ident: Identification) -> list[str]:
+    return [p.code for p in ident.problems]
+
+
+def one(path: Path, **kwargs: float) -> Identification:
+    return identify_files([path], **kwargs)[path]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "build", "puids", "mime"),
+    [
+        ("档案 样例.pdf", lambda p: make_sample_pdf(p, "hello"), PDF_PUIDS, "application/pdf"),
+        ("scan 1.png", lambda p: make_image(p, "PNG"), {"fmt/11", "fmt/12", "fmt/13"}, "image/png"),
+        ("照片.jpg", lambda p: make_image(p, "JPEG"), {"fmt/43", "fmt/44"}, "image/jpeg"),
+        ("page.tif", lambda p: make_image(p, "TIFF"), {"fmt/353"}, "image/tiff"),
+        (
+            "报告 final.docx",
+            make_docx,
+            {"fmt/412"},
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        ),
+        ("目录.csv", make_csv, {"x-fmt/18"}, "text/csv"),
+        ("通知 全文.txt", make_chinese_text, {"x-fmt/111"}, "text/plain"),
+    ],
+)
+def test_formats(
+    tmp_path: Path, name: str, build: Callable[[Path], Path], puids: set[str], mime: str
+) -> None:
+    path = build(tmp_path / name)
+    ident = one(path)
+    assert ident.puid in puids, ident
+    assert ident.mime == mime
+    assert ident.siegfried_mime
+    assert ident.format_name
+    assert ident.basis
+    assert {"siegfried", "siegfried_signature", "libmagic"} <= ident.tools.keys()
+    assert "error" not in ident.properties
+    assert [c for c in codes(ident) if c != "IDN004"] == []  # CSV is matched on its extension only
+
+
+def test_image_properties(tmp_path: Path) -> None:
+    ident = one(make_image(tmp_path / "a.png", "PNG", size=(30, 20)))
+    assert ident.properties == {"width": 30, "height": 20, "mode": "RGB", "image_format": "PNG"}
+    assert "pillow" in ident.tools
+
+
+def test_plain_pdf_properties(tmp_path: Path) -> None:
+    ident = one(make_sample_pdf(tmp_path / "a.pdf", "text", pages=3))
+    props = ident.properties
+    assert props["pages"] == 3
+    assert props["encrypted"] is False
+    assert props["javascript"] is False
+    assert props["pdfa"] is None
+    assert props["damaged"] is False
+    assert props["pdf_version"] in {"1.3", "1.4", "1.7"}
+    assert codes(ident) == []
+    assert {"pikepdf", "qpdf"} <= ident.tools.keys()
+
+
+def test_javascript_pdf(tmp_path: Path) -> None:
+    ident = one(make_js_pdf(tmp_path / "js.pdf"))
+    assert ident.puid in PDF_PUIDS
+    assert ident.properties["javascript"] is True
+    assert codes(ident) == ["IDN006"]
+
+
+def test_encrypted_pdf(tmp_path: Path) -> None:
+    ident = one(make_encrypted_pdf(tmp_path / "owner only.pdf"))
+    assert ident.properties["encrypted"] is True
+    assert ident.properties["pages"] == 1
+    assert codes(ident) == ["IDN005"]
+
+
+def test_pdf_needing_a_password(tmp_path: Path) -> None:
+    ident = one(make_encrypted_pdf(tmp_path / "locked.pdf", user_password="secret"))
+    assert ident.properties["encrypted"] is True
+    assert ident.properties["error"] == "password required"
+    assert codes(ident) == ["IDN005"]
+    assert "需要密码" in ident.problems[0].message_zh
+
+
+def test_pdfa_claim(tmp_path: Path) -> None:
+    ident = one(make_pdfa_claim_pdf(tmp_path / "a.pdf", "2", "b"))
+    assert ident.properties["pdfa"] == "2B"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_damaged_pdf_is_a_property_not_an_exception(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "bad.pdf"
+    if damage == "truncated":
+        data = make_sample_pdf(tmp_path / "good.pdf").read_bytes()
+        path.write_bytes(data[: len(data) // 3])
+    else:
+        path.write_bytes(b"%PDF-1.7\n" + os.urandom(2000))
+    ident = one(path)
+    assert ident.properties["damaged"] is True
+    assert ident.properties["error"]
+    assert "IDN002" in codes(ident)
+
+
+def test_unreadable_and_special_files(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.pdf"
+    os.mkfifo(fifo)
+    missing = tmp_path / "missing.txt"
+    found = identify_files([fifo, missing])
+    assert [codes(found[fifo]), codes(found[missing])] == [["IDN007"], ["IDN007"]]
+    assert found[fifo].puid is None and found[missing].puid is None
+
+
+def test_empty_file_is_not_a_problem(tmp_path: Path) -> None:
+    path = tmp_path / "empty.txt"
+    path.touch()
+    assert codes(one(path)) == []
+
+
+def test_probe_timeout_kills_and_carries_on(tmp_path: Path) -> None:
+    """A FIFO never delivers data, so pikepdf blocks on it as on a hostile PDF."""
+    fifo = tmp_path / "hang.pdf"
+    os.mkfifo(fifo)
+    good = make_sample_pdf(tmp_path / "good.pdf")
+    started = time.monotonic()
+    results = _probe_pdfs([str(fifo), str(good)], workers=1, timeout=3)
+    assert results[str(fifo)] == {"error": "timeout"}
+    assert results[str(good)]["pages"] == 1
+    assert time.monotonic() - started < 20
+
+
+def test_timeout_gives_warning_code(tmp_path: Path) -> None:
+    ident = one(make_sample_pdf(tmp_path / "a.pdf"), timeout=0.001)  # not even time to start the probe
+    assert ident.properties["error"] == "timeout"
+    assert codes(ident) == ["IDN001"]
+    assert ident.problems[0].severity == "warning"
+
+
+def test_batch_keeps_every_file_and_order(tmp_path: Path) -> None:
+    paths = []
+    for n in range(300):
+        path = tmp_path / f"文件 {n}.txt"
+        path.write_text(f"第 {n} 号\n", encoding="utf-8")
+        paths.append(path)
+    paths.append(make_image(tmp_path / "x.png", "PNG"))
+    found = identify_files(list(reversed(paths)), workers=2)
+    assert list(found) == list(reversed(paths))
+    assert all(found[p].puid == "x-fmt/111" and found[p].mime == "text/plain" for p in paths[:-1])
+    assert found[paths[-1]].puid in {"fmt/11", "fmt/12", "fmt/13"}
+
+
+def test_as_dict_is_json(tmp_path: Path) -> None:
+    ident = one(make_js_pdf(tmp_path / "js.pdf"))
+    data = json.loads(json.dumps(ident.as_dict()))
+    assert data["puid"] == ident.puid
+    assert data["problems"][0]["code"] == "IDN006"
+    assert data["properties"]["javascript"] is True
+
+
+def test_tool_versions() -> None:
+    tools = tool_versions()
+    assert tools["siegfried"].count(".") == 2
+    assert "DROID" in tools["siegfried_signature"]
+    assert {"libmagic", "pikepdf", "qpdf", "pillow"} <= tools.keys()
+
+
+def test_nothing_to_identify() -> None:
+    assert identify_files([]) == {}
+
+
+def test_damaged_image(tmp_path: Path) -> None:
+    data = bytearray(make_image(tmp_path / "broken.png", "PNG").read_bytes())
+    data[29] ^= 0xFF  # the IHDR chunk's CRC
+    path = tmp_path / "broken.png"
+    path.write_bytes(bytes(data))
+    ident = one(path)
+    assert "error" in ident.properties
+    assert "IDN009" in codes(ident)
