@@ -46,6 +46,28 @@ class Settings(BaseSettings):
     hash_workers: int = Field(default=0, description="Threads that hash files; 0 means one per core.")
     tool_timeout: float = Field(default=120.0, description="Seconds any external tool may run.")
     open_after_years: int = Field(default=25, description="Archives Law art. 27: years until records open.")
+    node_name: str = Field(default="pearl-node", description="This node's name in federation and reports.")
+    # search (issue 3)
+    elasticsearch_url: str | None = Field(
+        default=None, description="Elasticsearch URL; unset means the embedded index (SQLite FTS5)."
+    )
+    elasticsearch_index: str = Field(
+        default="pearl-archive", description="Alias (and prefix of the versioned indices) of the public index."
+    )
+    # workers (issue 4)
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker; default a server-less SQLite broker at $ARCHIVE_HOME/broker.sqlite3.",
+    )
+    result_backend: str | None = Field(
+        default=None, description="Celery result backend; default SQLite at $ARCHIVE_HOME/results.sqlite3."
+    )
+    policy_file: Path | None = Field(
+        default=None, description="Format policy (TOML) merged over the shipped defaults."
+    )
+    replica_root: Path | None = Field(
+        default=None, description="A second OCFL storage root; fixity audits repair from it."
+    )
 
     @field_validator("extra_digests", mode="before")
     @classmethod
@@ -91,6 +113,23 @@ class Settings(BaseSettings):
     @property
     def journal_dir(self) -> Path:
         return self.home_dir / "journal"
+
+    @property
+    def celery_broker(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{self.home_dir / 'broker.sqlite3'}"
+
+    @property
+    def celery_results(self) -> str:
+        return self.result_backend or f"db+sqlite:///{self.home_dir / 'results.sqlite3'}"
+
+    @property
+    def search_db(self) -> Path:
+        """The embedded search index (SQLite FTS5), apart from the catalogue."""
+        return self.home_dir / "search.sqlite3"
+
+    @property
+    def audits_dir(self) -> Path:
+        return self.home_dir / "audits"
 
     @property
     def recorded_digests(self) -> tuple[str, ...]:

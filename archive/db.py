@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -41,17 +40,27 @@ def _sqlite_hooks(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-@cache
-def _engine_for(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
-        _sqlite_hooks(engine)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+_ENGINES: dict[str, Engine] = {}
 
 
 def get_engine(settings: Settings) -> Engine:
-    return _engine_for(settings.db_url)
+    """One engine (and connection pool) per database URL for the life of the process."""
+    url = settings.db_url
+    engine = _ENGINES.get(url)
+    if engine is None:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
+            _sqlite_hooks(engine)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+        _ENGINES[url] = engine
+    return engine
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (tests dropping databases; worker processes after fork)."""
+    while _ENGINES:
+        _ENGINES.popitem()[1].dispose()
 
 
 def sessionmaker_for(settings: Settings) -> sessionmaker[Session]:
