@@ -52,7 +52,8 @@ class Settings(BaseSettings):
         default=None, description="Elasticsearch URL; unset means the embedded index (SQLite FTS5)."
     )
     elasticsearch_index: str = Field(
-        default="pearl-archive", description="Alias (and prefix of the versioned indices) of the public index."
+        default="pearl-archive",
+        description="Alias (and prefix of the versioned indices) of the public index.",
     )
     # workers (issue 4)
     broker_url: str | None = Field(

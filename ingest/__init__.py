@@ -1,0 +1,41 @@
+"""Ingest: from a BagIt transfer to preserved, catalogued records.
+
+    from ingest import ingest, validate_transfer
+    result = ingest(Path("transfer.zip"), "GZ", settings)     # IngestResult: stored, or rejected + problems
+    report = validate_transfer(Path("bag/"), settings)         # every check that needs no catalogue
+
+The pieces, each usable alone: :func:`open_bag`/:func:`verify_bag`/:func:`validate_bag` (RFC 8493),
+:func:`hash_files` (one streaming read, every algorithm, all cores), :func:`unpack` (safe zip/tar),
+:func:`identify_files` (PRONOM, MIME, PDF facts), :func:`read_records` (records.csv), :class:`Problem` (coded
+problems, catalogue in ``ingest/codes/``) and :func:`make_bag` (write bags).
+"""
+
+from ingest.bag import Bag, ValidationReport, open_bag, validate_bag, verify_bag
+from ingest.bagwriter import make_bag
+from ingest.hashing import hash_files
+from ingest.identify import Identification, identify_files
+from ingest.metadata import RecordSpec, read_records
+from ingest.pipeline import IngestResult, ingest
+from ingest.problems import Problem
+from ingest.unpack import unpack
+from ingest.validate import TransferReport, validate_transfer
+
+__all__ = [
+    "Bag",
+    "Identification",
+    "IngestResult",
+    "Problem",
+    "RecordSpec",
+    "TransferReport",
+    "ValidationReport",
+    "hash_files",
+    "identify_files",
+    "ingest",
+    "make_bag",
+    "open_bag",
+    "read_records",
+    "unpack",
+    "validate_bag",
+    "validate_transfer",
+    "verify_bag",
+]
