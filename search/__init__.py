@@ -1,0 +1,68 @@
+"""Search over the open records of this node: one interface, two backends, indexing through the outbox.
+
+    backend = get_backend(settings)          # embedded (SQLite FTS5) unless ARCHIVE_ELASTICSEARCH_URL is set
+    backend.ensure_ready()
+    drain(settings, backend)                  # index what ingest and access changes queued
+    result = backend.search(SearchQuery(q="广州", archives=("GZ",), sort="date_desc"))
+
+Only open records ever enter the index (:func:`search.documents.require_public` is called by every backend's
+``index``); the contract every backend meets is described in :mod:`search.backend`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import cast
+
+from archive.config import Settings
+from search.backend import (
+    FACETS,
+    MAX_PAGE_SIZE,
+    MAX_WINDOW,
+    SORTS,
+    Hit,
+    RecordDoc,
+    SearchBackend,
+    SearchError,
+    SearchQuery,
+    SearchResult,
+)
+from search.documents import NotPublic, build_document, doc_id
+from search.embedded import EmbeddedBackend
+from search.indexer import DrainCounts, drain, enqueue, pending
+
+__all__ = [
+    "FACETS",
+    "MAX_PAGE_SIZE",
+    "MAX_WINDOW",
+    "SORTS",
+    "DrainCounts",
+    "EmbeddedBackend",
+    "Hit",
+    "NotPublic",
+    "RecordDoc",
+    "SearchBackend",
+    "SearchError",
+    "SearchQuery",
+    "SearchResult",
+    "build_document",
+    "doc_id",
+    "drain",
+    "embedded_path",
+    "enqueue",
+    "get_backend",
+    "pending",
+]
+
+
+def embedded_path(settings: Settings) -> str:
+    return str(settings.home_dir / "search.sqlite3")
+
+
+def get_backend(settings: Settings) -> SearchBackend:
+    """The node's search backend: Elasticsearch when ``ARCHIVE_ELASTICSEARCH_URL`` is set, else embedded."""
+    url = getattr(settings, "elasticsearch_url", None)
+    if url:
+        module = importlib.import_module("search.elastic")
+        return cast(SearchBackend, module.ElasticBackend.from_settings(settings))
+    return EmbeddedBackend(settings.home_dir / "search.sqlite3")

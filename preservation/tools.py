@@ -1,0 +1,366 @@
+"""Running external tools (Ghostscript, LibreOffice, ffmpeg, ImageMagick, qpdf) safely, and their errors.
+
+Choices made here:
+
+* **One runner.** :func:`run_tool` starts the tool in its own session (process group) with ``cwd`` set to a
+  private directory, stdin closed, stdout/stderr to anonymous temporary files (never pipes, so a grandchild
+  holding a pipe open cannot hang us). It polls the process; on timeout, or when the files in the private
+  directory grow beyond the output limit, the **whole process group** is killed with SIGKILL. After a normal
+  exit the group is killed too, so no helper (e.g. LibreOffice's ``oosplash`` children) outlives the call.
+* **Output limit.** ``OutputLimit(ratio, floor, cap)``: the bytes a run may write are
+  ``min(cap, max(floor, ratio × input size))`` — a tiny input may legitimately grow (H.264 → FFV1 is often
+  20–50×), a huge one may not exceed the absolute cap. Checked while the tool runs and once more at the end.
+* **Errors** carry stable codes and Chinese/English messages (they are :class:`archive.errors.ArchiveError`)::
+
+      PreservationError            PRS000 base
+      ├── ToolError                a tool run went wrong
+      │   ├── ToolTimeout          PRS001 the tool ran longer than the timeout (process group killed)
+      │   ├── ToolFailed           PRS002 non-zero exit or no output; ``stderr`` holds the last lines
+      │   ├── OutputTooLarge       PRS003 the output exceeded the limit (process group killed)
+      │   └── ToolMissing          PRS006 the tool is not installed
+      ├── OutputInvalid            PRS004 the output failed validation (see preservation/checks.py)
+      ├── NoSafeAction             PRS005 the policy has no action for this format / the action is unknown
+      ├── PolicyInvalid            PRS007 the policy file cannot be read or names unknown actions
+      └── Unrepairable             PRS008 a damaged PDF could not be repaired (see preservation/repair.py)
+
+* **Versions.** :func:`tool_version` asks each tool once per process (``gs --version``, ``soffice
+  --version``, first line of ``ffmpeg -version``, ``convert -version``, ``qpdf --version``, ``vips
+  --version``) and returns the bare version string, e.g. ``"10.00.0"``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import IO, Any
+
+from archive.errors import ArchiveError
+
+STDERR_TAIL = 2000
+_POLL = 0.05
+_SIZE_EVERY = 0.25
+
+# -------------------- errors
+
+
+class PreservationError(ArchiveError):
+    code = "PRS000"
+
+
+class ToolError(PreservationError):
+    code = "PRS002"
+
+
+class ToolTimeout(ToolError):
+    code = "PRS001"
+
+    def __init__(self, tool: str, timeout: float, stderr: str = "") -> None:
+        super().__init__(
+            f"{tool} 运行超过 {timeout:g} 秒，已终止（文件可能过大或异常）",
+            f"{tool} ran longer than {timeout:g} seconds and was stopped (the file may be too large or malformed)",
+            tool=tool,
+            timeout=timeout,
+            stderr=stderr,
+        )
+        self.stderr = stderr
+
+
+class ToolFailed(ToolError):
+    code = "PRS002"
+
+    def __init__(self, tool: str, reason: str, stderr: str = "", returncode: int | None = None) -> None:
+        tail = stderr.strip().splitlines()[-1:] if stderr.strip() else []
+        said = f"：{tail[0]}" if tail else ""
+        super().__init__(
+            f"{tool} 转换失败（{reason}）{said}",
+            f"{tool} failed ({reason}){': ' + tail[0] if tail else ''}",
+            tool=tool,
+            reason=reason,
+            stderr=stderr,
+            returncode=returncode,
+        )
+        self.stderr = stderr
+        self.returncode = returncode
+
+
+class OutputTooLarge(ToolError):
+    code = "PRS003"
+
+    def __init__(self, tool: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"{tool} 的输出超过上限（{size} 字节 > {limit} 字节），已终止",
+            f"{tool} wrote more than allowed ({size} bytes > {limit} bytes) and was stopped",
+            tool=tool,
+            size=size,
+            limit=limit,
+        )
+
+
+class ToolMissing(ToolError):
+    code = "PRS006"
+
+    def __init__(self, tool: str) -> None:
+        super().__init__(
+            f"未安装转换工具 {tool}，请由管理员安装（见 scripts/）",
+            f"The tool {tool} is not installed; ask the administrator to install it (see scripts/)",
+            tool=tool,
+        )
+
+
+class OutputInvalid(PreservationError):
+    code = "PRS004"
+
+    def __init__(self, zh: str, en: str, **details: Any) -> None:
+        super().__init__(f"转换结果未通过校验：{zh}", f"The migrated file failed validation: {en}", **details)
+
+
+class NoSafeAction(PreservationError):
+    code = "PRS005"
+
+
+class PolicyInvalid(PreservationError):
+    code = "PRS007"
+
+
+class Unrepairable(PreservationError):
+    code = "PRS008"
+
+
+# -------------------- the runner
+
+
+@dataclass(frozen=True)
+class OutputLimit:
+    """Bytes a run may write: ``min(cap, max(floor, ratio × input size))``."""
+
+    ratio: float = 50.0
+    floor: int = 256 * 1024**2
+    cap: int = 64 * 1024**3
+
+    def bytes_for(self, input_size: int) -> int:
+        return int(min(self.cap, max(self.floor, self.ratio * input_size)))
+
+
+@dataclass(frozen=True)
+class ToolRun:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def _tail(handle: IO[bytes], limit: int = STDERR_TAIL) -> str:
+    handle.seek(0, os.SEEK_END)
+    size = handle.tell()
+    handle.seek(max(0, size - limit * 4))
+    return handle.read().decode("utf-8", "replace")[-limit:]
+
+
+def _tree_size(folder: Path) -> int:
+    total = 0
+    stack = [folder]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+    return total
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def run_tool(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    timeout: float,
+    input_size: int = 0,
+    limit: OutputLimit | None = None,
+    env: Mapping[str, str] | None = None,
+    ok_codes: Sequence[int] = (0,),
+    name: str | None = None,
+) -> ToolRun:
+    """Run ``argv`` in ``cwd`` (the caller's private directory) and return its result.
+
+    Raises :class:`ToolMissing`, :class:`ToolTimeout`, :class:`OutputTooLarge` (both after killing the
+    process group) or :class:`ToolFailed` (exit status not in ``ok_codes``).
+    """
+    tool = name or Path(argv[0]).name
+    if shutil.which(argv[0]) is None:
+        raise ToolMissing(tool)
+    max_bytes = (limit or OutputLimit()).bytes_for(input_size)
+    started = time.monotonic()
+    deadline = started + timeout
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+        )
+        next_size = started + _SIZE_EVERY
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=_POLL)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                now = time.monotonic()
+                if now >= deadline:
+                    _kill_group(proc)
+                    proc.wait()
+                    raise ToolTimeout(tool, timeout, _tail(err))
+                if now >= next_size:
+                    next_size = now + _SIZE_EVERY
+                    size = _tree_size(cwd)
+                    if size > max_bytes:
+                        _kill_group(proc)
+                        proc.wait()
+                        raise OutputTooLarge(tool, size, max_bytes)
+        finally:
+            _kill_group(proc)
+            if proc.returncode is None:
+                proc.wait()
+        seconds = time.monotonic() - started
+        size = _tree_size(cwd)
+        if size > max_bytes:
+            raise OutputTooLarge(tool, size, max_bytes)
+        out.seek(0)
+        stdout = out.read(1024 * 1024).decode("utf-8", "replace")
+        stderr = _tail(err)
+    if proc.returncode not in ok_codes:
+        raise ToolFailed(tool, f"exit status {proc.returncode}", stderr, proc.returncode)
+    return ToolRun(tuple(argv), proc.returncode, stdout, stderr, seconds)
+
+
+# -------------------- LibreOffice
+
+
+def soffice_binary() -> str:
+    """``soffice.bin`` next to the ``soffice`` launcher when there is one (it skips ``oosplash`` and the Java
+    probe, ~2 s per call), else ``soffice``."""
+    launcher = shutil.which("soffice") or shutil.which("libreoffice")
+    if launcher is None:
+        return "soffice"
+    real = Path(os.path.realpath(launcher)).with_name("soffice.bin")
+    return str(real) if real.exists() else launcher
+
+
+def soffice_env(profile: Path) -> dict[str, str]:
+    """Environment for one LibreOffice run: HOME inside the private profile, no desktop plugins."""
+    return {**os.environ, "HOME": str(profile), "SAL_USE_VCLPLUGIN": "svp"}
+
+
+def soffice_profile_arg(profile: Path) -> str:
+    return f"-env:UserInstallation={profile.resolve().as_uri()}"
+
+
+_template_lock = threading.Lock()
+_template: Path | None = None
+
+
+def soffice_profile(dest: Path, timeout: float) -> Path:
+    """A fresh LibreOffice user profile at ``dest``, copied from a per-process template.
+
+    A brand-new profile makes ``soffice.bin`` exit with status 81 ("restart needed") instead of converting,
+    so the template is initialised once (``--terminate_after_init``, ~0.3 s) and copied (~250 KB) per run.
+    """
+    global _template
+    with _template_lock:
+        if _template is None or not _template.is_dir():
+            folder = Path(tempfile.mkdtemp(prefix="archive-lo-template-"))
+            atexit.register(shutil.rmtree, folder, True)
+            profile = folder / "profile"
+            run_tool(
+                [
+                    soffice_binary(),
+                    soffice_profile_arg(profile),
+                    "--headless",
+                    "--norestore",
+                    "--terminate_after_init",
+                ],
+                cwd=folder,
+                timeout=timeout,
+                env=soffice_env(folder),
+                ok_codes=(0, 81),
+                name="soffice",
+            )
+            _template = profile
+        shutil.copytree(_template, dest, symlinks=True)
+    return dest
+
+
+# -------------------- versions
+
+_VERSION_COMMANDS: dict[str, list[str]] = {
+    "gs": ["gs", "--version"],
+    "ghostscript": ["gs", "--version"],
+    "soffice": ["soffice", "--version"],
+    "libreoffice": ["soffice", "--version"],
+    "ffmpeg": ["ffmpeg", "-version"],
+    "ffprobe": ["ffprobe", "-version"],
+    "convert": ["convert", "-version"],
+    "imagemagick": ["convert", "-version"],
+    "qpdf": ["qpdf", "--version"],
+    "vips": ["vips", "--version"],
+}
+_VERSION_RE = re.compile(r"(\d+(?:\.\d+)+(?:[-+~][0-9A-Za-z.+~-]+)?)")
+
+
+@cache
+def tool_version(name: str) -> str:
+    """The version of tool ``name`` (e.g. ``"gs"`` → ``"10.00.0"``), or ``"unknown"`` if it cannot be asked.
+
+    Libraries (``pikepdf``, ``pillow``) answer from their package metadata.
+    """
+    if name in {"pikepdf", "pillow", "python-docx"}:
+        from importlib import metadata
+
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+    argv = _VERSION_COMMANDS.get(name, [name, "--version"])
+    if shutil.which(argv[0]) is None:
+        return "unknown"
+    with tempfile.TemporaryDirectory(prefix="tool-version-") as home:
+        env = {**os.environ, "HOME": home}
+        if argv[0] == "soffice":
+            argv = [soffice_binary(), soffice_profile_arg(Path(home) / "profile"), "--version"]
+        try:
+            run = run_tool(argv, cwd=Path(home), timeout=60, env=env, name=name)
+        except ToolError:
+            return "unknown"
+    first = (run.stdout or run.stderr).strip().splitlines()
+    if not first:
+        return "unknown"
+    match = _VERSION_RE.search(first[0])
+    return match.group(1) if match else first[0].strip()

@@ -1,0 +1,329 @@
+"""The search interface every backend implements, the types that cross it, and the query analysis both
+backends share.
+
+A backend stores :class:`RecordDoc` documents (one per open record, id ``ARCHIVE/档号``) and answers a
+:class:`SearchQuery` with a :class:`SearchResult`. The contract, checked by ``tests/search/contract.py``:
+
+- ``index`` upserts by id and **refuses** any document whose access status is not open
+  (:class:`search.documents.NotPublic`, raised before anything is written);
+- ``q`` is plain user text, never query syntax: quotes, brackets, ``AND``, ``*``, ``NEAR(``, backslashes,
+  emoji and over-long input give results or none, never an exception;
+- Chinese is matched on characters, so 1-, 2- and 3+-character queries all work (a run of 2+ Han characters
+  must occur contiguously; a single character matches wherever it occurs); other words match whole,
+  case-insensitively, without stemming; several words (whitespace-separated) must all match;
+- a query that looks like an archival code (``GZ-010``, ``GZ-010-1985-永久-0001``) also matches codes that
+  start with it, and an exact code match ranks first;
+- filters: a tuple per facet is OR within the facet, AND across facets; ``year_from``/``year_to`` keep records
+  whose date range overlaps the years;
+- facets are counted over the hits (query + every filter), so a facet count is exactly the total that adding
+  the value as a filter would give; the ``year`` facet is keyed by decade (``"1980"`` = 1980–1989);
+- ``highlights`` holds HTML-safe snippets: the document text escaped, matches wrapped in ``<mark>…</mark>``;
+- results never go past :data:`MAX_WINDOW` (page × size); a page beyond it is empty, not an error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+Sort = Literal["relevance", "date_desc", "date_asc"]
+SORTS: tuple[str, ...] = ("relevance", "date_desc", "date_asc")
+FACETS: tuple[str, ...] = ("archive", "level", "fonds", "year", "retention", "format")
+
+MAX_PAGE_SIZE = 100
+#: Deepest result reachable by paging (page × size), as Elasticsearch's default ``max_result_window``.
+MAX_WINDOW = 10_000
+#: Longest query text looked at; the rest is ignored (a 1,000-character query is not an error).
+MAX_QUERY_CHARS = 256
+#: Most whitespace-separated terms of a query that are used.
+MAX_QUERY_TERMS = 16
+
+
+class SearchError(Exception):
+    """The backend could not answer (index missing, service down). Never raised for bad query text."""
+
+
+@dataclass(frozen=True)
+class RecordDoc:
+    """What the public index holds about one open record; built by :func:`search.documents.build_document`."""
+
+    id: str  # "ARCHIVE/档号"
+    archive: str
+    archive_level: str
+    archival_code: str
+    title: str
+    access_status: str
+    creator: str | None = None
+    fonds: str | None = None  # "ARCHIVE/全宗号", unambiguous across archives
+    date_text: str | None = None
+    date_start: dt.date | None = None
+    date_end: dt.date | None = None
+    retention: str | None = None
+    language: str | None = None
+    description: str | None = None
+    keywords: tuple[str, ...] = ()
+    formats: tuple[str, ...] = ()  # format names (facet keys)
+    puids: tuple[str, ...] = ()
+    text: str = ""  # text extracted from the record's files, capped
+    text_truncated: bool = False
+
+    @property
+    def year_start(self) -> int | None:
+        return self.date_start.year if self.date_start else None
+
+    @property
+    def year_end(self) -> int | None:
+        end = self.date_end or self.date_start
+        return end.year if end else None
+
+    @property
+    def decade(self) -> str | None:
+        return str(self.date_start.year // 10 * 10) if self.date_start else None
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    q: str = ""
+    archives: tuple[str, ...] = ()
+    levels: tuple[str, ...] = ()
+    fonds: tuple[str, ...] = ()  # "ARCHIVE/全宗号"
+    retentions: tuple[str, ...] = ()
+    formats: tuple[str, ...] = ()  # format name or PUID
+    year_from: int | None = None
+    year_to: int | None = None
+    sort: Sort = "relevance"
+    page: int = 1
+    size: int = 20
+    highlight: bool = True
+    facets: bool = True
+
+    def __post_init__(self) -> None:
+        if self.sort not in SORTS:
+            raise ValueError(f"sort must be one of {', '.join(SORTS)}")
+        if self.page < 1:
+            raise ValueError("page starts at 1")
+        if not 1 <= self.size <= MAX_PAGE_SIZE:
+            raise ValueError(f"size must be between 1 and {MAX_PAGE_SIZE}")
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.size
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    archive: str
+    archival_code: str
+    title: str
+    creator: str | None
+    date: str | None
+    score: float
+    level: str | None = None
+    fonds: str | None = None
+    retention: str | None = None
+    formats: tuple[str, ...] = ()
+    highlights: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    total: int
+    hits: list[Hit]
+    facets: dict[str, dict[str, int]]
+    page: int = 1
+    size: int = 20
+    #: False when ``total`` is a lower bound (too many matches to count; the facets then count those seen).
+    total_exact: bool = True
+
+
+@runtime_checkable
+class SearchBackend(Protocol):
+    name: str
+
+    def ensure_ready(self) -> None:
+        """Create the index if it is missing; raise :class:`SearchError` if it cannot be reached."""
+
+    def index(self, docs: Iterable[RecordDoc]) -> int:
+        """Upsert documents by id; refuses the whole batch if any is not open. Returns the number written."""
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Remove documents by id (absent ids are fine). Returns how many were removed."""
+
+    def search(self, query: SearchQuery) -> SearchResult: ...
+
+    def count(self, query: SearchQuery | None = None) -> int: ...
+
+    def clear(self) -> None:
+        """Remove every document."""
+
+
+# -- query analysis shared by the backends ----------------------------------------------------------------
+
+_CJK_RANGES = (
+    (0x3040, 0x30FF),  # kana
+    (0x3400, 0x4DBF),  # CJK extension A
+    (0x4E00, 0x9FFF),  # CJK unified ideographs
+    (0xAC00, 0xD7AF),  # Hangul syllables
+    (0xF900, 0xFAFF),  # compatibility ideographs
+    (0x20000, 0x3134F),  # extensions B–G
+)
+
+
+def is_cjk(ch: str) -> bool:
+    cp = ord(ch)
+    return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
+
+
+_CJK_CLASS = "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK_RANGES)
+#: A run of CJK characters, or a run of other letters/digits (a "word").
+TOKEN = re.compile(rf"([{_CJK_CLASS}]+)|([^\W_{_CJK_CLASS}]+)")
+
+
+def normalise(text: str) -> str:
+    """NFKC (full-width → half-width) and case folding: what both the index and the query see."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+@dataclass(frozen=True)
+class Part:
+    """One searchable piece of a query term: a CJK run or a word."""
+
+    text: str
+    cjk: bool
+
+
+@dataclass(frozen=True)
+class Term:
+    """A whitespace-separated piece of the query: its parts must occur in this order, adjacent."""
+
+    raw: str
+    parts: tuple[Part, ...]
+
+
+@dataclass(frozen=True)
+class ParsedQuery:
+    terms: tuple[Term, ...]
+    code: str | None  # the query normalised, when it looks like an archival code
+
+    @property
+    def empty(self) -> bool:
+        return not self.terms
+
+
+_CODE_LIKE = re.compile(r"^[0-9a-z][0-9a-z\-_./·]*$|^[0-9a-z][^\s]*[-_./·][^\s]*$")
+
+
+def parse_query(q: str) -> ParsedQuery:
+    """Split user text into terms and their CJK/word parts; punctuation and syntax characters are dropped."""
+    text = normalise(q[: MAX_QUERY_CHARS * 2])[:MAX_QUERY_CHARS]
+    terms: list[Term] = []
+    for chunk in text.split()[:MAX_QUERY_TERMS]:
+        parts = tuple(Part(m.group(0), m.group(1) is not None) for m in TOKEN.finditer(chunk))
+        if parts:
+            terms.append(Term(chunk, parts))
+    stripped = text.strip()
+    code = None
+    if (
+        len(terms) == 1
+        and _CODE_LIKE.match(stripped)
+        and any(c.isdigit() for c in stripped)
+        and any(c.isascii() and c.isalnum() for c in stripped)
+    ):
+        code = stripped
+    return ParsedQuery(tuple(terms), code)
+
+
+def code_key(code: str) -> str:
+    """An archival code as compared for exact and prefix matches."""
+    return normalise(code).strip()
+
+
+# -- highlighting ---------------------------------------------------------------------------------------
+
+SNIPPET_CHARS = 80
+MAX_SNIPPETS = 3
+
+
+def _needles(parsed: ParsedQuery) -> list[str]:
+    needles: set[str] = set()
+    for term in parsed.terms:
+        for part in term.parts:
+            needles.add(part.text)
+    return sorted(needles, key=len, reverse=True)
+
+
+def _spans(folded: str, needles: Sequence[str]) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    for needle in needles:
+        cjk = is_cjk(needle[0])
+        start = 0
+        while (i := folded.find(needle, start)) != -1:
+            end = i + len(needle)
+            whole_word = cjk or (
+                (i == 0 or not folded[i - 1].isalnum()) and (end == len(folded) or not folded[end].isalnum())
+            )
+            if whole_word:
+                spans.append((i, end))
+            start = end if whole_word else i + 1
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for s, e in spans:
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
+        else:
+            merged.append((s, e))
+    return merged
+
+
+def _fold_aligned(text: str) -> str:
+    """Case-fold character by character so that positions line up with ``text`` (NFKC where length-safe)."""
+    out = []
+    for ch in text:
+        f = unicodedata.normalize("NFKC", ch).casefold()
+        out.append(f if len(f) == 1 else ch.lower())
+    return "".join(out)
+
+
+def highlight(text: str | None, parsed: ParsedQuery, *, whole: bool = False) -> list[str]:
+    """HTML-safe snippets of ``text`` with the query's matches in ``<mark>…</mark>``; [] when nothing matches.
+
+    ``whole`` marks the full text (for short fields such as the title) instead of windows around matches.
+    """
+    if not text or parsed.empty:
+        return []
+    spans = _spans(_fold_aligned(text), _needles(parsed))
+    if not spans:
+        return []
+
+    def render(lo: int, hi: int) -> str:
+        out, pos = [], lo
+        for s, e in spans:
+            if e <= lo or s >= hi:
+                continue
+            s, e = max(s, lo), min(e, hi)
+            out.append(html.escape(text[pos:s]))
+            out.append(f"<mark>{html.escape(text[s:e])}</mark>")
+            pos = e
+        out.append(html.escape(text[pos:hi]))
+        return ("…" if lo > 0 else "") + "".join(out) + ("…" if hi < len(text) else "")
+
+    if whole:
+        return [render(0, len(text))]
+    snippets: list[str] = []
+    covered = -1
+    for s, e in spans:
+        if s < covered:
+            continue
+        lo = max(0, s - SNIPPET_CHARS // 2)
+        hi = min(len(text), max(e, lo + SNIPPET_CHARS))
+        snippets.append(render(lo, hi))
+        covered = hi
+        if len(snippets) >= MAX_SNIPPETS:
+            break
+    return snippets

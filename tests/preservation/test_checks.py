@@ -1,0 +1,176 @@
+"""The tool runner (preservation/tools.py) and output validation (preservation/checks.py)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pikepdf
+import pytest
+from PIL import Image
+
+from preservation import checks
+from preservation.tools import (
+    OutputInvalid,
+    OutputLimit,
+    OutputTooLarge,
+    ToolFailed,
+    ToolMissing,
+    ToolTimeout,
+    run_tool,
+    tool_version,
+)
+from tests.preservation import samples
+
+
+def gone(pid: int) -> bool:
+    """The process no longer runs (it may linger as a zombie until its new parent reaps it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in "ZX"
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(ToolTimeout) as err:
+        run_tool(
+            ["sh", "-c", "sleep 30 & echo $! > child.pid; echo waiting >&2; wait"], cwd=tmp_path, timeout=0.5
+        )
+    assert time.monotonic() - started < 5
+    assert err.value.code == "PRS001" and "0.5" in err.value.en and "0.5" in err.value.zh
+    assert "waiting" in err.value.stderr
+    child = int((tmp_path / "child.pid").read_text())
+    deadline = time.monotonic() + 2
+    while not gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gone(child)
+
+
+def test_sleep_through_the_runner_times_out(tmp_path: Path) -> None:
+    with pytest.raises(ToolTimeout):
+        run_tool(["sleep", "5"], cwd=tmp_path, timeout=0.5)
+
+
+def test_output_too_large_is_stopped(tmp_path: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(OutputTooLarge) as err:
+        run_tool(
+            ["sh", "-c", "head -c 5000000 /dev/zero > big; sleep 20"],
+            cwd=tmp_path,
+            timeout=30,
+            input_size=1000,
+            limit=OutputLimit(ratio=10, floor=100_000, cap=10**9),
+        )
+    assert time.monotonic() - started < 5
+    assert err.value.code == "PRS003"
+    assert OutputLimit(ratio=10, floor=100, cap=500).bytes_for(1000) == 500
+    assert OutputLimit(ratio=10, floor=100, cap=10**6).bytes_for(5) == 100
+    assert OutputLimit(ratio=10, floor=100, cap=10**6).bytes_for(1000) == 10_000
+
+
+def test_failure_carries_the_stderr_tail(tmp_path: Path) -> None:
+    with pytest.raises(ToolFailed) as err:
+        run_tool(["sh", "-c", "echo 'x' >&2; echo 'the real reason' >&2; exit 3"], cwd=tmp_path, timeout=5)
+    assert err.value.code == "PRS002" and err.value.returncode == 3
+    assert "the real reason" in err.value.stderr and "the real reason" in err.value.en
+    assert run_tool(["sh", "-c", "exit 3"], cwd=tmp_path, timeout=5, ok_codes=(0, 3)).returncode == 3
+    with pytest.raises(ToolMissing) as missing:
+        run_tool(["no-such-tool-here"], cwd=tmp_path, timeout=5)
+    assert missing.value.code == "PRS006"
+
+
+def test_tool_versions() -> None:
+    for name in ("gs", "soffice", "ffmpeg", "convert", "qpdf", "pikepdf"):
+        version = tool_version(name)
+        assert version != "unknown" and version[0].isdigit(), (name, version)
+    assert tool_version("no-such-tool-here") == "unknown"
+
+
+# -------------------- PDF
+
+
+def test_check_pdfa_refuses_plain_encrypted_and_short(tmp_path: Path) -> None:
+    plain = samples.make_pdf(tmp_path / "plain.pdf", pages=2)
+    with pytest.raises(OutputInvalid) as err:
+        checks.check_pdfa(plain, expected_pages=2)
+    assert err.value.code == "PRS004" and "PDF/A-2B" in err.value.en
+
+    claim = tmp_path / "claim.pdf"
+    with pikepdf.open(plain) as pdf:
+        with pdf.open_metadata(set_pikepdf_as_editor=False) as meta:
+            meta["pdfaid:part"] = "2"
+            meta["pdfaid:conformance"] = "B"
+        pdf.save(claim)
+    with pytest.raises(OutputInvalid, match="output intent"):
+        checks.check_pdfa(claim, expected_pages=2)
+    with pytest.raises(OutputInvalid, match="2 pages"):
+        checks.check_pdfa(claim, expected_pages=3)
+
+    encrypted = tmp_path / "enc.pdf"
+    with pikepdf.open(claim) as pdf:
+        pdf.save(encrypted, encryption=pikepdf.Encryption(user="", owner="o", R=6))
+    with pytest.raises(OutputInvalid, match="encrypted"):
+        checks.check_pdfa(encrypted)
+
+    with pytest.raises(OutputInvalid, match="cannot be opened"):
+        checks.check_pdfa(samples.make_garbage_pdf(tmp_path / "g.pdf"))
+    assert checks.pdf_pages(plain, 10) == 2
+
+
+def test_text_coverage() -> None:
+    assert checks.text_coverage("关于做好档案移交工作的通知", "关于做好档案移交工作的通知 page 1") == 1.0
+    assert checks.text_coverage("关于做好档案移交工作的通知", "頣銈陒㕾䑶䑛銯㧮鏅") == 0.0
+    assert checks.text_coverage("short", "") is None  # too little text to judge
+
+
+# -------------------- images
+
+
+def test_check_image(tmp_path: Path) -> None:
+    png = samples.make_image(tmp_path / "a.png", "PNG", size=(40, 30))
+    assert checks.check_image(png, expected_size=(40, 30), fmt="PNG").facts["width"] == 40
+    with pytest.raises(OutputInvalid, match="expected 41"):
+        checks.check_image(png, expected_size=(41, 30))
+    assert checks.check_image(png, expected_size=(41, 31), tolerance=1).facts["height"] == 30
+    with pytest.raises(OutputInvalid, match="not TIFF"):
+        checks.check_image(png, expected_size=(40, 30), fmt="TIFF")
+    truncated = tmp_path / "t.png"
+    truncated.write_bytes(png.read_bytes()[:-40])
+    with pytest.raises(OutputInvalid, match="does not decode"):
+        checks.check_image(truncated, expected_size=(40, 30))
+    multi = tmp_path / "m.tif"
+    frames = [Image.new("RGB", (10, 10), c) for c in ("red", "blue")]
+    frames[0].save(multi, save_all=True, append_images=frames[1:])
+    with pytest.raises(OutputInvalid, match="2 frames"):
+        checks.check_image(multi, expected_size=(10, 10), expected_frames=1)
+
+
+# -------------------- audio / video
+
+
+def test_check_av_durations_codecs_and_decoding(tmp_path: Path) -> None:
+    wav = samples.make_wav(tmp_path / "a.wav", seconds=1.0)
+    short = samples.make_wav(tmp_path / "short.wav", seconds=0.3)
+    source = checks.probe(wav, 10)
+    assert source.audio == ("pcm_s16le",) and source.video == ()
+    assert source.duration is not None and abs(source.duration - 1.0) < 0.01
+    assert checks.check_av(wav, source, video_codec=None, audio_codecs=["pcm_s16le"], timeout=10)
+    with pytest.raises(OutputInvalid, match="apart"):
+        checks.check_av(short, source, video_codec=None, audio_codecs=["pcm_s16le"], timeout=10)
+    with pytest.raises(OutputInvalid, match="audio"):
+        checks.check_av(wav, source, video_codec=None, audio_codecs=["flac"], timeout=10)
+    with pytest.raises(OutputInvalid, match="video codec"):
+        checks.check_av(wav, source, video_codec="ffv1", audio_codecs=["pcm_s16le"], timeout=10)
+
+    video = samples.make_video(tmp_path / "v.mp4", seconds=1.0)
+    vprobe = checks.probe(video, 10)
+    broken = tmp_path / "broken.mp4"
+    data = bytearray(video.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 2000] = os.urandom(2000)
+    broken.write_bytes(bytes(data))
+    with pytest.raises((OutputInvalid, ToolFailed)):
+        checks.check_av(broken, vprobe, video_codec="h264", audio_codecs=["aac"], timeout=10)
