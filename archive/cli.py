@@ -17,11 +17,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from archive import db, services
 from archive.config import Settings, get_settings
 from archive.errors import ArchiveError
-from archive.events import verify_chain
-from archive.home import init_home, open_home
+
+# The catalogue's modules (SQLAlchemy) are imported inside the commands that use them, so commands that do
+# not touch the catalogue (`archive validate`, `--help`) start quickly.
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="数字档案馆长期保存系统 / Digital archives repository"
@@ -57,6 +57,8 @@ def run(action: Callable[[Settings], T], as_json: bool = False, *, needs_home: b
     try:
         settings = get_settings()
         if needs_home:
+            from archive.home import open_home
+
             for rolled in open_home(settings):
                 err.print(
                     f"[yellow]recovered[/] interrupted transfer {rolled.transfer_id}: "
@@ -72,6 +74,8 @@ def init() -> None:
     """Create ARCHIVE_HOME: the catalogue database and the OCFL storage root."""
 
     def body(settings: Settings) -> None:
+        from archive.home import init_home
+
         init_home(settings)
         out.print(
             f"initialised [bold]{settings.home_dir}[/] (catalogue {settings.db_url.split('@')[-1]}, "
@@ -93,6 +97,8 @@ def archives_add(
     """Register a holding archive."""
 
     def body(settings: Settings) -> None:
+        from archive import db, services
+
         with db.write_session(settings) as s:
             a = services.add_archive(s, code, name_zh=name, name_en=name_en, level=level, parent=parent)
             out.print(f"registered {a.code} {a.name_zh} ({a.level})", highlight=False)
@@ -105,6 +111,8 @@ def archives_list(as_json: JsonOpt = False) -> None:
     """List the holding archives on this node, as a tree."""
 
     def body(settings: Settings) -> None:
+        from archive import db, services
+
         with db.read_session(settings) as s:
             rows = services.list_archives(s)
         if as_json:
@@ -127,6 +135,8 @@ def records_list(
     """List records held."""
 
     def body(settings: Settings) -> None:
+        from archive import db, services
+
         with db.read_session(settings) as s:
             rows = [services.record_summary(r) for r in services.list_records(s, archive, limit)]
         if as_json:
@@ -152,6 +162,8 @@ def records_show(ref: Annotated[str, typer.Argument(help="ARCHIVE/CODE")], as_js
     """Show one record: metadata, access decision, files and digests."""
 
     def body(settings: Settings) -> None:
+        from archive import db, services
+
         archive, code = services.split_record_ref(ref)
         with db.read_session(settings) as s:
             detail = services.record_detail(services.get_record(s, archive, code))
@@ -180,6 +192,8 @@ def transfers(
     """List transfers: what was stored, what was rejected, and why."""
 
     def body(settings: Settings) -> None:
+        from archive import db, services
+
         with db.read_session(settings) as s:
             rows = [services.transfer_summary(t) for t in services.list_transfers(s, limit)]
         if as_json:
@@ -210,6 +224,9 @@ def events_verify(as_json: JsonOpt = False) -> None:
     """Recompute the event log's hash chain; exit 1 if any link is broken."""
 
     def body(settings: Settings) -> None:
+        from archive import db
+        from archive.events import verify_chain
+
         with db.read_session(settings) as s:
             report = verify_chain(s)
         if as_json:

@@ -101,21 +101,20 @@ def hash_limit(files: list[Path], algorithms: list[str], workers: int) -> float:
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, str]:
-    """(seconds, peak RSS MB, exit code, stdout) of a child process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
-    )
-    out_chunks = []
-    assert proc.stdout is not None
-    out_chunks.append(proc.stdout.read())
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    """(seconds, peak RSS MB, exit code, stdout) of a child process (stderr goes to a file: bagit.py logs
+    a line per file there, and a full pipe would stall it)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, **(env or {})})
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     if proc.returncode != 0:
-        print(f"  ! {' '.join(cmd[:4])} exited {proc.returncode}: {err[-800:]}", file=sys.stderr)
-    return seconds, usage.ru_maxrss / 1024, proc.returncode, b"".join(out_chunks).decode(errors="replace")
+        print(f"  ! {' '.join(cmd[:4])} exited {proc.returncode}: {stderr[-800:]}", file=sys.stderr)
+    return seconds, usage.ru_maxrss / 1024, proc.returncode, stdout
 
 
 def main() -> int:

@@ -1,8 +1,9 @@
 """Stream files once, computing several digests at the same time, on every core, in bounded memory.
 
 Each file is read exactly once, in chunks, into a buffer the worker reuses; every chunk is fed to every
-requested hashlib algorithm and, if the job asks for it, written to a destination file (fsync'ed before
-the job is reported done). Files are spread over a fixed pool of worker threads (hashlib releases the GIL
+requested hashlib algorithm and, if the job asks for it, written to a destination file. Copies are not
+fsynced one by one: their consumer (the OCFL commit) makes the whole staged tree durable with one
+``syncfs`` before it moves anything into the storage root, which costs one flush instead of one per file. Files are spread over a fixed pool of worker threads (hashlib releases the GIL
 while it hashes a buffer larger than 2 KiB). A large file is additionally split *by algorithm*: helper
 threads hash the same chunks for the other algorithms, so that even a bag with one 100 GB file keeps
 every core busy when it has more than one manifest.
@@ -122,8 +123,6 @@ class _Worker:
                 size = self._large(fd, out, hashers, st.st_size)
             else:
                 size = self._small(fd, out, hashers)
-            if out >= 0:
-                os.fsync(out)
             return HashResult(
                 job, size, {a: h.hexdigest() for a, h in zip(self.algorithms, hashers, strict=True)}
             )

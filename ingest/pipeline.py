@@ -32,6 +32,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -167,6 +168,7 @@ class Ingest:
         self.committed: list[str] = []
         self.builders: list[ObjectBuilder] = []
         self.codes: list[str] = []
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="identify")
         self.fingerprint = ""
         self.result = IngestResult(self.transfer_id, archive.code, source.name, TransferStatus.received)
 
@@ -213,6 +215,7 @@ class Ingest:
                     self._undo()
                     raise
                 finally:
+                    self._pool.shutdown(wait=True, cancel_futures=True)
                     shutil.rmtree(self.work, ignore_errors=True)
         finally:
             self.result.seconds = time.perf_counter() - started
@@ -331,6 +334,16 @@ class Ingest:
             return path
 
         self.destinations = destinations
+        # Identify the bag's files while they are hashed and copied: Siegfried (Go) runs outside the GIL and
+        # fills the cores while the copy waits on the disk. The copies are byte-identical (same digests).
+        sources = {bp: bag.root / bp for bp in destinations}
+        self._identifying = self._pool.submit(
+            identify_files,
+            list(sources.values()),
+            workers=self.settings.workers,
+            timeout=self.settings.tool_timeout,
+        )
+        self._sources = sources
         self._verify(bag, destination)
 
     def _verify(self, bag: Bag, destination: Callable[[str], Path | None] | None) -> None:
@@ -369,10 +382,10 @@ class Ingest:
         t = time.perf_counter()
         self.reporter.stage("identify", len(self.destinations))
         content = self.content
-        found = identify_files(
-            list(content.values()), workers=self.settings.workers, timeout=self.settings.tool_timeout
-        )
-        self.identified: dict[str, Identification] = {bp: found[p] for bp, p in content.items() if p in found}
+        found = self._identifying.result()
+        self.identified: dict[str, Identification] = {
+            bp: found[p] for bp, p in self._sources.items() if p in found
+        }
         self._timed("identify", t)
         for bag_path, ident in self.identified.items():  # name the bag's path, not the staged copy's
             self.problems.extend(Problem(p.code, path=bag_path, params=p.params) for p in ident.problems)
@@ -544,6 +557,7 @@ class Ingest:
                 fonds_ids[code] = fonds.id
         s.add(BagFingerprint(fingerprint=fingerprint, transfer_id=self.transfer_id))
         record_ids: dict[str, int] = {}
+        now = utcnow()
         for plan in plans:
             spec, decision = plan.spec, self.decisions[plan.object_id]
             sizes = [self.verification.files[bp].size for bp in spec.files]
@@ -583,6 +597,7 @@ class Ingest:
                     payload={"reason": "ingest"},
                 )
             )
+            rows: list[File] = []
             for bag_path in spec.files:
                 d = self.verification.files[bag_path]
                 ident = self.identified.get(bag_path)
@@ -602,19 +617,21 @@ class Ingest:
                     properties=ident.properties if ident else {},
                     role="original",
                     ocfl_version="v1",
-                    last_fixity_at=utcnow(),
+                    last_fixity_at=now,
                 )
-                s.add(row)
-                s.flush()
-                s.add(
-                    Outbox(
-                        topic="migrate",
-                        key=f"migrate:file:{row.id}",
-                        record_id=record.id,
-                        file_id=row.id,
-                        payload={"puid": row.puid},
-                    )
+                rows.append(row)
+            s.add_all(rows)
+            s.flush()  # one multi-row INSERT per record gives the files their ids
+            s.add_all(
+                Outbox(
+                    topic="migrate",
+                    key=f"migrate:file:{row.id}",
+                    record_id=record.id,
+                    file_id=row.id,
+                    payload={"puid": row.puid},
                 )
+                for row in rows
+            )
         for event in self.events:
             event.record_id = record_ids.get(event.object_id)
         append_events(s, [self._transfer_event("success"), *self.events])

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import fcntl
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 
 def fsync_dir(path: Path) -> None:
@@ -27,8 +30,30 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
+def _syncfs() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return cast("Callable[[int], int]", libc.syncfs)
+    except (OSError, AttributeError):
+        return None
+
+
+_SYNCFS = _syncfs()
+
+
 def fsync_tree(top: Path) -> None:
-    """fsync every file and directory below ``top`` (children before parents), then ``top`` itself."""
+    """Make every file and directory below ``top`` durable.
+
+    Linux's ``syncfs`` flushes the file system holding ``top`` in one call — far cheaper than an fsync per
+    file when a transfer stages thousands of them. Elsewhere (or if it fails) every file and directory is
+    fsynced, children before parents."""
+    if _SYNCFS is not None:
+        fd = os.open(top, os.O_RDONLY)
+        try:
+            if _SYNCFS(fd) == 0:
+                return
+        finally:
+            os.close(fd)
     for dirpath, _dirs, files in os.walk(top, topdown=False):
         for name in files:
             fsync_file(Path(dirpath, name))
