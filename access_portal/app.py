@@ -1,0 +1,139 @@
+"""The FastAPI application of the public portal: :func:`create_app` wires settings, the search backend, the
+routes, static files and the error pages.
+
+Errors a visitor can cause are answered, never raised: an unknown or non-open record is a 404 (identical
+whichever it is), a malformed API parameter a 422 with JSON reasons, an unavailable search backend a 503. A
+500 means a bug: it is logged with its traceback and answered with a friendly page that shows nothing of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.base import RequestResponseEndpoint
+
+from access_portal.i18n import resolve_lang, translator
+from access_portal.routes import api, public
+from archive.config import Settings, get_settings
+from archive.errors import NotFound
+from search import SearchBackend, SearchError, get_backend
+
+log = logging.getLogger("access_portal")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def _error_page(request: Request, status: int, title_key: str, body_key: str) -> Response:
+    t = translator(resolve_lang(request))
+    return public.render(
+        request, "error.html", {"title": t(title_key), "message": t(body_key)}, status_code=status
+    )
+
+
+def _not_found(request: Request) -> Response:
+    """The same answer for a record that is restricted, missing, or a path that does not exist."""
+    if _is_api(request):
+        return JSONResponse({"detail": "Not Found", "detail_zh": "未找到"}, status_code=404)
+    return _error_page(request, 404, "not_found_title", "not_found_body")
+
+
+async def _on_not_found(request: Request, exc: Exception) -> Response:
+    return _not_found(request)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return _not_found(request)
+    if _is_api(request) or exc.status_code < 400:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    response = _error_page(request, exc.status_code, "bad_request_title", "bad_request_body")
+    for k, v in (exc.headers or {}).items():
+        response.headers[k] = v
+    return response
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    if _is_api(request):
+        return await request_validation_exception_handler(request, exc)
+    return _error_page(request, 422, "bad_request_title", "bad_request_body")
+
+
+async def _on_search_error(request: Request, exc: Exception) -> Response:
+    log.error("search backend unavailable: %s", exc)
+    if _is_api(request):
+        return JSONResponse(
+            {"detail": "Search is temporarily unavailable", "detail_zh": "检索服务暂时不可用"},
+            status_code=503,
+        )
+    return _error_page(request, 503, "unavailable_title", "unavailable_body")
+
+
+async def _on_bug(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    if _is_api(request):
+        return JSONResponse(
+            {"detail": "Internal Server Error", "detail_zh": "服务器内部错误"}, status_code=500
+        )
+    return _error_page(request, 500, "error_title", "error_body")
+
+
+def create_app(settings: Settings | None = None, backend: SearchBackend | None = None) -> FastAPI:
+    """The portal for the node ``settings`` describes (default: the environment's).
+
+    ``backend`` defaults to :func:`search.get_backend`: the embedded index, or Elasticsearch when
+    ``ARCHIVE_ELASTICSEARCH_URL`` is set. It is made ready at start-up; if it cannot be, the portal still
+    starts and ``/healthz`` answers 503 until it can.
+    """
+    settings = settings or get_settings()
+    backend = backend or get_backend(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            backend.ensure_ready()
+        except Exception as exc:
+            log.error("search backend not ready at start-up: %s", exc)
+        yield
+
+    app = FastAPI(
+        title="广东档案公共查询 / Guangdong Archives Public Access",
+        description="Open records of the archives on this node (Archives Law of the PRC, arts. 27–28). "
+        "Only records open to the public are ever returned.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.backend = backend
+    app.add_exception_handler(NotFound, _on_not_found)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(SearchError, _on_search_error)
+    app.add_exception_handler(Exception, _on_bug)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(public.router)
+    app.include_router(api.router)
+    return app

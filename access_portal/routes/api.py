@@ -1,0 +1,98 @@
+"""The public JSON API under ``/api/v1``: search, records, archives and their catalogues of open records.
+
+Unlike the pages, the API is strict: a malformed parameter (``page=-1``, ``sort=foo``) is a 422 with the
+reasons as JSON. ``size`` above the maximum is capped rather than refused, and the answer says which size
+was used.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from access_portal import services
+from access_portal.deps import BackendDep, SessionDep
+from access_portal.schemas import (
+    ArchiveOut,
+    CatalogueEntry,
+    CatalogueOut,
+    ErrorOut,
+    RecordOut,
+    SearchOut,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["public"], responses={404: {"model": ErrorOut}})
+
+MultiQuery = Annotated[list[str] | None, Query()]
+Page = Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1")]
+
+
+@router.get("/search", response_model=SearchOut, summary="Search the open records")
+def search(
+    session: SessionDep,
+    backend: BackendDep,
+    q: Annotated[str, Query(description="Plain text, never query syntax; cut at 1,000 characters")] = "",
+    archive: MultiQuery = None,
+    level: MultiQuery = None,
+    fonds: MultiQuery = None,
+    retention: MultiQuery = None,
+    format: MultiQuery = None,
+    year_from: Annotated[int | None, Query(ge=services.MIN_YEAR, le=services.MAX_YEAR)] = None,
+    year_to: Annotated[int | None, Query(ge=services.MIN_YEAR, le=services.MAX_YEAR)] = None,
+    sort: Literal["relevance", "date_desc", "date_asc"] = "relevance",
+    page: Page = 1,
+    size: Annotated[int, Query(ge=1, description="Hits per page; capped at 100")] = 20,
+) -> SearchOut:
+    query = services.build_query(
+        q,
+        archives=archive,
+        levels=level,
+        fonds=fonds,
+        retentions=retention,
+        formats=format,
+        year_from=year_from,
+        year_to=year_to,
+        sort=sort,
+        page=page,
+        size=size,
+    )
+    return SearchOut.of(services.public_search(session, backend, query))
+
+
+@router.get("/records/{archive}/{code}", response_model=RecordOut, summary="One open record and its files")
+def record(session: SessionDep, archive: str, code: str) -> RecordOut:
+    found = services.public_record(session, archive, code)
+    return RecordOut.of(found, services.public_files(found))
+
+
+@router.get("/archives", response_model=list[ArchiveOut], summary="The archives on this node, as a tree")
+def archives(session: SessionDep) -> list[ArchiveOut]:
+    return [ArchiveOut.of(n) for n in services.archives_tree(session)]
+
+
+@router.get(
+    "/archives/{code}/catalogue",
+    response_model=CatalogueOut,
+    summary="An archive's catalogue of open records, newest first (Archives Law art. 28)",
+)
+def catalogue(
+    session: SessionDep,
+    code: str,
+    page: Page = 1,
+    size: Annotated[
+        int, Query(ge=1, description="Entries per page; capped at 1000")
+    ] = services.CATALOGUE_PAGE_SIZE,
+) -> CatalogueOut:
+    result = services.catalogue_page(session, code, page=page, size=size)
+    a = result.archive
+    return CatalogueOut(
+        archive=a.code,
+        name_zh=a.name_zh,
+        name_en=a.name_en,
+        total=result.total,
+        page=result.page,
+        size=result.size,
+        pages=result.pages,
+        records=[CatalogueEntry.of(a.code, r) for r in result.records],
+    )
