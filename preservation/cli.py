@@ -1,0 +1,257 @@
+"""``archive worker``, ``archive beat``, ``archive migrate``, ``archive jobs`` and ``archive audit``.
+
+Registered through the ``archive.commands`` entry point. Celery, the policy and the audit are imported
+inside the commands, so that other ``archive`` commands start quickly.
+
+* ``archive worker [--beat] [--concurrency N] [--queues Q] [--pool prefork|solo|threads]`` — a Celery
+  worker (prefork, one process per core by default) on the configured broker; ``--beat`` embeds the
+  schedule (one such worker per node).
+* ``archive beat`` — the schedule alone: drain the migrate outbox every ``ARCHIVE_DISPATCH_INTERVAL`` s,
+  a nightly incremental fixity audit.
+* ``archive migrate --pending`` queues what ingest left in the outbox (and jobs whose lease ran out);
+  ``--record ARCHIVE/CODE`` queues every action for that record's originals again (failed ones start over).
+* ``archive jobs [--state failed] [--record ARCHIVE/CODE] [--json]`` — queued, running, retrying, failed
+  (with the reason) and done jobs.
+* ``archive audit [--archive CODE] [--since DATE] [--deep] [--json]`` — fixity audit with a progress bar on
+  a terminal; exit 1 when anything failed (even if it was repaired from the replica).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from archive.cli import JsonOpt, err, out, print_json, run
+from archive.config import Settings
+from archive.errors import BadArgument
+
+if TYPE_CHECKING:
+    from preservation.audit import AuditProgress
+
+
+def _celery_argv(settings: Settings) -> list[str]:
+    """Options the server-less SQLite broker needs: it has no fanout, so no mingle, gossip or heartbeat."""
+    if settings.celery_broker.startswith(("sqla+", "sqlalchemy+")):
+        return ["--without-mingle", "--without-gossip", "--without-heartbeat"]
+    return []
+
+
+def worker(
+    beat: Annotated[bool, typer.Option("--beat", help="Also run the schedule in this worker.")] = False,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", "-c", help="Worker processes; default one per core.")
+    ] = None,
+    queues: Annotated[str, typer.Option("--queues", "-Q", help="Comma-separated queues.")] = "preservation",
+    pool: Annotated[str, typer.Option(help="prefork | solo | threads")] = "prefork",
+    loglevel: Annotated[str, typer.Option(help="DEBUG | INFO | WARNING")] = "INFO",
+) -> None:
+    """Start a preservation worker (Celery) on the configured broker."""
+
+    def body(settings: Settings) -> None:
+        import preservation.tasks  # noqa: F401  (registers the tasks)
+        from preservation.celery_app import app
+
+        argv = ["worker", f"--loglevel={loglevel}", f"--queues={queues}", f"--pool={pool}"]
+        argv += [f"--hostname=preservation.{os.getpid()}@%h", *_celery_argv(settings)]
+        if concurrency:
+            argv.append(f"--concurrency={concurrency}")
+        if beat:
+            argv += ["--beat", f"--schedule={settings.home_dir / 'celerybeat-schedule'}"]
+        app.worker_main(argv)
+
+    run(body)
+
+
+def beat(
+    loglevel: Annotated[str, typer.Option(help="DEBUG | INFO | WARNING")] = "INFO",
+) -> None:
+    """Run the schedule: drain the migrate outbox, nightly incremental fixity audit."""
+
+    def body(settings: Settings) -> None:
+        import preservation.tasks  # noqa: F401
+        from preservation.celery_app import app
+
+        app.start(
+            ["beat", f"--loglevel={loglevel}", f"--schedule={settings.home_dir / 'celerybeat-schedule'}"]
+        )
+
+    run(body)
+
+
+def migrate(
+    pending: Annotated[bool, typer.Option("--pending", help="Queue what ingest left in the outbox.")] = False,
+    record: Annotated[
+        str | None, typer.Option("--record", help="ARCHIVE/CODE: queue this record again.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queue migrations by hand (the schedule does --pending on its own)."""
+
+    def body(settings: Settings) -> None:
+        from archive.services import split_record_ref
+        from preservation import jobs
+        from preservation.celery_app import close_apps
+
+        if pending == (record is not None):
+            raise BadArgument(
+                "请指定 --pending 或 --record 之一", "Give exactly one of --pending or --record"
+            )
+        try:
+            result = (
+                jobs.queue_record(settings, split_record_ref(record)) if record else jobs.dispatch(settings)
+            )
+        finally:
+            close_apps()
+        if as_json:
+            print_json({"ok": True, **result.as_dict()})
+            return
+        out.print(
+            f"queued {result.queued} migration(s) from {result.files} file(s); "
+            f"{result.risks} preservation risk(s) recorded; {result.requeued} stale job(s) re-queued",
+            highlight=False,
+        )
+
+    run(body, as_json)
+
+
+def jobs_cmd(
+    state: Annotated[
+        list[str] | None, typer.Option("--state", help="queued | running | retrying | failed | done")
+    ] = None,
+    record: Annotated[str | None, typer.Option("--record", help="ARCHIVE/CODE")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many, newest first")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Migration jobs: queued, running, failed (with the reason) and done."""
+
+    def body(settings: Settings) -> None:
+        from archive.services import split_record_ref
+        from preservation import jobs
+
+        known = {s.value for s in jobs.JobState}
+        bad = [s for s in state or [] if s not in known]
+        if bad:
+            raise BadArgument(
+                f"未知的状态 {', '.join(bad)}", f"Unknown state(s) {', '.join(bad)}: {sorted(known)}"
+            )
+        found = jobs.list_jobs(
+            settings, states=state, record=split_record_ref(record) if record else None, limit=limit
+        )
+        if as_json:
+            print_json([j.as_dict() for j in found])
+            return
+        colours = {"failed": "red", "retrying": "yellow", "running": "cyan", "done": "green"}
+        table = Table("record", "original", "action", "state", "attempts", "result / reason")
+        for j in found:
+            colour = colours.get(j.state, "white")
+            if j.state == "done":
+                what = (
+                    f"{j.outcome}: {j.target} ({j.version})" if j.target else f"{j.outcome}: {j.reason or ''}"
+                )
+            else:
+                what = f"{j.reason_code}: {j.reason}" if j.reason else ""
+            table.add_row(
+                j.record or "", j.path or "", j.action, f"[{colour}]{j.state}[/]", str(j.attempts), what
+            )
+        out.print(table)
+        counts: dict[str, int] = {}
+        for j in found:
+            counts[j.state] = counts.get(j.state, 0) + 1
+        out.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs", highlight=False)
+
+    run(body, as_json)
+
+
+def _since(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise BadArgument(
+            f"日期应写作 YYYY-MM-DD[THH:MM]，而不是 {value!r}",
+            f"--since takes YYYY-MM-DD[THH:MM], not {value!r}",
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+class _AuditBar:
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: TaskID | None = None
+
+    def __call__(self, p: AuditProgress) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task("audit", total=p.objects_total or None, files=0, failures=0)
+        self.progress.update(self.task, completed=p.objects_done, files=p.files_done, failures=p.failures)
+
+
+def audit(
+    archive: Annotated[str | None, typer.Option("--archive", help="Only this archive's objects")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only objects not verified since this date (oldest first)")
+    ] = None,
+    deep: Annotated[bool, typer.Option("--deep", help="Also compute sha256 (twice the work)")] = False,
+    restart: Annotated[bool, typer.Option("--restart", help="Start over instead of resuming")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fixity audit of the stored files; exit 1 when anything failed."""
+
+    def body(settings: Settings) -> None:
+        import sys
+
+        from preservation.audit import run_audit
+
+        algorithms = ("sha512", "sha256") if deep else ("sha512",)
+        kwargs = {
+            "archive": archive,
+            "since": _since(since),
+            "replica_root": settings.replica_root,
+            "resume": not restart,
+            "algorithms": algorithms,
+        }
+        if sys.stderr.isatty() and not as_json:
+            progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total} objects, {task.fields[files]} files"),
+                TextColumn("[red]{task.fields[failures]} failures"),
+                TimeRemainingColumn(),
+                console=err,
+                transient=True,
+            )
+            with progress:
+                report = run_audit(settings, progress=_AuditBar(progress), **kwargs)  # type: ignore[arg-type]
+        else:
+            report = run_audit(settings, **kwargs)  # type: ignore[arg-type]
+        if as_json:
+            print_json(report.summary())
+        else:
+            colour = "green" if report.ok else "red"
+            out.print(
+                f"[{colour}]{'OK' if report.ok else 'FAILED'}[/] {report.objects} objects, {report.files} files, "
+                f"{report.bytes / 1e6:.1f} MB in {report.seconds:.1f}s ({report.throughput_mb_s:.0f} MB/s); "
+                f"{len(report.failures)} failure(s), {report.repaired} repaired",
+                highlight=False,
+            )
+            for f in report.failures[:50]:
+                out.print(f"  [red]{f.kind}[/] {f.object_id} {f.logical_path or ''}", highlight=False)
+            if report.report_dir:
+                out.print(f"report: {report.report_dir}", highlight=False)
+        if not report.ok:
+            raise typer.Exit(1)
+
+    run(body, as_json)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("worker")(worker)
+    app.command("beat")(beat)
+    app.command("migrate")(migrate)
+    app.command("jobs")(jobs_cmd)
+    app.command("audit")(audit)

@@ -1,0 +1,175 @@
+"""Celery tasks of the preservation workers, on one base class that does the bookkeeping.
+
+:class:`PreservationTask` (after warehouse's ``WarehouseTask``) gives every task its ``Settings``, a
+``transaction()`` helper, timing and logging, and the retry policy: exponential backoff with jitter
+(2 s, 4 s, 8 s … capped at 10 minutes) up to ``max_retries`` times; errors that no retry can mend
+(:data:`PERMANENT`: an unrepairable PDF, a missing tool, an unknown file…) fail at once. A task declared with
+``tracks_job=True`` takes ``(file_id, action)`` and has its job row kept up to date by the base: ``running``
+when it starts, ``retrying`` with the reason before each retry, ``failed`` with the reason and a PREMIS
+failure event when it gives up (:mod:`preservation.jobs`). The message is acknowledged after that (acks
+late), so a task that gave up is not redelivered; one whose worker died is.
+
+The bodies are one line each: :func:`dispatch_pending` (drain the migrate outbox), :func:`migrate_file`
+(:func:`preservation.migrate.migrate`) and :func:`audit_incremental` (:func:`preservation.audit.run_audit`
+for the objects not verified for ``ARCHIVE_AUDIT_CYCLE_DAYS`` days, oldest-verified first, resumable).
+
+Worker signals: each child process drops inherited database connections after fork; a worker that becomes
+ready cleans the staging area of dead processes and re-queues the jobs its host's dead workers held.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from celery import Task
+from celery.exceptions import Retry
+from celery.signals import worker_process_init, worker_ready
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from archive import db
+from archive.config import Settings, get_settings
+from archive.errors import NotFound, UsageError
+from archive.models import utcnow
+from archive.storage import StorageError, VersionConflict
+from preservation import jobs
+from preservation.celery_app import (
+    AUDIT_TASK,
+    DISPATCH_TASK,
+    MIGRATE_TASK,
+    app,
+    audit_cycle,
+    dispose_broker_engines,
+    max_retries,
+)
+from preservation.migrate import clean_staging, migrate
+from preservation.tools import NoSafeAction, PolicyInvalid, ToolMissing, Unrepairable
+
+log = logging.getLogger("preservation.tasks")
+
+#: Errors a retry cannot mend: give up at once.
+PERMANENT: tuple[type[BaseException], ...] = (
+    Unrepairable,
+    NoSafeAction,
+    PolicyInvalid,
+    ToolMissing,
+    NotFound,
+    UsageError,
+)
+#: Errors that say "try again soon" rather than "this attempt failed".
+TRANSIENT: tuple[type[BaseException], ...] = (VersionConflict, OperationalError, IntegrityError)
+
+BACKOFF_BASE = 2.0
+BACKOFF_MAX = 600.0
+
+
+def backoff(retries: int) -> float:
+    """Seconds before retry number ``retries + 1``: 2, 4, 8 … with ±25 % jitter, at most 10 minutes."""
+    delay = min(BACKOFF_MAX, BACKOFF_BASE * 2**retries)
+    return round(delay * random.uniform(0.75, 1.25), 2)
+
+
+class PreservationTask(Task):
+    """Base of every preservation task: settings, transaction, logging, retries, job bookkeeping."""
+
+    acks_late = True
+    reject_on_worker_lost = True
+    max_retries = max_retries()
+    tracks_job = False
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            type(self)._settings = get_settings()
+        assert self._settings is not None
+        return self._settings
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A write transaction committed when the block ends without error."""
+        with db.write_session(self.settings) as session:
+            yield session
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        attempt = self.request.retries + 1 if self.request else 1
+        label = f"{self.name}{list(args)} [{self.request.id if self.request else '-'}] attempt {attempt}"
+        log.debug("start %s", label)
+        if self.tracks_job:
+            jobs.mark_running(self.settings, int(args[0]), str(args[1]))
+        try:
+            result = super().__call__(*args, **kwargs)
+        except Retry:
+            raise
+        except Exception as exc:
+            return self._failed(exc, args, label, time.perf_counter() - started)
+        log.debug("done %s in %.2fs: %s", label, time.perf_counter() - started, result)
+        return result
+
+    def _failed(self, exc: Exception, args: tuple[Any, ...], label: str, seconds: float) -> Any:
+        retries = self.request.retries if self.request else 0
+        limit = self.max_retries if self.max_retries is not None else 0
+        if (
+            isinstance(exc, PERMANENT)
+            or (retries >= limit and not isinstance(exc, TRANSIENT))
+            or retries >= 3 * limit + 3
+        ):
+            log.error("gave up %s after %.2fs: %s", label, seconds, exc)
+            if self.tracks_job:
+                jobs.mark_failed(self.settings, int(args[0]), str(args[1]), exc)
+            return {"ok": False, "error": str(exc)}
+        countdown = backoff(retries)
+        log.warning("retry %s in %.1fs after %.2fs: %s", label, countdown, seconds, exc)
+        if self.tracks_job:
+            jobs.mark_retrying(self.settings, int(args[0]), str(args[1]), exc, countdown)
+        # transient conflicts do not use up the retries meant for failing tools
+        raise self.retry(exc=exc, countdown=countdown, max_retries=3 * limit + 3)
+
+
+@app.task(base=PreservationTask, bind=True, name=DISPATCH_TASK, max_retries=0)
+def dispatch_pending(self: PreservationTask) -> dict[str, Any]:
+    """Expand new migrate outbox rows into jobs, re-queue stale ones, send their tasks."""
+    return jobs.dispatch(self.settings).as_dict()
+
+
+@app.task(base=PreservationTask, bind=True, name=MIGRATE_TASK, tracks_job=True)
+def migrate_file(self: PreservationTask, file_id: int, action: str) -> dict[str, Any]:
+    """Make the derivative of one original file by one action (idempotent)."""
+    return migrate(self.settings, file_id, action).as_dict()
+
+
+@app.task(base=PreservationTask, bind=True, name=AUDIT_TASK, max_retries=1)
+def audit_incremental(self: PreservationTask) -> dict[str, Any]:
+    """Fixity audit of the objects not verified for a cycle, oldest-verified first."""
+    from preservation.audit import run_audit
+
+    report = run_audit(
+        self.settings, since=utcnow() - audit_cycle(), replica_root=self.settings.replica_root, resume=True
+    )
+    return {"ok": report.ok, "run_id": report.run_id, "files": report.files, "failures": len(report.failures)}
+
+
+@worker_process_init.connect
+def _after_fork(**_: Any) -> None:
+    db.dispose_engines()
+    dispose_broker_engines()
+
+
+@worker_ready.connect
+def _on_ready(**_: Any) -> None:
+    settings = get_settings()
+    try:
+        for action in clean_staging(settings):
+            log.warning("staging: %s", action)
+        for work in jobs.recover_dead_workers(settings):
+            log.warning("re-queued %s of a dead worker", jobs.job_key(work.file_id, work.action))
+    except (StorageError, OperationalError) as exc:  # an uninitialised home: the tasks will say so
+        log.error("start-up recovery skipped: %s", exc)
+    finally:
+        db.dispose_engines()

@@ -1,0 +1,242 @@
+"""The migration service (preservation/migrate.py) and the job bookkeeping (preservation/jobs.py), in process.
+
+Crashes are real: the service runs in a child process that kills itself with SIGKILL at a failpoint.
+Worker processes and brokers are in test_worker.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from archive import db
+from archive.config import Settings
+from archive.events import MIGRATION, verify_chain
+from archive.home import leftover_staging, store_for
+from archive.models import Event, File, Record
+from archive.storage import validate_root
+from ingest.bagwriter import make_bag, write_payload
+from ingest.pipeline import ingest
+from preservation import jobs
+from preservation.migrate import clean_staging, migrate, target_path
+from preservation.policy import ACTIONS, REPAIR_ACTION
+from preservation.tools import Unrepairable
+from tests.e2e.helpers import CSV_HEADER
+from tests.preservation.samples import make_damaged_pdf, make_garbage_pdf, make_image, make_ofd, make_pdf
+
+# -- helpers shared with test_worker.py and tests/e2e/test_preservation_flow.py -----------------------------
+
+
+def ingest_files(
+    settings: Settings, tmp: Path, files: Mapping[str, Path], code: str = "R-1", archive: str = "GZ"
+) -> dict[str, int]:
+    """Ingest one record holding ``files`` (name → sample file); return name → File id."""
+    root = tmp / f"bag-{code}"
+    payload = {f"data/r/{name}": path.read_bytes() for name, path in files.items()}
+    payload["data/metadata/records.csv"] = (
+        CSV_HEADER + f"r,{code},测试案卷,测试单位,1990-01-01,永久,公开,自动\r\n"
+    ).encode()
+    write_payload(root, payload)
+    result = ingest(make_bag(root, algorithms=("sha256",)), archive, settings)
+    assert result.status == "stored", result
+    with db.read_session(settings) as s:
+        rows = s.execute(select(File.logical_path, File.id).where(File.role == "original")).all()
+    return {path.rsplit("/", 1)[-1]: fid for path, fid in rows if path.rsplit("/", 1)[-1] in files}
+
+
+def object_id(settings: Settings, file_id: int) -> str:
+    with db.read_session(settings) as s:
+        file = s.get(File, file_id)
+        assert file is not None
+        record = s.get(Record, file.record_id)
+        assert record is not None
+        return record.ocfl_object_id
+
+
+def versions(settings: Settings, file_id: int) -> list[str]:
+    inventory = store_for(settings).read_inventory(object_id(settings, file_id))
+    return sorted(inventory["versions"], key=lambda v: int(v[1:]))
+
+
+def migration_events(settings: Settings, outcome: str = "success") -> int:
+    with db.read_session(settings) as s:
+        return s.execute(
+            select(func.count())
+            .select_from(Event)
+            .where(Event.event_type == MIGRATION, Event.outcome == outcome)
+        ).scalar_one()
+
+
+def derivatives(settings: Settings, file_id: int) -> list[File]:
+    with db.read_session(settings) as s:
+        return list(
+            s.execute(select(File).where(File.derived_from_id == file_id).order_by(File.id)).scalars()
+        )
+
+
+def assert_consistent(settings: Settings) -> None:
+    """Storage validates, staging is empty, the event chain holds, the record's head is the object's."""
+    ok, messages = validate_root(settings.ocfl_root)
+    assert ok, messages
+    assert leftover_staging(settings) == []
+    with db.read_session(settings) as s:
+        assert verify_chain(s).ok
+        for record in s.execute(select(Record)).scalars():
+            assert record.ocfl_head == store_for(settings).read_inventory(record.ocfl_object_id)["head"]
+
+
+def run_killed(settings: Settings, file_id: int, action: str, failpoint: str) -> int:
+    """Run migrate() in a child that SIGKILLs itself at ``failpoint``; return its exit status."""
+    code = f"from archive.config import get_settings; from preservation.migrate import migrate; migrate(get_settings(), {file_id}, {action!r})"
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "ARCHIVE_FAILPOINT": failpoint},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return proc.returncode
+
+
+# -- paths --------------------------------------------------------------------------------------------------
+
+
+def test_target_paths() -> None:
+    pdfa, jpeg = ACTIONS["pdfa"], ACTIONS["image-access-jpeg"]
+    assert target_path("originals/卷/a.pdf", pdfa) == "preservation/卷/a.pdf"
+    assert target_path("originals/卷/a.png", jpeg) == "access/卷/a.jpg"
+    siblings = ["originals/卷/a.doc", "originals/卷/a.pdf"]
+    assert target_path("originals/卷/a.doc", ACTIONS["office-pdfa"], siblings) == "preservation/卷/a.doc.pdf"
+    assert target_path("originals/卷/a.pdf", REPAIR_ACTION) == "preservation/卷/a.repaired.pdf"
+    assert target_path("originals/noext", pdfa) == "preservation/noext.pdf"
+
+
+# -- the normal path and idempotency ------------------------------------------------------------------------
+
+
+def test_migrate_pdf_once(any_home: Settings, tmp_path: Path) -> None:
+    ids = ingest_files(any_home, tmp_path, {"a.pdf": make_pdf(tmp_path / "a.pdf", pages=2)})
+    first = migrate(any_home, ids["a.pdf"], "pdfa")
+    assert (first.status, first.version, first.logical_path) == ("migrated", "v2", "preservation/r/a.pdf")
+    again = migrate(any_home, ids["a.pdf"], "pdfa")
+    assert (again.status, again.version, again.derivative_id) == ("already-done", "v2", first.derivative_id)
+    assert versions(any_home, ids["a.pdf"]) == ["v1", "v2"]
+    assert migration_events(any_home) == 1
+    (row,) = derivatives(any_home, ids["a.pdf"])
+    assert (row.role, row.tool, row.ocfl_version, row.puid) == ("preservation", "gs", "v2", "fmt/477")
+    assert row.tool_version and row.properties["action"] == "pdfa"
+    inventory = store_for(any_home).read_inventory(object_id(any_home, ids["a.pdf"]))
+    assert row.sha512 in inventory["versions"]["v2"]["state"]
+    assert "with gs " in inventory["versions"]["v2"]["message"]
+    (job,) = jobs.list_jobs(any_home)
+    assert (job.state, job.outcome, job.version) == ("done", "migrated", "v2")
+    assert_consistent(any_home)
+
+
+def test_two_actions_of_one_record_at_once(home: Settings, tmp_path: Path) -> None:
+    """Concurrent commits on one object: the loser of the race re-stages on the new head (VersionConflict)."""
+    ids = ingest_files(home, tmp_path, {"b.png": make_image(tmp_path / "b.png", "PNG")})
+    results = {}
+
+    def go(action: str) -> None:
+        results[action] = migrate(home, ids["b.png"], action)
+
+    threads = [threading.Thread(target=go, args=(a,)) for a in ("image-tiff", "image-access-jpeg")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {r.status for r in results.values()} == {"migrated"}
+    assert sorted(r.version or "" for r in results.values()) == ["v2", "v3"]
+    assert versions(home, ids["b.png"]) == ["v1", "v2", "v3"]
+    assert sorted(f.logical_path for f in derivatives(home, ids["b.png"])) == [
+        "access/r/b.jpg",
+        "preservation/r/b.tif",
+    ]
+    assert_consistent(home)
+
+
+# -- crashes ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("failpoint", "stored"),
+    [("migrate:after-action", False), ("migrate:after-ocfl-commit", True), ("migrate:after-db-commit", True)],
+)
+def test_killed_migration_finishes_once(home: Settings, tmp_path: Path, failpoint: str, stored: bool) -> None:
+    ids = ingest_files(home, tmp_path, {"a.pdf": make_pdf(tmp_path / "a.pdf")})
+    assert run_killed(home, ids["a.pdf"], "pdfa", failpoint) == -9
+    assert versions(home, ids["a.pdf"]) == (["v1", "v2"] if stored else ["v1"])
+    clean_staging(home)  # what a worker does when it starts
+    outcome = migrate(home, ids["a.pdf"], "pdfa")
+    expected = {"migrate:after-action": "migrated", "migrate:after-ocfl-commit": "completed"}
+    assert outcome.status == expected.get(failpoint, "already-done")
+    assert versions(home, ids["a.pdf"]) == ["v1", "v2"]
+    assert migration_events(home) == 1
+    (row,) = derivatives(home, ids["a.pdf"])
+    assert (row.tool, row.ocfl_version) == ("gs", "v2")
+    assert_consistent(home)
+
+
+# -- damaged PDFs, failures, risks --------------------------------------------------------------------------
+
+
+def test_damaged_pdf_is_repaired_then_converted(home: Settings, tmp_path: Path) -> None:
+    ids = ingest_files(home, tmp_path, {"d.pdf": make_damaged_pdf(tmp_path / "d.pdf")})
+    outcome = migrate(home, ids["d.pdf"], "pdfa")
+    assert outcome.status == "migrated" and outcome.repaired is not None
+    assert (outcome.repaired.logical_path, outcome.repaired.version) == (
+        "preservation/r/d.repaired.pdf",
+        "v2",
+    )
+    assert outcome.version == "v3"
+    (repaired,) = derivatives(home, ids["d.pdf"])
+    assert (repaired.tool, repaired.properties["action"]) == ("qpdf", "pdf-repair")
+    (pdfa,) = derivatives(home, repaired.id)
+    assert (pdfa.logical_path, pdfa.tool) == ("preservation/r/d.pdf", "gs")
+    assert migration_events(home) == 2
+    assert {j.action: j.state for j in jobs.list_jobs(home)} == {"pdfa": "done", "pdf-repair": "done"}
+    assert_consistent(home)
+
+
+def test_failure_leaves_nothing_and_is_reported(home: Settings, tmp_path: Path) -> None:
+    ids = ingest_files(home, tmp_path, {"g.pdf": make_garbage_pdf(tmp_path / "g.pdf")})
+    with pytest.raises(Unrepairable) as caught:
+        migrate(home, ids["g.pdf"], "pdfa")
+    assert versions(home, ids["g.pdf"]) == ["v1"]
+    assert leftover_staging(home) == []
+    jobs.mark_failed(home, ids["g.pdf"], "pdfa", caught.value)
+    (job,) = jobs.list_jobs(home, states=["failed"])
+    assert job.reason_code == "PRS008" and "repaired" in (job.reason or "")
+    assert migration_events(home, "failure") == 1
+    assert_consistent(home)
+
+
+def test_dispatch_makes_jobs_and_records_risks(home: Settings, tmp_path: Path) -> None:
+    ids = ingest_files(
+        home,
+        tmp_path,
+        {
+            "a.pdf": make_pdf(tmp_path / "a.pdf"),
+            "b.jpg": make_image(tmp_path / "b.jpg", "JPEG"),
+            "c.ofd": make_ofd(tmp_path / "c.ofd"),
+        },
+    )
+    plan = jobs.plan_pending(home)
+    assert (plan.files, plan.risks) == (3, 1)
+    assert sorted((w.file_id, w.action) for w in plan.work) == sorted(
+        [(ids["a.pdf"], "pdfa"), (ids["b.jpg"], "image-tiff"), (ids["b.jpg"], "image-access-jpeg")]
+    )
+    assert jobs.plan_pending(home).work == []  # claimed: nothing new, leases not run out
+    states = {(j.path, j.action): (j.state, j.outcome) for j in jobs.list_jobs(home)}
+    assert states[("originals/r/c.ofd", "risk")] == ("done", "risk")
+    assert states[("originals/r/a.pdf", "pdfa")] == ("queued", None)
+    assert migration_events(home, "warning") == 1

@@ -1,0 +1,252 @@
+"""Real Celery worker processes (``archive worker``) on both brokers: the server-less SQLite transport and
+Redis (``ARCHIVE_TEST_REDIS_URL``, started by scripts/services.sh). No ``task_always_eager`` anywhere.
+
+The kill-the-worker tests: a worker dies with SIGKILL in the middle of a migration — the whole worker at a
+failpoint (before and after the OCFL commit), or only the prefork child running the task, killed from
+outside — and after a restart there is exactly one new version per (file, action), no partial files in
+storage or staging, no duplicate event, an intact event chain and a valid OCFL root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from archive.config import Settings, get_settings
+from preservation import jobs
+from preservation.celery_app import close_apps
+from tests.preservation.samples import corrupt, make_image, make_pdf
+from tests.preservation.test_migrate import (
+    assert_consistent,
+    derivatives,
+    ingest_files,
+    migration_events,
+    versions,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def redis_url() -> str:
+    url = os.environ.get("ARCHIVE_TEST_REDIS_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("ARCHIVE_TEST_REDIS_URL is not set: scripts/services.sh must start Redis in CI")
+        pytest.skip("Redis not started (run scripts/services.sh start redis)")
+    return url
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def broker(
+    request: pytest.FixtureRequest, home: Settings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    """The home on the SQLite broker (the default) or on Redis under a key prefix of its own."""
+    if request.param == "redis":
+        monkeypatch.setenv("ARCHIVE_BROKER_URL", f"{redis_url()}?prefix=test-{uuid.uuid4().hex[:8]}:")
+    else:
+        monkeypatch.delenv("ARCHIVE_BROKER_URL", raising=False)
+    yield get_settings()
+    close_apps()
+
+
+class Worker:
+    """``archive worker`` in its own process group, logging to a file."""
+
+    def __init__(
+        self,
+        log: Path,
+        *,
+        pool: str = "solo",
+        concurrency: int = 1,
+        beat: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.log = log
+        argv = [sys.executable, "-m", "archive", "worker", f"--pool={pool}", f"--concurrency={concurrency}"]
+        if beat:
+            argv.append("--beat")
+        self.offset = log.stat().st_size if log.exists() else 0
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                argv,
+                env={**os.environ, **(env or {})},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for(lambda: "ready." in self.text() or self.proc.poll() is not None, 60, self)
+        assert self.proc.poll() is None, self.text()
+
+    def text(self) -> str:
+        return self.log.read_bytes()[self.offset :].decode("utf-8", "replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, worker: Worker | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            tail = worker.text()[-4000:] if worker else ""
+            pytest.fail(f"condition not met within {timeout}s\n{tail}")
+        time.sleep(0.1)
+
+
+def states(settings: Settings) -> dict[str, str]:
+    return {j.key: j.state for j in jobs.list_jobs(settings)}
+
+
+def all_final(settings: Settings) -> bool:
+    found = states(settings)
+    return bool(found) and all(s in ("done", "failed") for s in found.values())
+
+
+def broken_png(path: Path) -> Path:
+    """Identified as PNG (signature and IEND intact), but its image data is noise: the tools fail."""
+    corrupt(make_image(path, "PNG", size=(300, 200)))
+    path.write_bytes(path.read_bytes() + b"\x00\x00\x00\x00IEND\xaeB`\x82")
+    return path
+
+
+def hopeless_pdf(path: Path) -> Path:
+    """Identified as PDF 1.7 (header and %%EOF), but there is nothing qpdf could rebuild."""
+    path.write_bytes(b"%PDF-1.7\n" + bytes(range(256)) * 8 + b"\nnot a pdf\n%%EOF\n")
+    return path
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    started: list[Worker] = []
+
+    def start(**kwargs: object) -> Worker:
+        w = Worker(tmp_path / "worker.log", **kwargs)  # type: ignore[arg-type]
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+@pytest.mark.parametrize(
+    ("broker", "failpoint"),
+    [
+        ("sqlite", "migrate:after-action"),
+        ("sqlite", "migrate:after-ocfl-commit"),
+        ("redis", "migrate:after-ocfl-commit"),
+    ],
+    indirect=["broker"],
+)
+def test_worker_killed_at_failpoint_and_restarted(
+    broker: Settings, tmp_path: Path, workers: Callable[..., Worker], failpoint: str
+) -> None:
+    ids = ingest_files(broker, tmp_path, {"a.pdf": make_pdf(tmp_path / "a.pdf", pages=3)})
+    first = workers(env={"ARCHIVE_FAILPOINT": failpoint})
+    jobs.dispatch(broker)
+    wait_for(lambda: first.proc.poll() is not None, 60, first)
+    assert first.proc.returncode == -signal.SIGKILL
+    assert states(broker) == {f"migrate:{ids['a.pdf']}:pdfa": "running"}
+    assert derivatives(broker, ids["a.pdf"]) == []
+
+    second = workers()  # re-queues the dead worker's job, cleans its staging
+    wait_for(lambda: all_final(broker), 60, second)
+    (job,) = jobs.list_jobs(broker)
+    assert (job.state, job.version) == ("done", "v2")
+    assert job.outcome == ("completed" if failpoint == "migrate:after-ocfl-commit" else "migrated")
+    assert versions(broker, ids["a.pdf"]) == ["v1", "v2"]
+    assert len(derivatives(broker, ids["a.pdf"])) == 1
+    assert migration_events(broker) == 1
+    second.stop()
+    assert_consistent(broker)
+
+
+@pytest.mark.parametrize("broker", ["redis"], indirect=True)
+def test_prefork_child_killed_mid_task(
+    broker: Settings, tmp_path: Path, workers: Callable[..., Worker]
+) -> None:
+    """The OOM killer takes the child running a migration: the message comes back (acks late, reject on
+    worker lost) and the replacement child finishes it once. (On the SQLite broker the same path is the
+    virtual transport's reject-with-requeue; the failpoint tests above cover that broker.)"""
+    ids = ingest_files(broker, tmp_path, {"big.pdf": make_pdf(tmp_path / "big.pdf", pages=40)})  # long enough to be killed mid-way
+    worker = workers(pool="prefork")
+    jobs.dispatch(broker)
+    key = f"migrate:{ids['big.pdf']}:pdfa"
+
+    def running() -> bool:
+        (job,) = jobs.list_jobs(broker)
+        return job.state == "running" and job.worker is not None
+
+    wait_for(running, 60, worker)
+    (job,) = jobs.list_jobs(broker)
+    child = int(str(job.worker).rpartition(":")[2])
+    assert child != worker.proc.pid
+    time.sleep(0.3)  # inside the action by now
+    os.kill(child, signal.SIGKILL)
+    wait_for(lambda: states(broker)[key] == "done", 90, worker)
+    assert "WorkerLostError" in worker.text() or "SIGKILL" in worker.text()
+    (job,) = jobs.list_jobs(broker)
+    assert job.attempts >= 2
+    assert versions(broker, ids["big.pdf"]) == ["v1", "v2"]
+    assert migration_events(broker) == 1
+    worker.stop()
+    time.sleep(1)  # the killed child's Ghostscript (its own process group) finishes in its deleted directory
+    from preservation.migrate import clean_staging
+
+    clean_staging(broker)
+    assert_consistent(broker)
+
+
+def test_beat_drains_outbox_retries_and_reports_failures(
+    home: Settings, tmp_path: Path, workers: Callable[..., Worker]
+) -> None:
+    """``worker --beat`` on the default SQLite broker picks work up from the outbox by itself; a tool failure
+    is retried with backoff and then left failed, a hopeless file fails at once; both show in ``jobs``."""
+    ids = ingest_files(
+        home,
+        tmp_path,
+        {
+            "ok.png": make_image(tmp_path / "ok.png", "PNG"),
+            "bad.png": broken_png(tmp_path / "bad.png"),
+            "junk.pdf": hopeless_pdf(tmp_path / "junk.pdf"),
+        },
+    )
+    worker = workers(beat=True, env={"ARCHIVE_DISPATCH_INTERVAL": "1", "ARCHIVE_TASK_MAX_RETRIES": "1"})
+    wait_for(lambda: len(states(home)) == 5 and all_final(home), 90, worker)
+    found = {(j.file_id, j.action): j for j in jobs.list_jobs(home)}
+    assert found[(ids["ok.png"], "image-tiff")].state == "done"
+    assert found[(ids["ok.png"], "image-access-jpeg")].state == "done"
+    bad = found[(ids["bad.png"], "image-tiff")]
+    assert (bad.state, bad.attempts) == ("failed", 2), bad
+    assert bad.reason_code in ("PRS002", "PRS004")
+    junk = found[(ids["junk.pdf"], "pdfa")]
+    assert (junk.state, junk.attempts, junk.reason_code) == ("failed", 1, "PRS008")
+    assert migration_events(home, "failure") == 3
+    assert versions(home, ids["bad.png"]) == ["v1", "v2", "v3"]  # only ok.png's two derivatives
+
+    listed = subprocess.run(
+        [sys.executable, "-m", "archive", "jobs", "--state", "failed", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    failed = json.loads(listed.stdout)
+    assert {j["key"] for j in failed} == {bad.key, junk.key, f"migrate:{ids['bad.png']}:image-access-jpeg"}
+    assert all(j["reason"] for j in failed)
+    worker.stop()
+    assert_consistent(home)
