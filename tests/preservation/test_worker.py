@@ -183,7 +183,8 @@ def test_prefork_child_killed_mid_task(
     """The OOM killer takes the child running a migration: the message comes back (acks late, reject on
     worker lost) and the replacement child finishes it once. (On the SQLite broker the same path is the
     virtual transport's reject-with-requeue; the failpoint tests above cover that broker.)"""
-    ids = ingest_files(broker, tmp_path, {"big.pdf": make_pdf(tmp_path / "big.pdf", pages=40)})  # long enough to be killed mid-way
+    # 40 pages: the migration runs long enough to be killed in the middle even on a fast machine
+    ids = ingest_files(broker, tmp_path, {"big.pdf": make_pdf(tmp_path / "big.pdf", pages=40)})
     worker = workers(pool="prefork")
     jobs.dispatch(broker)
     key = f"migrate:{ids['big.pdf']}:pdfa"
