@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from archive.config import Settings, get_settings
-from archive.errors import ArchiveError
+from archive.errors import ArchiveError, BadArgument
 
 # The catalogue's modules (SQLAlchemy) are imported inside the commands that use them, so commands that do
 # not touch the catalogue (`archive validate`, `--help`) start quickly.
@@ -55,7 +55,10 @@ def fail(exc: ArchiveError, as_json: bool = False) -> typer.Exit:
 def run(action: Callable[[Settings], T], as_json: bool = False, *, needs_home: bool = True) -> T:
     """Run a command body with the settings, turning typed errors into their exit codes."""
     try:
-        settings = get_settings()
+        try:
+            settings = get_settings()
+        except ValueError as exc:  # pydantic's ValidationError / SettingsError: a bad ARCHIVE_* variable
+            raise BadArgument(f"配置有误：{exc}", f"Invalid configuration: {exc}") from None
         if needs_home:
             from archive.home import open_home
 

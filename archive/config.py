@@ -11,9 +11,10 @@ import os
 import shutil
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Digest algorithms always recorded in the catalogue for every stored file.
 BASE_DIGESTS = ("sha256", "sha512")
@@ -39,7 +40,7 @@ class Settings(BaseSettings):
         default=200.0, description="Refuse archives whose unpacked size exceeds this multiple of their size."
     )
     max_transfer_files: int = Field(default=1_000_000, description="Largest number of members in a transfer.")
-    extra_digests: list[str] = Field(
+    extra_digests: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Digests recorded besides sha256 and sha512, e.g. ['sm3'] (comma-separated in the env).",
     )

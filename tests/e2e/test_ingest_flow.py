@@ -14,6 +14,7 @@ from archive.events import verify_chain
 from archive.home import leftover_staging
 from archive.services import get_record
 from archive.storage import validate_root
+from ingest.bagwriter import make_bag, write_payload
 from tests.e2e.helpers import archive_cmd, catalogue_counts, ingest_json, simple_bag, stored_objects
 
 
@@ -126,3 +127,15 @@ def test_uninitialised_home_is_a_usage_error(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("ARCHIVE_HOME", str(tmp_path / "nothing"))
     proc = archive_cmd("records", "list")
     assert proc.returncode == 2 and "archive init" in proc.stderr
+
+
+def test_sm3_manifest_and_recorded_sm3_digests(home: Settings, tmp_path: Path) -> None:
+    """GB/T 32905 SM3: accepted as a bag manifest, and recorded per file when configured."""
+    bag = tmp_path / "sm3"
+    write_payload(bag, {"data/卷/文件.txt": "国密算法\n".encode()})
+    make_bag(bag, algorithms=("sm3",))
+    code, result = ingest_json(bag, "GZ", env={"ARCHIVE_EXTRA_DIGESTS": "sm3"})
+    assert code == 0, result
+    with db.read_session(home) as s:
+        [f] = get_record(s, "GZ", "卷").files
+    assert f.digests["sm3"] == hashlib.new("sm3", "国密算法\n".encode()).hexdigest()
