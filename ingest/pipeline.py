@@ -305,7 +305,11 @@ class Ingest:
         plans = []
         for spec in specs:
             object_id = object_id_for(self.archive.code, spec.archival_code)
-            builder = self.store.begin_object(object_id)
+            try:
+                builder = self.store.begin_object(object_id)
+            except ObjectExists:  # stored by a concurrent transfer since our catalogue check
+                self.problems.append(self._held_elsewhere(spec.path, spec.archival_code))
+                raise _Rejected from None
             self.builders.append(builder)
             logical = {p: "originals/" + p.removeprefix("data/") for p in spec.files}
             plans.append(_Plan(spec, object_id, builder, logical))
@@ -361,6 +365,13 @@ class Ingest:
         self.problems.extend(self.verification.problems)
         self.result.files = len(bag.payload)
         self.result.bytes = total_bytes
+
+    def _held_elsewhere(self, path: str | None, archival_code: str) -> Problem:
+        return Problem(
+            "ING002",
+            path=path,
+            params={"archival_code": archival_code, "archive": self.archive.code, "transfer": "(concurrent)"},
+        )
 
     def _check_same_bag(self) -> None:
         files = self.verification.files
@@ -517,14 +528,9 @@ class Ingest:
             except ObjectExists:  # another transfer stored the same 档号 since our check
                 plan = next((p for p in plans if p.object_id == builder.object_id), None)
                 self.problems.append(
-                    Problem(
-                        "ING002",
-                        path=plan.spec.path if plan else None,
-                        params={
-                            "archival_code": plan.spec.archival_code if plan else builder.object_id,
-                            "archive": self.archive.code,
-                            "transfer": "(concurrent)",
-                        },
+                    self._held_elsewhere(
+                        plan.spec.path if plan else None,
+                        plan.spec.archival_code if plan else builder.object_id,
                     )
                 )
                 raise _Rejected from None

@@ -13,9 +13,15 @@ Choices made here:
 * **pdfa** — Ghostscript ``pdfwrite`` with ``-dPDFA=2 -dPDFACompatibilityPolicy=1
   -sColorConversionStrategy=RGB`` and our own PDFA_def.ps naming an sRGB ICC profile (pikepdf's copy, which
   is always installed, else Ghostscript's ``srgb.icc``), run with ``-dSAFER`` and read permission for the
-  private directory only. When the output lost the source's text (wrong glyphs for non-embedded CJK fonts,
-  a Ghostscript 10.0 new-interpreter bug) it is redone once with the legacy interpreter
-  (``-dNEWPDF=false``), which maps them right; if the text is still lost the action fails (OutputInvalid).
+  private directory only. Ghostscript 10.0's new interpreter replaces the glyphs of non-embedded CJK fonts
+  with wrong ones; the legacy interpreter (``-dNEWPDF=false``) maps them right but is slower
+  and deprecated. So the interpreter is chosen before the one run: pikepdf looks at the source's fonts
+  (:func:`~preservation.checks.inspect_pdf`, the same open that counts its pages) and a non-embedded
+  CID-keyed font picks the legacy one. The text check stays as the safety net: if the default interpreter
+  still lost text (a font the inspection did not flag) the file is redone once with the legacy one
+  (``gs_runs`` = 2 in the facts); if the text is lost anyway the action fails (OutputInvalid). The check
+  reads the pages on which each font first appears (see preservation/checks.py), the source's while
+  Ghostscript runs.
   Ghostscript needs CJK fonts for non-embedded Chinese fonts: Debian ``fonts-arphic-uming`` and
   ``fonts-arphic-ukai`` (Ghostscript's Debian cidfmap maps STSong-Light/Adobe-GB1 to them).
 * **office-pdfa** — LibreOffice headless, ``soffice.bin`` directly, a fresh private profile per run
@@ -37,9 +43,10 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from preservation import checks
 from preservation.policy import ACTIONS, ActionSpec, Role
@@ -58,6 +65,7 @@ from preservation.tools import (
 ACCESS_MAX_EDGE = 2000
 ACCESS_JPEG_QUALITY = 85
 PDFA_PART, PDFA_CONFORMANCE = "2", "B"
+Interpreter = Literal["default", "legacy"]
 LIBREOFFICE_PDFA_FILTER = 'pdf:writer_pdf_Export:{"SelectPdfVersion":{"type":"long","value":"2"}}'
 
 #: Output limits per action (see preservation/tools.py, OutputLimit).
@@ -168,50 +176,78 @@ _PDFA_DEF = """%!
 """
 
 
-def _pdfa(job: _Job) -> tuple[Path, dict[str, Any]]:
-    pages = checks.pdf_pages(job.link, job.timeout)
-    source_text = checks.pdf_text(job.link, job.timeout)
-    icc = job.tmp / "srgb.icc"
+def prepare_pdfa(tmp: Path) -> None:
+    """Put the sRGB profile and PDFA_def.ps that :func:`pdfa_command` names into ``tmp``."""
+    icc = tmp / "srgb.icc"
     shutil.copyfile(_srgb_profile(), icc)
-    (job.tmp / "pdfa_def.ps").write_text(_PDFA_DEF.format(icc=icc), encoding="ascii")
-    last: Exception | None = None
-    for interpreter in ("default", "legacy"):
-        out = job.tmp / "out.pdf"
-        out.unlink(missing_ok=True)
-        argv = [
-            "gs",
-            "-q",
-            "-dSAFER",
-            "-dBATCH",
-            "-dNOPAUSE",
-            "-dNOOUTERSAVE",
-            f"-dPDFA={PDFA_PART}",
-            "-dPDFACompatibilityPolicy=1",
-            "-sColorConversionStrategy=RGB",
-            "-sDEVICE=pdfwrite",
-            f"--permit-file-read={job.tmp}/",
-            f"-sOutputFile={out}",
-        ]
-        if interpreter == "legacy":
-            argv.append("-dNEWPDF=false")
-        run = run_tool(
-            [*argv, "pdfa_def.ps", str(job.link)],
-            cwd=job.tmp,
-            timeout=job.timeout,
-            input_size=job.size,
-            limit=job.limit,
-            name="gs",
-        )
-        _expect_output(job, out, "gs", run.stderr)
-        result = checks.check_pdfa(out, expected_pages=pages, part=PDFA_PART, conformance=PDFA_CONFORMANCE)
-        try:
-            coverage = checks.check_text_kept(source_text, out, job.timeout)
-        except checks.OutputInvalid as exc:
-            last = exc
-            continue
-        return out, {**result.facts, "interpreter": interpreter, "text_coverage": coverage}
-    assert last is not None
-    raise last
+    (tmp / "pdfa_def.ps").write_text(_PDFA_DEF.format(icc=icc), encoding="ascii")
+
+
+def pdfa_interpreter(source: checks.PdfSource) -> Interpreter:
+    """Ghostscript 10.0's new interpreter garbles non-embedded CJK fonts; the legacy one maps them right."""
+    return "legacy" if source.unembedded_cid_fonts else "default"
+
+
+def pdfa_command(tmp: Path, source: Path, out: Path, interpreter: Interpreter) -> list[str]:
+    """The Ghostscript command line for PDF/A-2b, run in ``tmp`` (prepared by :func:`prepare_pdfa`)."""
+    return [
+        "gs",
+        "-q",
+        "-dSAFER",
+        "-dBATCH",
+        "-dNOPAUSE",
+        "-dNOOUTERSAVE",
+        f"-dPDFA={PDFA_PART}",
+        "-dPDFACompatibilityPolicy=1",
+        "-sColorConversionStrategy=RGB",
+        "-sDEVICE=pdfwrite",
+        f"--permit-file-read={tmp}/",
+        f"-sOutputFile={out}",
+        *(["-dNEWPDF=false"] if interpreter == "legacy" else []),
+        "pdfa_def.ps",
+        str(source),
+    ]
+
+
+def _pdfa(job: _Job) -> tuple[Path, dict[str, Any]]:
+    source = checks.inspect_pdf(job.link)
+    prepare_pdfa(job.tmp)
+    first = pdfa_interpreter(source)
+    out = job.tmp / "out.pdf"
+    sample = source.text_pages  # no fonts (a scan): no text to lose
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The source's text is read while Ghostscript runs.
+        source_text = pool.submit(checks.pdf_text, job.link, job.timeout, sample) if sample else None
+        result = _ghostscript_pdfa(job, out, first, source.pages)
+        text = source_text.result() if source_text else None
+    try:
+        coverage = checks.check_text_kept(text, out, job.timeout, sample)
+        runs = 1
+    except checks.OutputInvalid:
+        if first == "legacy":
+            raise
+        # Safety net: a font the inspection did not flag lost its glyphs; the legacy interpreter maps them.
+        first, runs = "legacy", 2
+        result = _ghostscript_pdfa(job, out, first, source.pages)
+        coverage = checks.check_text_kept(text, out, job.timeout, sample)
+    facts = {**result.facts, "interpreter": first, "gs_runs": runs, "text_coverage": coverage}
+    if source.unembedded_cid_fonts:
+        facts["unembedded_cid_fonts"] = list(source.unembedded_cid_fonts)
+    return out, facts
+
+
+def _ghostscript_pdfa(job: _Job, out: Path, interpreter: Interpreter, pages: int) -> checks.CheckResult:
+    out.unlink(missing_ok=True)
+    run = run_tool(
+        pdfa_command(job.tmp, job.link, out, interpreter),
+        cwd=job.tmp,
+        timeout=job.timeout,
+        input_size=job.size,
+        limit=job.limit,
+        name="gs",
+    )
+    _expect_output(job, out, "gs", run.stderr)
+    return checks.check_pdfa(out, expected_pages=pages, part=PDFA_PART, conformance=PDFA_CONFORMANCE)
 
 
 # -------------------- office → PDF/A

@@ -5,15 +5,25 @@ raises :class:`~preservation.tools.OutputInvalid` with the reason in Chinese and
 
 Choices made here:
 
-* **PDF/A** (:func:`check_pdfa`): pikepdf opens the file (no repair needed: qpdf's own check finds no
-  damage), it is not encrypted, its page count equals the source's (counted by ``qpdf --show-npages`` in a
-  child process, so a hostile source cannot hang the worker), and its XMP declares the promised
+* **PDF/A** (:func:`check_pdfa`): pikepdf opens the file once (no repair needed: qpdf's own check finds no
+  damage), it is not encrypted, its page count equals the source's, and its XMP declares the promised
   ``pdfaid:part`` and ``pdfaid:conformance`` (PDF/A-2B) and it has an output intent. This is identification
   and structure, not full ISO 19005 validation (veraPDF would be the tool for that).
+* **The source** (:func:`inspect_pdf`): one pikepdf open gives the page count and the CID (CJK) fonts used
+  without being embedded, which decide Ghostscript's interpreter (see preservation/actions.py). In-process,
+  not ``qpdf --show-npages`` in a child: it is the same library (libqpdf), a process start costs as much as
+  the parse, and ``migrate`` has already run ``qpdf --check`` on the file with the timeout.
 * **Text survives** (:func:`text_coverage`): Ghostscript silently replaces the glyphs of non-embedded CJK
   fonts with wrong ones when it has no mapping for them (seen with reportlab's STSong-Light and Ghostscript
-  10.0's new interpreter). Both files' text is extracted with ``pdftotext`` and the share of the source's
-  letters/ideographs (multiset, order-free) found in the output must be ≥ :data:`MIN_TEXT_COVERAGE`.
+  10.0's new interpreter). Both files' text is extracted with ``pdftotext`` (once each) and the share of the
+  source's letters/ideographs (multiset, order-free) found in the output must be ≥ :data:`MIN_TEXT_COVERAGE`.
+  Only a sample of pages is compared — the pages on which some font appears for the first time
+  (:attr:`PdfSource.text_pages`), usually page 1 alone — because the failure is per font, not per page, and
+  reading Ghostscript's output is slow (its CID TrueType fonts have no ToUnicode map, so poppler decodes
+  the embedded font on every page: ~40 ms a page, 0.4 s for ten pages, a third of Ghostscript's own time).
+  The limit of the sample: a font listed in a page's resources before it is drawn (shared resource
+  dictionaries) is checked on a page that may not use it; the interpreter choice above still looked at
+  every font of the whole document, and this check is the safety net behind it.
 * **Images** (:func:`check_image`): Pillow (a different decoder than the ImageMagick that wrote the file)
   decodes every frame fully; the size must equal the expected one (±1 px for resized access copies), and a
   TIFF preservation copy must have as many frames as the source.
@@ -50,24 +60,117 @@ class CheckResult:
 # -------------------- PDF
 
 
-def pdf_pages(path: Path, timeout: float) -> int:
-    """Page count by ``qpdf --show-npages`` (exit 3 = warnings, e.g. a repaired xref, is fine)."""
-    with tempfile.TemporaryDirectory(prefix="npages-") as tmp:
-        run = run_tool(["qpdf", "--show-npages", str(path)], cwd=Path(tmp), timeout=timeout, ok_codes=(0, 3))
+@dataclass(frozen=True)
+class PdfSource:
+    """What the PDF/A action needs to know about an original before running Ghostscript."""
+
+    pages: int
+    unembedded_cid_fonts: tuple[str, ...]
+    #: 1-based pages on which some font appears for the first time: the text check's sample.
+    text_pages: tuple[int, ...] = ()
+
+
+def inspect_pdf(path: Path) -> PdfSource:
+    """Page count, the CID-keyed (CJK) fonts used without being embedded, and the pages where each font
+    first appears, from one pikepdf open.
+
+    Fonts are looked up in every page's resources (inherited ones included) and in the form XObjects they
+    draw. Raises :class:`ToolFailed` when the file cannot be read as a PDF.
+    """
+    import pikepdf
+
     try:
-        return int(run.stdout.strip().splitlines()[0])
-    except (IndexError, ValueError) as exc:
-        raise ToolFailed("qpdf", "no page count", run.stderr) from exc
+        pdf = pikepdf.open(path)
+    except (pikepdf.PdfError, OSError, ValueError) as exc:
+        raise ToolFailed("pikepdf", f"the original PDF cannot be read ({exc})") from exc
+    with pdf:
+        try:
+            fonts = _FontWalk()
+            for number, page in enumerate(pdf.pages, start=1):
+                fonts.resources(_page_resources(page.obj), number)
+            pages = len(pdf.pages)
+        except (pikepdf.PdfError, ValueError, TypeError, AttributeError) as exc:
+            raise ToolFailed("pikepdf", f"the original PDF cannot be read ({exc})") from exc
+    return PdfSource(pages, tuple(sorted(fonts.unembedded_cid)), tuple(sorted(set(fonts.first_use.values()))))
 
 
-def pdf_text(path: Path, timeout: float) -> str | None:
-    """The PDF's text by ``pdftotext`` (poppler-utils), or None when pdftotext is not installed."""
+def _page_resources(page: Any) -> Any:
+    node, depth = page, 0
+    while node is not None and depth < 64:
+        if "/Resources" in node:
+            return node.Resources
+        node, depth = node.get("/Parent"), depth + 1
+    return None
+
+
+class _FontWalk:
+    def __init__(self) -> None:
+        self.unembedded_cid: set[str] = set()
+        self.first_use: dict[Any, int] = {}
+        self._seen: set[tuple[int, int]] = set()
+
+    def resources(self, resources: Any, page: int, depth: int = 0) -> None:
+        import pikepdf
+
+        if not isinstance(resources, pikepdf.Dictionary) or depth > 16:
+            return
+        if resources.is_indirect:
+            if resources.objgen in self._seen:  # shared with an earlier page: nothing new here
+                return
+            self._seen.add(resources.objgen)
+        font_dict = resources.get("/Font")
+        for name, font in font_dict.items() if isinstance(font_dict, pikepdf.Dictionary) else ():
+            if isinstance(font, pikepdf.Dictionary):
+                self.font(font, str(name), page)
+        xobjects = resources.get("/XObject")
+        for xobject in xobjects.values() if isinstance(xobjects, pikepdf.Dictionary) else ():
+            if isinstance(xobject, pikepdf.Stream) and xobject.get("/Subtype") == pikepdf.Name.Form:
+                self.resources(xobject.get("/Resources"), page, depth + 1)
+
+    def font(self, font: Any, name: str, page: int) -> None:
+        import pikepdf
+
+        base = str(font.get("/BaseFont", name)).lstrip("/")
+        key = font.objgen if font.is_indirect else (page, name)
+        if key in self.first_use:
+            return
+        self.first_use[key] = page
+        if font.get("/Subtype") != pikepdf.Name.Type0:
+            return
+        descendants = font.get("/DescendantFonts")
+        cid_font = descendants[0] if isinstance(descendants, pikepdf.Array) and len(descendants) else None
+        descriptor = cid_font.get("/FontDescriptor") if isinstance(cid_font, pikepdf.Dictionary) else None
+        embedded = isinstance(descriptor, pikepdf.Dictionary) and any(
+            key in descriptor for key in ("/FontFile", "/FontFile2", "/FontFile3")
+        )
+        if not embedded:
+            self.unembedded_cid.add(base)
+
+
+def pdf_text(path: Path, timeout: float, pages: Sequence[int] | None = None) -> str | None:
+    """The text of the PDF (or of ``pages``, 1-based) by ``pdftotext`` (poppler-utils), or None when
+    pdftotext is not installed. Consecutive pages are read by one run."""
     if shutil.which("pdftotext") is None:
         return None
+    ranges: list[list[int]] = []
+    for number in sorted(set(pages)) if pages is not None else ():
+        if ranges and ranges[-1][1] == number - 1:
+            ranges[-1][1] = number
+        else:
+            ranges.append([number, number])
+    parts = []
     with tempfile.TemporaryDirectory(prefix="pdftext-") as tmp:
-        run_tool(["pdftotext", "-q", "-enc", "UTF-8", str(path), "out.txt"], cwd=Path(tmp), timeout=timeout)
-        target = Path(tmp) / "out.txt"
-        return target.read_text("utf-8", "replace") if target.exists() else ""
+        for first_last in ranges if pages is not None else [[]]:
+            limits = ["-f", str(first_last[0]), "-l", str(first_last[1])] if first_last else []
+            target = Path(tmp) / "out.txt"
+            target.unlink(missing_ok=True)
+            run_tool(
+                ["pdftotext", "-q", "-enc", "UTF-8", *limits, str(path), "out.txt"],
+                cwd=Path(tmp),
+                timeout=timeout,
+            )
+            parts.append(target.read_text("utf-8", "replace") if target.exists() else "")
+    return "".join(parts)
 
 
 def text_coverage(source: str, output: str) -> float | None:
@@ -132,11 +235,15 @@ def check_pdfa(
     return CheckResult("pdfa", {"pages": pages, "pdfa": f"{part}{conformance.upper()}"})
 
 
-def check_text_kept(source_text: str | None, output: Path, timeout: float) -> float | None:
-    """Raise when the output lost the source's text (see module docstring); returns the coverage."""
+def check_text_kept(
+    source_text: str | None, output: Path, timeout: float, pages: Sequence[int] | None = None
+) -> float | None:
+    """Raise when the output lost the source's text (see module docstring); returns the coverage.
+
+    ``source_text`` must come from the same ``pages`` of the source as are read here from the output."""
     if source_text is None:
         return None
-    out_text = pdf_text(output, timeout)
+    out_text = pdf_text(output, timeout, pages)
     if out_text is None:
         return None
     coverage = text_coverage(source_text, out_text)

@@ -4,7 +4,8 @@ Choices made here:
 
 * **One runner.** :func:`run_tool` starts the tool in its own session (process group) with ``cwd`` set to a
   private directory, stdin closed, stdout/stderr to anonymous temporary files (never pipes, so a grandchild
-  holding a pipe open cannot hang us). It polls the process; on timeout, or when the files in the private
+  holding a pipe open cannot hang us). It waits on the process's pidfd (the exit is seen at once), waking
+  every 0.25 s to measure the private directory; on timeout, or when the files in the private
   directory grow beyond the output limit, the **whole process group** is killed with SIGKILL. After a normal
   exit the group is killed too, so no helper (e.g. LibreOffice's ``oosplash`` children) outlives the call.
 * **Output limit.** ``OutputLimit(ratio, floor, cap)``: the bytes a run may write are
@@ -34,6 +35,7 @@ import atexit
 import contextlib
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -193,6 +195,39 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+class _ExitWaiter:
+    """Waits up to a given time for a child to exit, and says whether it did.
+
+    On Linux it sleeps on a pidfd, so the exit is seen at once; ``Popen.wait(timeout)`` polls with growing
+    sleeps (up to 50 ms), which added ~10-25 ms to every tool run. Elsewhere, that polling.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.fd = -1
+        with contextlib.suppress(AttributeError, OSError):  # no pidfd_open: not Linux ≥ 5.3
+            self.fd = os.pidfd_open(proc.pid)
+            self.poller = select.poll()
+            self.poller.register(self.fd, select.POLLIN)
+
+    def __call__(self, seconds: float) -> bool:
+        if self.fd < 0:
+            try:
+                self.proc.wait(timeout=max(0.0, min(seconds, _POLL)))
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+        if not self.poller.poll(max(0, int(seconds * 1000) + 1)):
+            return False
+        self.proc.wait()
+        return True
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 def run_tool(
     argv: Sequence[str],
     *,
@@ -226,13 +261,11 @@ def run_tool(
             start_new_session=True,
         )
         next_size = started + _SIZE_EVERY
+        exited = _ExitWaiter(proc)
         try:
             while True:
-                try:
-                    proc.wait(timeout=_POLL)
+                if exited(min(next_size, deadline) - time.monotonic()):
                     break
-                except subprocess.TimeoutExpired:
-                    pass
                 now = time.monotonic()
                 if now >= deadline:
                     _kill_group(proc)
@@ -246,6 +279,7 @@ def run_tool(
                         proc.wait()
                         raise OutputTooLarge(tool, size, max_bytes)
         finally:
+            exited.close()
             _kill_group(proc)
             if proc.returncode is None:
                 proc.wait()

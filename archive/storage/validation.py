@@ -10,6 +10,7 @@ good, and the CLI path names the root *and* every object directory (in batches) 
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 import shutil
@@ -48,10 +49,25 @@ def validate_root(
     return ok, messages
 
 
+def _validator_script() -> str | None:
+    """ocfl-py's ``ocfl-validate.py`` as installed with the package (not a shell shim found on PATH, which
+    pyenv puts first and which Python cannot run)."""
+    try:
+        dist = importlib.metadata.distribution("ocfl-py")
+        for entry in dist.files or []:
+            if entry.name == "ocfl-validate.py":
+                path = Path(str(dist.locate_file(entry))).resolve()
+                if path.is_file():
+                    return str(path)
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    return shutil.which("ocfl-validate.py")
+
+
 def _validate_cli(
     root: Path, *, check_digests: bool, lax_digests: bool, timeout: float
 ) -> tuple[bool, list[str]]:
-    script = shutil.which("ocfl-validate.py")
+    script = _validator_script()
     if script is None:
         return False, ["ocfl-validate.py not found on PATH (pip install ocfl-py)"]
     objects = _object_dirs(root)

@@ -102,10 +102,11 @@ def test_concurrent_ingests(any_home: Settings, tmp_path: Path) -> None:
         )
         for b in jobs
     ]
+    outputs = [(p, *p.communicate(timeout=600)) for p in procs]  # wait for every one before judging
     results = []
-    for p in procs:
-        out, err = p.communicate(timeout=600)
+    for p, out, err in outputs:
         assert p.returncode in (0, 1), err
+        assert out.strip(), err
         results.append((p.returncode, json.loads(out)))
     stored = [r for code, r in results if code == 0]
     refused = [r for code, r in results if code == 1]

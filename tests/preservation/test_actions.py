@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pygfried
 import pytest
 from PIL import Image
 
+from preservation import checks
 from preservation.actions import ActionResult, access_size, run_action
 from preservation.policy import ACTIONS
 from preservation.repair import repair_pdf
@@ -70,9 +72,42 @@ def test_pdf_to_pdfa_keeps_pages_and_chinese_text(tmp_path: Path) -> None:
         assert (meta["pdfaid:part"], meta["pdfaid:conformance"]) == ("2", "B")
     assert result.details["pages"] == 3 and result.details["pdfa"] == "2B"
     assert result.details["text_coverage"] >= 0.9
+    # The non-embedded STSong-Light picked the legacy interpreter up front: one Ghostscript run.
+    assert result.details["interpreter"] == "legacy" and result.details["gs_runs"] == 1
+    assert result.details["unembedded_cid_fonts"] == ["STSong-Light"]
     text = subprocess.run(["pdftotext", str(result.output), "-"], capture_output=True, text=True).stdout
     assert samples.CHINESE in text
     assert pygfried.identify(str(result.output)) == "fmt/477"  # Siegfried: PDF/A-2b
+
+
+def test_latin_pdf_uses_the_default_interpreter_once(tmp_path: Path) -> None:
+    from reportlab.pdfgen import canvas
+
+    source = tmp_path / "latin.pdf"
+    c = canvas.Canvas(str(source))
+    for n in range(2):
+        c.setFont("Helvetica", 12)
+        c.drawString(72, 700, f"Minutes of the meeting, page {n + 1}")
+        c.showPage()
+    c.save()
+    result = run_action("pdfa", source, tmp_path / "work", TIMEOUT)
+    assert result.details["interpreter"] == "default" and result.details["gs_runs"] == 1
+    assert result.details["pages"] == 2 and result.details["text_coverage"] >= 0.9
+    assert "unembedded_cid_fonts" not in result.details
+
+
+def test_lost_text_falls_back_to_the_legacy_interpreter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The text check is the safety net when the font inspection misses a font the default interpreter
+    garbles: here the inspection is made blind, and Ghostscript 10.0's new interpreter loses the Chinese."""
+    real = checks.inspect_pdf
+    monkeypatch.setattr(checks, "inspect_pdf", lambda path: replace(real(path), unembedded_cid_fonts=()))
+    source = samples.make_pdf(tmp_path / "纪要.pdf", pages=2)
+    result = run_action("pdfa", source, tmp_path / "work", TIMEOUT)
+    assert result.details["interpreter"] == "legacy" and result.details["gs_runs"] == 2
+    assert result.details["text_coverage"] >= 0.9
+    assert_clean(tmp_path / "work")
 
 
 def test_office_to_pdfa_in_parallel(tmp_path: Path) -> None:

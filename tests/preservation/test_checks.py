@@ -117,7 +117,43 @@ def test_check_pdfa_refuses_plain_encrypted_and_short(tmp_path: Path) -> None:
 
     with pytest.raises(OutputInvalid, match="cannot be opened"):
         checks.check_pdfa(samples.make_garbage_pdf(tmp_path / "g.pdf"))
-    assert checks.pdf_pages(plain, 10) == 2
+
+
+def test_inspect_pdf_counts_pages_and_finds_unembedded_cjk_fonts(tmp_path: Path) -> None:
+    from reportlab.pdfgen import canvas
+
+    cjk_pdf = samples.make_pdf(tmp_path / "cjk.pdf", pages=3)
+    cjk = checks.inspect_pdf(cjk_pdf)
+    assert cjk == checks.PdfSource(pages=3, unembedded_cid_fonts=("STSong-Light",), text_pages=(1,))
+    # The text check's sample: page 1, where both fonts first appear; pages are read as asked.
+    assert checks.pdf_text(cjk_pdf, 10, cjk.text_pages) == checks.pdf_text(cjk_pdf, 10, [1])
+    text = checks.pdf_text(cjk_pdf, 10, [1, 3]) or ""
+    assert "第1页" in text and "第3页" in text and "第2页" not in text
+    latin = tmp_path / "latin.pdf"
+    c = canvas.Canvas(str(latin))
+    for n in range(2):
+        c.setFont("Helvetica", 12)  # a standard font, not embedded either, but not CID-keyed
+        c.drawString(72, 700, f"Latin only (page {n + 1})")
+        c.showPage()
+    c.save()
+    assert checks.inspect_pdf(latin) == checks.PdfSource(pages=2, unembedded_cid_fonts=(), text_pages=(1,))
+    # A font used only inside a form XObject counts too.
+    nested = tmp_path / "nested.pdf"
+    with pikepdf.open(samples.make_pdf(tmp_path / "src.pdf")) as src, pikepdf.new() as pdf:
+        page = src.pages[0]
+        pdf.pages.append(pikepdf.Page(pikepdf.Dictionary(Type=pikepdf.Name.Page, MediaBox=[0, 0, 612, 792])))
+        form = pdf.copy_foreign(page.as_form_xobject())
+        pdf.pages[0].obj.Resources = pikepdf.Dictionary(XObject=pikepdf.Dictionary(Fx=form))
+        pdf.save(nested)
+    assert checks.inspect_pdf(nested).unembedded_cid_fonts == ("STSong-Light",)
+    # A font first drawn on a later page adds that page to the sample.
+    mixed = tmp_path / "mixed.pdf"
+    with pikepdf.open(latin) as pdf, pikepdf.open(cjk_pdf) as other:
+        pdf.pages.append(other.pages[1])
+        pdf.save(mixed)
+    assert checks.inspect_pdf(mixed).text_pages == (1, 3)
+    with pytest.raises(ToolFailed, match="cannot be read"):
+        checks.inspect_pdf(samples.make_garbage_pdf(tmp_path / "g.pdf"))
 
 
 def test_text_coverage() -> None:
