@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from archive import db
@@ -603,40 +603,50 @@ class Ingest:
                     payload={"reason": "ingest"},
                 )
             )
-            rows: list[File] = []
+            rows: list[dict[str, Any]] = []
             for bag_path in spec.files:
                 d = self.verification.files[bag_path]
                 ident = self.identified.get(bag_path)
-                row = File(
-                    record_id=record.id,
-                    logical_path=plan.logical[bag_path],
-                    bag_path=bag_path,
-                    size=d.size,
-                    sha256=d.digests["sha256"],
-                    sha512=d.digests["sha512"],
-                    digests={a: v for a, v in d.digests.items() if a not in ("sha256", "sha512")},
-                    puid=ident.puid if ident else None,
-                    mime=ident.mime if ident else None,
-                    format_name=ident.format_name if ident else None,
-                    format_version=ident.format_version if ident else None,
-                    identification=ident.as_dict() if ident else {},
-                    properties=ident.properties if ident else {},
-                    role="original",
-                    ocfl_version="v1",
-                    last_fixity_at=now,
+                rows.append(
+                    {
+                        "record_id": record.id,
+                        "logical_path": plan.logical[bag_path],
+                        "bag_path": bag_path,
+                        "size": d.size,
+                        "sha256": d.digests["sha256"],
+                        "sha512": d.digests["sha512"],
+                        "digests": {a: v for a, v in d.digests.items() if a not in ("sha256", "sha512")},
+                        "puid": ident.puid if ident else None,
+                        "mime": ident.mime if ident else None,
+                        "format_name": ident.format_name if ident else None,
+                        "format_version": ident.format_version if ident else None,
+                        "identification": ident.as_dict() if ident else {},
+                        "properties": ident.properties if ident else {},
+                        "role": "original",
+                        "ocfl_version": "v1",
+                        "created_at": now,
+                        "last_fixity_at": now,
+                    }
                 )
-                rows.append(row)
-            s.add_all(rows)
-            s.flush()  # one multi-row INSERT per record gives the files their ids
-            s.add_all(
-                Outbox(
-                    topic="migrate",
-                    key=f"migrate:file:{row.id}",
-                    record_id=record.id,
-                    file_id=row.id,
-                    payload={"puid": row.puid},
-                )
-                for row in rows
+            # Core multi-row INSERTs (no ORM object per file): a record may hold tens of thousands of files.
+            ids = s.execute(
+                insert(File).returning(File.id, File.puid, sort_by_parameter_order=True), rows
+            ).all()
+            s.execute(
+                insert(Outbox),
+                [
+                    {
+                        "topic": "migrate",
+                        "key": f"migrate:file:{file_id}",
+                        "record_id": record.id,
+                        "file_id": file_id,
+                        "payload": {"puid": puid},
+                        "created_at": now,
+                        "available_at": now,
+                        "attempts": 0,
+                    }
+                    for file_id, puid in ids
+                ],
             )
         for event in self.events:
             event.record_id = record_ids.get(event.object_id)
