@@ -22,10 +22,11 @@ the values re-derived from ``docs``/``texts``. The tokenisation version is kept 
 ``ensure_ready`` rebuilds ``fts`` from the stored documents. Ranking: FTS5 ``bm25`` with column weights
 (code > title > creator/description > file text).
 
-A search runs two statements over the same match set: one pass counts the hits per (archive, level, fonds,
-decade, retention, formats) combination — total and all six facets come from that one small grouped result —
-and one pass ranks and pages. Both are cached per index generation (a counter bumped by every write), so the
-portal's "next page" and repeated queries do not recount.
+A text search reads at most ``SCAN_LIMIT`` (2,000) matches that pass the filters, in one FTS5 pass that also
+computes their bm25 rank; total and facets are counted from those rows, so past the limit the total is a lower
+bound (``total_exact`` false) — a common word found in most records costs the same as a rarer one. The result
+is cached per index generation (a counter bumped by every write), so the portal's "next page" and repeated
+queries do not rescan.
 """
 
 from __future__ import annotations
@@ -66,8 +67,10 @@ SCHEMA_VERSION = "2"
 FTS_COLUMNS = ("code", "title", "creator", "body", "text", "uni_meta", "uni_text")
 BM25_WEIGHTS = (8.0, 5.0, 2.0, 2.0, 1.0, 3.0, 0.5)
 FORMAT_SEP = "\x1f"
-#: Most matches (after filters) ranked and counted per query; beyond it the total is a lower bound.
-SCAN_LIMIT = 10_000
+#: Most matches (after filters) ranked and counted per query; beyond it the total is a lower bound
+#: (``total_exact`` false) and facets count the scanned matches. Equal to ``RANK_LIMIT``, so every scanned
+#: text match is ranked: a broad query (a common word in most records) costs ~2,000 rows, not 10,000.
+SCAN_LIMIT = 2_000
 #: Most text matches ranked by bm25 per query (bm25 costs several µs a row).
 RANK_LIMIT = 2_000
 EXACT_CODE = -20_000.0
@@ -129,10 +132,14 @@ CREATE TABLE IF NOT EXISTS facets (
 CREATE INDEX IF NOT EXISTS facets_date ON facets (date_sort);
 CREATE INDEX IF NOT EXISTS facets_date_asc ON facets (date_asc);
 CREATE INDEX IF NOT EXISTS facets_archive ON facets (archive, date_sort);
-CREATE INDEX IF NOT EXISTS facets_level ON facets (level);
-CREATE INDEX IF NOT EXISTS facets_fonds ON facets (fonds);
+-- (filter, date_sort): a filtered browse pages newest first straight from the index, no sort of the matches
+CREATE INDEX IF NOT EXISTS facets_level_date ON facets (level, date_sort);
+CREATE INDEX IF NOT EXISTS facets_fonds_date ON facets (fonds, date_sort);
 CREATE INDEX IF NOT EXISTS facets_decade ON facets (decade);
-CREATE INDEX IF NOT EXISTS facets_retention ON facets (retention);
+CREATE INDEX IF NOT EXISTS facets_retention_date ON facets (retention, date_sort);
+DROP INDEX IF EXISTS facets_level;
+DROP INDEX IF EXISTS facets_fonds;
+DROP INDEX IF EXISTS facets_retention;
 CREATE INDEX IF NOT EXISTS facets_formats ON facets (formats);
 CREATE TABLE IF NOT EXISTS formats (
     value TEXT NOT NULL,
@@ -606,10 +613,11 @@ class EmbeddedBackend:
         """Query text. Bounded work whatever the query:
 
         1. the first ``scan_limit`` matches that pass the filters go into the temporary table ``hits`` (code
-           prefix matches first, with a score above any text match) — no ranking yet, so this is cheap;
+           prefix matches first, with a score above any text match); for relevance with ``rank_limit`` ≥
+           ``scan_limit`` (the default) their ``bm25`` is computed in the same pass;
         2. total and facets are counted from those rows;
-        3. for relevance, ``bm25`` is computed for the first ``rank_limit`` text matches only (bm25 costs
-           several µs a row); any others follow them unranked, in index order.
+        3. otherwise, for relevance, ``bm25`` is computed for the first ``rank_limit`` text matches only (bm25
+           costs several µs a row); any others follow them unranked, in index order.
 
         The ordered ids are cached per index generation, so later pages are slices.
         """
@@ -645,11 +653,16 @@ class EmbeddedBackend:
                     [code, code, code + "\\U0010ffff", *fparams, limit],
                 )
             found = con.execute("SELECT count(*) FROM temp.hits").fetchone()[0]
+            weights = ", ".join(str(x) for x in BM25_WEIGHTS)
+            # Every match scanned can be ranked (the default): bm25 in the same pass, evaluated only for the
+            # rows that pass the filters, instead of a second MATCH over the same rows.
+            inline = sort == "relevance" and self.rank_limit >= self.scan_limit
             if expr and found < limit:
                 # CROSS JOIN keeps the FTS match as the outer loop (else SQLite may run MATCH per row).
+                score = f"bm25(fts, {weights})" if inline else "NULL"
                 con.execute(
-                    f"{insert} SELECT m.rowid, NULL, {_SCAN_COLUMNS} FROM (SELECT rowid FROM fts WHERE fts MATCH ?) m "
-                    f"CROSS JOIN facets f ON f.rowid = m.rowid WHERE {where} LIMIT ?",
+                    f"{insert} SELECT fts.rowid, {score}, {_SCAN_COLUMNS} FROM fts "
+                    f"CROSS JOIN facets f ON f.rowid = fts.rowid WHERE fts MATCH ? AND {where} LIMIT ?",
                     [expr, *fparams, limit - found],
                 )
             rows = con.execute(
@@ -657,10 +670,9 @@ class EmbeddedBackend:
             ).fetchall()
             total, exact, facets, rows = self._count(rows)
             scores: dict[int, float] = {r[0]: r[1] for r in rows if r[1] is not None}
-            if sort == "relevance" and expr and rows:
+            if sort == "relevance" and expr and rows and not inline:
                 unranked = sorted(r[0] for r in rows if r[1] is None)[: self.rank_limit]
                 if unranked:
-                    weights = ", ".join(str(x) for x in BM25_WEIGHTS)
                     # "+rowid" keeps the IN test away from FTS5 (which would run one MATCH per value), so
                     # bm25 is computed only for rows that are in ``hits``.
                     for rowid, score in con.execute(
@@ -706,6 +718,7 @@ class EmbeddedBackend:
                     f"SELECT rowid, body FROM texts WHERE rowid IN ({', '.join('?' * len(rowids))})", rowids
                 )
             )
+        needles = {part.text for term in parsed.terms for part in term.parts} if parsed is not None else set()
         hits = []
         for rowid, score in rows:
             r = found[rowid]
@@ -722,7 +735,12 @@ class EmbeddedBackend:
                 if rowid in texts:
                     fields.append(("text", zlib.decompress(texts[rowid]).decode(), False))
                 for name, value, whole in fields:
-                    snippets = highlight(value, parsed, whole=whole)
+                    # the shared highlighter folds character by character (slow on file text): skip fields
+                    # that cannot match, as the Elasticsearch backend does
+                    folded = normalise(value) if value else ""
+                    snippets = (
+                        highlight(value, parsed, whole=whole) if any(n in folded for n in needles) else []
+                    )
                     if name == "archival_code" and parsed.code and code_key(r[3]).startswith(parsed.code):
                         n = len(parsed.code)
                         snippets = [f"<mark>{html.escape(r[3][:n])}</mark>{html.escape(r[3][n:])}"]
