@@ -82,7 +82,7 @@ def get_backend(settings: Settings) -> SearchBackend:
     url = getattr(settings, "elasticsearch_url", None)
     if url:
         module = importlib.import_module("search.elastic")
-        return cast(SearchBackend, module.ElasticBackend.from_settings(settings))
+        return cast("SearchBackend", module.ElasticBackend.from_settings(settings))
     from search.embedded import EmbeddedBackend
 
     return EmbeddedBackend(settings.home_dir / "search.sqlite3")
