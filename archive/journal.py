@@ -25,13 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from archive.storage._fs import fsync_dir
 
 
 @dataclass
@@ -64,7 +58,7 @@ def open_journal(journal_dir: Path, transfer_id: str) -> Iterator[Journal]:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         journal = Journal(path, handle, transfer_id)
         journal._write({"objects": []})
-        _fsync_dir(journal_dir)
+        fsync_dir(journal_dir)
         yield journal
         path.unlink(missing_ok=True)
     finally:

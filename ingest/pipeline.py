@@ -74,7 +74,7 @@ from ingest.bag import Bag, open_bag, verify_bag
 from ingest.identify import Identification, identify_files, tool_versions
 from ingest.metadata import RecordSpec, read_records
 from ingest.problems import Problem, errors, warnings
-from ingest.unpack import detect_kind, unpack
+from ingest.unpack import detect_kind, unpack_transfer
 
 AGENT = "pearl-archive ingest 0.1"
 METADATA_DIR = "data/metadata/"
@@ -259,13 +259,7 @@ class Ingest:
         t = time.perf_counter()
         self.reporter.stage("unpack")
         size = self.source.stat().st_size
-        unpacked = unpack(
-            self.source,
-            self.work / "unpacked",
-            max_bytes=self.settings.transfer_byte_limit(),
-            max_ratio=self.settings.max_compression_ratio,
-            max_members=self.settings.max_transfer_files,
-        )
+        unpacked = unpack_transfer(self.source, self.work / "unpacked", self.settings)
         self._timed("unpack", t)
         self.problems.extend(unpacked.problems)
         if unpacked.bag_root is None or errors(unpacked.problems):
@@ -750,6 +744,3 @@ def payload_fingerprint(files: dict[str, str]) -> str:
     for path in sorted(files):
         h.update(f"{files[path]}  {path}\n".encode())
     return h.hexdigest()
-
-
-ProgressCallback = Callable[[int, int], None]

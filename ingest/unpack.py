@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
 
+from archive.config import Settings
 from ingest.problems import Problem, errors
 
 Kind = Literal["dir", "zip", "tar"]
@@ -556,3 +557,14 @@ def _head(path: Path) -> bytes:
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if len(text) < 300 else text[:297] + "..."
+
+
+def unpack_transfer(source: Path, dest: Path, settings: Settings) -> Unpacked:
+    """:func:`unpack` with the node's transfer limits (size, compression ratio, member count)."""
+    return unpack(
+        source,
+        dest,
+        max_bytes=settings.transfer_byte_limit(),
+        max_ratio=settings.max_compression_ratio,
+        max_members=settings.max_transfer_files,
+    )

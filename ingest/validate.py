@@ -17,7 +17,7 @@ from archive.errors import BadArgument
 from ingest.bag import open_bag, verify_bag
 from ingest.metadata import read_records
 from ingest.problems import Problem, errors, warnings
-from ingest.unpack import detect_kind, unpack
+from ingest.unpack import detect_kind, unpack_transfer
 
 
 @dataclass
@@ -56,13 +56,7 @@ def validate_transfer(path: Path, settings: Settings, reporter: Any = None) -> T
         _check(path, settings, report, reporter)
         return report
     with tempfile.TemporaryDirectory(prefix="archive-validate-") as tmp:
-        unpacked = unpack(
-            path,
-            Path(tmp) / "bag",
-            max_bytes=settings.transfer_byte_limit(),
-            max_ratio=settings.max_compression_ratio,
-            max_members=settings.max_transfer_files,
-        )
+        unpacked = unpack_transfer(path, Path(tmp) / "bag", settings)
         report.problems.extend(unpacked.problems)
         if unpacked.bag_root is not None and not errors(unpacked.problems):
             _check(unpacked.bag_root, settings, report, reporter)
