@@ -655,16 +655,13 @@ def verify_bag(
             absent_from = ", ".join(bag.manifests[a].name for a in sorted(all_manifests - listed_by[path]))
             problems.append(Problem("BAG020", path=path, params={"missing_from": absent_from}))
 
-    by_source: dict[Path, str] = {}
-
-    def jobs() -> Iterable[HashJob]:
-        for path in payload:
-            source = bag.root / path
-            by_source[source] = path
-            yield HashJob(source, destination(path) if destination else None, payload[path].size)
-
-    for hashed in hash_files(jobs(), algorithms, workers=workers, progress=progress):
-        path = by_source.pop(hashed.job.source)
+    root = os.path.join(bag.root, "")
+    jobs = (
+        HashJob(root + path, destination(path) if destination else None, entry.size, path)
+        for path, entry in payload.items()
+    )
+    for hashed in hash_files(jobs, algorithms, workers=workers, progress=progress):
+        path = hashed.job.key
         if hashed.error is not None:
             problems.append(Problem("BAG034", path=path, params={"error": hashed.error}))
             result.files[path] = FileFixity(path, payload[path].size, {}, hashed.error)
@@ -711,10 +708,9 @@ def _check_tag_manifests(bag: Bag, problems: list[Problem], workers: int | None)
                 problems.append(Problem("BAG025", path=path, params={"listed_in": manifest.name}))
     if not wanted:
         return
-    by_source = {bag.root / p: p for p in sorted(wanted)}
-    jobs = (HashJob(source, size=0) for source in by_source)  # tag files are small
+    jobs = (HashJob(bag.root / p, size=0, key=p) for p in sorted(wanted))  # tag files are small
     for hashed in hash_files(jobs, _union(bag.tag_manifests), workers=workers):
-        path = by_source[hashed.job.source]
+        path = hashed.job.key
         if hashed.error is not None:
             problems.append(Problem("BAG034", path=path, params={"error": hashed.error}))
             continue

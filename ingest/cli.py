@@ -6,20 +6,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from archive.cli import JsonOpt, err, out, print_json, run
 from archive.config import Settings
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
     from ingest.pipeline import IngestResult
     from ingest.problems import Problem
 
@@ -45,6 +38,15 @@ class RichReporter:
 
 
 def _progress() -> Progress:
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     return Progress(
         TextColumn("[bold]{task.description:>8}"),
         BarColumn(),
@@ -52,7 +54,7 @@ def _progress() -> Progress:
         DownloadColumn(binary_units=True),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=err,
+        console=err.real,
         transient=True,
     )
 
@@ -140,7 +142,7 @@ def demo(
     """Build a small region (广东省 → 广州市 → 天河区), generate sample bags and ingest them."""
     from ingest.demo import run_demo
 
-    run(lambda settings: run_demo(settings, workdir, out), needs_home=False)
+    run(lambda settings: run_demo(settings, workdir, out.real), needs_home=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -49,11 +49,16 @@ _O_FLAGS = (
 
 @dataclass(frozen=True)
 class HashJob:
-    """One file to read; ``destination``, if given, receives a byte-identical copy (parents created)."""
+    """One file to read; ``destination``, if given, receives a byte-identical copy (parents created).
 
-    source: Path
+    ``source`` may be a plain ``str``: a bag of 100,000 files would otherwise spend a second of the hashing
+    threads' GIL time building ``Path`` objects. ``key`` is the caller's name for the job (e.g. its bag path).
+    """
+
+    source: str | Path
     destination: Path | None = None
     size: int | None = None  # expected size, if known: lets small files travel to the workers in batches
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,7 @@ class HashResult:
 
     @property
     def path(self) -> Path:
-        return self.job.source
+        return Path(self.job.source)
 
     @property
     def ok(self) -> bool:

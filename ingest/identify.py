@@ -2,11 +2,16 @@
 
 Choices made here:
 
-* **Batches.** Siegfried sees the files in batches of :data:`BATCH` through one reused ``Scanner`` and
-  ``identify_many`` (Go-side concurrency = ``workers``); never one call per file.
+* **Siegfried in a child process.** pygfried holds the GIL for the whole of a call, so in-process it would
+  stall every Python thread of an ingest (hashing, copying) while it runs. One long-lived child process
+  (:class:`_SiegfriedProcess`) runs it instead, beside the hashing threads, and gets the files in batches
+  of :data:`BATCH` (``identify_many``, Go-side concurrency = ``workers``); never one call per file. A batch
+  that takes longer than ``timeout`` or kills the process is retried file by file in a fresh process, and
+  only the file at fault gets warning IDN010 (no PUID). The Go runtime's heap (~100 MB on a big batch)
+  lives in the child, not in the ingest.
 * **MIME.** ``mime`` is libmagic's answer from the content (python-magic, one cookie per thread, ``workers``
   threads; libmagic's C code runs without the GIL); Siegfried's is kept as ``siegfried_mime``. Siegfried
-  runs first (pygfried holds the GIL). libmagic's soft-magic rule base costs ~0.6 ms per *text* file (every
+  runs first. libmagic's soft-magic rule base costs ~0.6 ms per *text* file (every
   rule is tried before the text tests), so files Siegfried already matched as plain text by content
   (x-fmt/111, "text match") get libmagic's built-in tests only (encoding, CSV, JSON; ~15x faster); all other
   files get the full rule base.
@@ -30,6 +35,7 @@ Choices made here:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -49,7 +55,7 @@ from typing import IO, Any
 
 from ingest.problems import Problem
 
-BATCH = 2000
+BATCH = 500
 _HERE = Path(__file__).resolve().parent
 _PDF_MIME = "application/pdf"
 _MAGIC_CHUNK = 64
@@ -79,24 +85,13 @@ class Identification:
 # -------------------- tools
 
 
-_scanner_lock = threading.Lock()
-
-
-@cache
-def _scanner() -> Any:
-    import pygfried
-
-    return pygfried.Scanner()
-
-
 @cache
 def _siegfried_info() -> dict[str, str]:
-    with _scanner_lock:
-        report = _scanner().identify_many([], workers=1)
-    details = "; ".join(i.get("details", "") for i in report.get("identifiers", []))
+    info = _siegfried_call(None, _START_TIMEOUT)
+    details = "; ".join(i.get("details", "") for i in info.get("identifiers", []))
     return {
-        "siegfried": str(report.get("siegfried", "")),
-        "siegfried_signature": f"{report['signature']} ({details})",
+        "siegfried": str(info.get("siegfried", "")),
+        "siegfried_signature": f"{info.get('signature')} ({details})",
     }
 
 
@@ -135,16 +130,166 @@ def _tools_for(ident: Identification) -> dict[str, str]:
 # -------------------- Siegfried
 
 
-def _siegfried(paths: list[Path], workers: int) -> dict[Path, dict[str, Any]]:
+class SiegfriedFailed(Exception):
+    """The Siegfried process timed out or died."""
+
+
+def _siegfried_main() -> None:
+    """Entry point of the Siegfried process.
+
+    Writes one JSON line describing Siegfried and its signatures, then answers each request line
+    (``{"paths": [...], "workers": n}``) with one line (``{"files": [...]}``, Siegfried's per-file reports).
+    The protocol runs on a private copy of stdout; the real stdout goes to stderr, so that nothing a library
+    prints can corrupt it.
+    """
+    import pygfried
+
+    channel = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    scanner = pygfried.Scanner()
+
+    def send(message: dict[str, Any]) -> None:
+        channel.write(json.dumps(message, ensure_ascii=False).encode() + b"\n")
+        channel.flush()
+
+    head = scanner.identify_many([], workers=1)
+    send({k: head.get(k) for k in ("siegfried", "signature", "identifiers")})
+    for line in sys.stdin.buffer:
+        request = json.loads(line)
+        paths, workers = request["paths"], request["workers"]
+        files: list[Any]
+        try:
+            files = scanner.identify_many(paths, workers=workers)["files"]
+        except Exception:  # a batch-level failure must not lose the other files: one by one
+            files = []
+            for path in paths:
+                try:
+                    files += scanner.identify_many([path], workers=1)["files"]
+                except Exception as exc:
+                    files.append({"filename": path, "errors": str(exc) or type(exc).__name__, "matches": []})
+        send({"files": files})
+
+
+_SIEGFRIED_CODE = "from ingest.identify import _siegfried_main; _siegfried_main()"
+_START_TIMEOUT = 60.0
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_HERE.parent), env.get("PYTHONPATH")]))
+    return env
+
+
+class _SiegfriedProcess:
+    """A long-lived child process running Siegfried.
+
+    pygfried holds the GIL for the whole of a call (measured: a Python thread gets ~1 % of its speed while a
+    batch runs), so in-process Siegfried would stall the hashing and copying threads of an ingest. In a child
+    it runs beside them on the other cores; a hang is cut by a timeout and a crash costs one process, not the
+    ingest. The child is started on first use and reused by later calls in the same process.
+    """
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _SIEGFRIED_CODE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=_child_env(),
+        )
+        self.pending = bytearray()
+        self.info = self.receive(_START_TIMEOUT)
+
+    def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(json.dumps(request, ensure_ascii=False).encode() + b"\n")
+            self.process.stdin.flush()
+        except OSError as exc:
+            raise SiegfriedFailed(f"Siegfried process gone ({exc.strerror or exc})") from None
+        return self.receive(timeout)
+
+    def receive(self, timeout: float) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        fd = self.process.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while (end := self.pending.find(b"\n")) < 0:
+            left = deadline - time.monotonic()
+            if left <= 0 or not wait([fd], left):
+                raise SiegfriedFailed(f"timed out after {timeout:g} s")
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                raise SiegfriedFailed(f"Siegfried process exited with code {self.close()}")
+            self.pending += chunk
+        line = bytes(self.pending[:end])
+        del self.pending[: end + 1]
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def close(self) -> int | None:
+        for stream in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(OSError):
+                if stream is not None:
+                    stream.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(2)
+        if self.process.returncode is None:
+            self.process.kill()
+            self.process.wait()
+        return self.process.returncode
+
+
+_siegfried_lock = threading.Lock()
+_siegfried_process: _SiegfriedProcess | None = None
+
+
+def _siegfried_call(request: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
+    """Ask the Siegfried process (``None``: its self-description); a failed process is closed, and the next
+    call starts a fresh one."""
+    global _siegfried_process
+    with _siegfried_lock:
+        try:
+            if _siegfried_process is None:
+                _siegfried_process = _SiegfriedProcess()
+            if request is None:
+                return _siegfried_process.info
+            return _siegfried_process.ask(request, timeout)
+        except (SiegfriedFailed, OSError, ValueError) as exc:
+            if _siegfried_process is not None:
+                _siegfried_process.close()
+                _siegfried_process = None
+            if isinstance(exc, SiegfriedFailed):
+                raise
+            raise SiegfriedFailed(str(exc) or type(exc).__name__) from None
+
+
+def _forget_siegfried() -> None:
+    """In a forked child (a Celery prefork worker), the parent's pipe is not ours to use."""
+    global _siegfried_process
+    _siegfried_process = None
+
+
+@atexit.register
+def _stop_siegfried() -> None:
+    if _siegfried_process is not None:
+        _siegfried_process.close()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_siegfried)
+
+
+def _siegfried(paths: list[Path], workers: int, timeout: float) -> dict[Path, dict[str, Any]]:
+    """Siegfried's report per file. A batch that fails (timeout, crash) is retried file by file, so that only
+    the file at fault is reported as such (``failed`` set: IDN010)."""
     out: dict[Path, dict[str, Any]] = {}
     for start in range(0, len(paths), BATCH):
         chunk = paths[start : start + BATCH]
         names = [str(p) for p in chunk]
         try:
-            with _scanner_lock:
-                files = _scanner().identify_many(names, workers=workers)["files"]
-        except Exception:  # a batch-level failure must not lose the other files: retry one by one
-            files = [_siegfried_one(name) for name in names]
+            files = _siegfried_call({"paths": names, "workers": workers}, timeout)["files"]
+        except SiegfriedFailed:
+            files = [_siegfried_one(name, timeout) for name in names]
         by_name = {f.get("filename"): f for f in files}
         for path, name, position in zip(chunk, names, range(len(chunk)), strict=True):
             found = by_name.get(name)
@@ -154,12 +299,11 @@ def _siegfried(paths: list[Path], workers: int) -> dict[Path, dict[str, Any]]:
     return out
 
 
-def _siegfried_one(name: str) -> dict[str, Any]:
+def _siegfried_one(name: str, timeout: float) -> dict[str, Any]:
     try:
-        with _scanner_lock:
-            result: dict[str, Any] = _scanner().identify_many([name], workers=1)["files"][0]
-    except Exception as exc:
-        return {"filename": name, "errors": str(exc) or type(exc).__name__, "matches": []}
+        result: dict[str, Any] = _siegfried_call({"paths": [name], "workers": 1}, timeout)["files"][0]
+    except SiegfriedFailed as exc:
+        return {"filename": name, "errors": str(exc), "matches": [], "failed": True}
     return result
 
 
@@ -186,7 +330,10 @@ def _from_siegfried(path: Path, report: dict[str, Any]) -> Identification:
         ident.warnings = [
             w.strip() for m in matches for w in (m.get("warning") or "").split(";") if w.strip()
         ]
-    if error and not empty:
+    if report.get("failed"):
+        ident.puid = None
+        ident.problems.append(Problem("IDN010", path=str(path), params={"error": error}))
+    elif error and not empty:
         ident.puid = None
         ident.problems.append(Problem("IDN007", path=str(path), params={"error": error}))
     elif ident.puid == "UNKNOWN" and not empty:
@@ -371,8 +518,7 @@ class _Prober:
 
     @classmethod
     def start(cls, paths: list[str]) -> _Prober:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_HERE.parent), env.get("PYTHONPATH")]))
+        env = _child_env()
         process = subprocess.Popen(
             [sys.executable, "-c", _PROBE_CODE],
             stdin=subprocess.PIPE,
@@ -503,7 +649,7 @@ def identify_files(
     workers = max(1, workers)
     if not unique:
         return _with_tools(found, order)
-    reports = _siegfried(unique, workers)  # first: pygfried holds the GIL while it runs
+    reports = _siegfried(unique, workers, timeout)
     jobs = [(path, _plain_text(reports[path])) for path in unique]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="identify") as pool:
         chunks = [jobs[i : i + _MAGIC_CHUNK] for i in range(0, len(jobs), _MAGIC_CHUNK)]

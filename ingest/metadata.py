@@ -622,13 +622,14 @@ class _CsvReader:
 
 def _folder_convention(payload_paths: Collection[str]) -> tuple[list[RecordSpec], list[Problem]]:
     problems: list[Problem] = []
-    for p in sorted(payload_paths):
-        name = PurePosixPath(p).name.casefold()
-        if _in_metadata(p) and name.startswith("records.") and name.endswith(_SPREADSHEET_SUFFIXES):
-            problems.append(Problem("META022", path=p))
     entries: dict[str, tuple[bool, list[str]]] = {}
     for p in sorted(payload_paths):
-        if not p.startswith("data/") or _in_metadata(p):
+        if _in_metadata(p):
+            name = p.rpartition("/")[2].casefold()
+            if name.startswith("records.") and name.endswith(_SPREADSHEET_SUFFIXES):
+                problems.append(Problem("META022", path=p))
+            continue
+        if not p.startswith("data/"):
             continue
         top, sep, _ = p.removeprefix("data/").partition("/")
         entries.setdefault(top, (bool(sep), []))[1].append(p)

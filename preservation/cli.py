@@ -23,14 +23,14 @@ import os
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from archive.cli import JsonOpt, err, out, print_json, run
+from archive.cli import JsonOpt, err, new_table, out, print_json, run
 from archive.config import Settings
 from archive.errors import BadArgument
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
     from preservation.audit import AuditProgress
 
 
@@ -146,7 +146,7 @@ def jobs_cmd(
             print_json([j.as_dict() for j in found])
             return
         colours = {"failed": "red", "retrying": "yellow", "running": "cyan", "done": "green"}
-        table = Table("record", "original", "action", "state", "attempts", "result / reason")
+        table = new_table("record", "original", "action", "state", "attempts", "result / reason")
         for j in found:
             colour = colours.get(j.state, "white")
             if j.state == "done":
@@ -216,13 +216,15 @@ def audit(
             "algorithms": algorithms,
         }
         if sys.stderr.isatty() and not as_json:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
             progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 TextColumn("{task.completed}/{task.total} objects, {task.fields[files]} files"),
                 TextColumn("[red]{task.fields[failures]} failures"),
                 TimeRemainingColumn(),
-                console=err,
+                console=err.real,
                 transient=True,
             )
             with progress:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest import identify
 from ingest.identify import Identification, _probe_pdfs, identify_files, tool_versions
 from tests.samples import (
     make_chinese_text,
@@ -150,7 +151,9 @@ def test_probe_timeout_kills_and_carries_on(tmp_path: Path) -> None:
     assert time.monotonic() - started < 20
 
 
-def test_timeout_gives_warning_code(tmp_path: Path) -> None:
+def test_timeout_gives_warning_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = identify._siegfried  # Siegfried gets its usual time; only the PDF probe is starved
+    monkeypatch.setattr(identify, "_siegfried", lambda paths, workers, timeout: real(paths, workers, 60))
     ident = one(make_sample_pdf(tmp_path / "a.pdf"), timeout=0.001)  # not even time to start the probe
     assert ident.properties["error"] == "timeout"
     assert codes(ident) == ["IDN001"]
@@ -197,3 +200,30 @@ def test_damaged_image(tmp_path: Path) -> None:
     ident = one(path)
     assert "error" in ident.properties
     assert "IDN009" in codes(ident)
+
+
+def test_siegfried_hang_is_cut_and_only_that_file_is_reported(tmp_path: Path) -> None:
+    """Siegfried blocks on a FIFO as on a file from a hung network share; the batch is retried file by file."""
+    fifo = tmp_path / "hang.txt"
+    os.mkfifo(fifo)
+    good = make_image(tmp_path / "x.png", "PNG")
+    started = time.monotonic()
+    reports = identify._siegfried([fifo, good], 2, 2)
+    assert time.monotonic() - started < 30
+    assert reports[fifo]["failed"] and "timed out after 2 s" in reports[fifo]["errors"]
+    assert reports[good]["matches"][0]["id"] in {"fmt/11", "fmt/12", "fmt/13"}
+    ident = identify._from_siegfried(fifo, reports[fifo])
+    assert ident.puid is None
+    assert codes(ident) == ["IDN010"]
+    assert ident.problems[0].severity == "warning"
+
+
+def test_a_dead_siegfried_process_is_replaced(tmp_path: Path) -> None:
+    text = make_chinese_text(tmp_path / "说明.txt")
+    assert one(text).puid == "x-fmt/111"
+    process = identify._siegfried_process
+    assert process is not None
+    process.process.kill()
+    process.process.wait()
+    assert one(text).puid == "x-fmt/111"  # the first request fails, the file alone in a fresh process works
+    assert identify._siegfried_process is not process
