@@ -46,7 +46,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
 from multiprocessing.connection import wait
@@ -77,9 +77,19 @@ class Identification:
     problems: list[Problem] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["problems"] = [p.as_dict() for p in self.problems]
-        return out
+        # by hand, not dataclasses.asdict: its deep copy cost ~0.1 ms per file, a second per 10,000 files
+        return {
+            "puid": self.puid,
+            "format_name": self.format_name,
+            "format_version": self.format_version,
+            "mime": self.mime,
+            "siegfried_mime": self.siegfried_mime,
+            "basis": self.basis,
+            "warnings": list(self.warnings),
+            "properties": dict(self.properties),
+            "tools": dict(self.tools),
+            "problems": [p.as_dict() for p in self.problems],
+        }
 
 
 # -------------------- tools

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -227,3 +228,9 @@ def test_a_dead_siegfried_process_is_replaced(tmp_path: Path) -> None:
     process.process.wait()
     assert one(text).puid == "x-fmt/111"  # the first request fails, the file alone in a fresh process works
     assert identify._siegfried_process is not process
+
+
+def test_as_dict_names_every_field(tmp_path: Path) -> None:
+    ident = one(make_sample_pdf(tmp_path / "a.pdf"))
+    assert set(ident.as_dict()) == {f.name for f in dataclasses.fields(Identification)}
+    assert json.loads(json.dumps(ident.as_dict()))["properties"]["pages"] == 1
