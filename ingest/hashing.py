@@ -34,7 +34,7 @@ ALGORITHMS: tuple[str, ...] = ("md5", "sha1", "sha224", "sha256", "sha384", "sha
 _COST = {"md5": 1.8, "sha1": 0.7, "sha224": 0.8, "sha256": 0.8, "sha384": 1.9, "sha512": 1.8, "sm3": 5.0}
 
 CHUNK = 1 << 20  # small files: one read into a 1 MiB buffer
-LARGE_CHUNK = 4 << 20  # large files: 4 MiB chunks shared by the algorithm threads
+LARGE_CHUNK = 1 << 20  # large files: 1 MiB chunks shared by the algorithm threads (5 per file in flight)
 LARGE_FILE = 32 << 20  # from this size on a file's algorithms are spread over several threads
 BATCH_FILES = 32  # small files are handed to a worker this many at a time (fewer thread hand-offs) ...
 BATCH_BYTES = 4 << 20  # ... or fewer, once their known sizes add up to this
