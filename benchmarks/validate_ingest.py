@@ -24,10 +24,12 @@ sampled every 20 ms. Prints MB/s, files/s, peak RSS and the ratios, with the iss
 from __future__ import annotations
 
 import argparse
+import compileall
 import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -38,9 +40,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from ingest.bagwriter import make_bag
+from ingest.bagwriter import make_bag  # noqa: E402
 
 UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -172,6 +175,10 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--repeat", type=int, default=3, help="runs of the limit and of archive validate (best)")
     args = ap.parse_args()
+    # As `pip install .` (and scripts/setup.sh) do: without .pyc files — PYTHONDONTWRITEBYTECODE is set on
+    # some machines — every `archive` run would first compile the project's modules (bagit.py, installed
+    # from PyPI, has its .pyc).
+    compileall.compile_dir(ROOT, quiet=1, rx=re.compile(r"/(tests|benchmarks|\.[^/]*)(/|$)"))
     total, count = parse_size(args.size), args.files
     algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
     cores = os.cpu_count() or 1
