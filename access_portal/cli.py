@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from archive.cli import err, out, run
-from archive.config import Settings
+
+if TYPE_CHECKING:
+    from archive.config import Settings
 
 log = logging.getLogger("access_portal")
 DRAIN_EVERY = 5.0

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from archive.config import Settings, get_settings
 from archive.errors import ArchiveError, BadArgument
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+
+    from archive.config import Settings
 
 # The catalogue's modules (SQLAlchemy) are imported inside the commands that use them, so commands that do
 # not touch the catalogue (`archive validate`, `--help`) start quickly.
@@ -34,7 +35,6 @@ events_app = typer.Typer(no_args_is_help=True, help="The PREMIS event log.")
 app.add_typer(archives_app, name="archives")
 app.add_typer(records_app, name="records")
 app.add_typer(events_app, name="events")
-
 
 
 class LazyConsole:
@@ -85,6 +85,8 @@ def fail(exc: ArchiveError, as_json: bool = False) -> typer.Exit:
 def run(action: Callable[[Settings], T], as_json: bool = False, *, needs_home: bool = True) -> T:
     """Run a command body with the settings, turning typed errors into their exit codes."""
     try:
+        from archive.config import get_settings  # pydantic: ~0.3 s, loaded once a command runs
+
         try:
             settings = get_settings()
         except ValueError as exc:  # pydantic's ValidationError / SettingsError: a bad ARCHIVE_* variable

@@ -48,10 +48,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
-from archive.config import Settings
 from ingest.problems import Problem, errors
+
+if TYPE_CHECKING:
+    from archive.config import Settings
 
 Kind = Literal["dir", "zip", "tar"]
 

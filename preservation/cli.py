@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from archive.cli import JsonOpt, err, new_table, out, print_json, run
-from archive.config import Settings
 from archive.errors import BadArgument
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
+    from archive.config import Settings
     from preservation.audit import AuditProgress
 
 

@@ -14,9 +14,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, cast
 
-from archive.config import Settings
-
 if TYPE_CHECKING:
+    from archive.config import Settings
     from search.backend import (
         FACETS,
         MAX_PAGE_SIZE,

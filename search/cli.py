@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from archive.cli import JsonOpt, out, print_json, run
-from archive.config import Settings
+
+if TYPE_CHECKING:
+    from archive.config import Settings
 
 
 def reindex_cmd(as_json: JsonOpt = False) -> None:
