@@ -10,14 +10,16 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from archive.config import Settings
 from archive.errors import BadArgument
 from ingest.bag import open_bag, verify_bag
 from ingest.metadata import read_records
 from ingest.problems import Problem, errors, warnings
 from ingest.unpack import detect_kind, unpack_transfer
+
+if TYPE_CHECKING:
+    from archive.config import Settings
 
 
 @dataclass
