@@ -41,23 +41,55 @@ def _syncfs() -> Callable[[int], int] | None:
 _SYNCFS = _syncfs()
 
 
+#: Trees with at most this many entries are fsynced entry by entry; bigger ones with one ``syncfs``.
+SMALL_TREE = 64
+
+
+def _entries_if_small(top: Path, limit: int) -> tuple[list[str], list[str]] | None:
+    """(files, directories children first) below ``top`` if there are at most ``limit`` entries, else None."""
+    files: list[str] = []
+    dirs: list[str] = []
+    stack = [str(top)]
+    while stack:
+        d = stack.pop()
+        dirs.append(d)
+        with os.scandir(d) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                else:
+                    files.append(entry.path)
+                if len(files) + len(dirs) + len(stack) > limit:
+                    return None
+    return files, dirs[::-1]
+
+
 def fsync_tree(top: Path) -> None:
     """Make every file and directory below ``top`` durable.
 
-    Linux's ``syncfs`` flushes the file system holding ``top`` in one call — far cheaper than an fsync per
-    file when a transfer stages thousands of them. Elsewhere (or if it fails) every file and directory is
-    fsynced, children before parents."""
-    if _SYNCFS is not None:
+    A small tree (a migration's new version: the output, an inventory, its sidecar) gets an fsync per file
+    and directory, children before parents: that waits only for its own data. A big one (an ingest's
+    thousands of staged files) gets Linux's ``syncfs`` on the file system holding it — one call instead of
+    thousands of fsyncs, at the price of also waiting for whatever else is dirty on that file system, which
+    a big tree outweighs. Without ``syncfs`` (or if it fails) every entry is fsynced."""
+    small = _entries_if_small(top, SMALL_TREE)
+    if small is None and _SYNCFS is not None:
         fd = os.open(top, os.O_RDONLY)
         try:
             if _SYNCFS(fd) == 0:
                 return
         finally:
             os.close(fd)
-    for dirpath, _dirs, files in os.walk(top, topdown=False):
-        for name in files:
-            fsync_file(Path(dirpath, name))
-        fsync_dir(Path(dirpath))
+    if small is None:
+        small = ([], [])
+        for dirpath, _dirs, names in os.walk(top, topdown=False):
+            small[0].extend(os.path.join(dirpath, n) for n in names)
+            small[1].append(dirpath)
+    files, dirs = small
+    for f in files:
+        fsync_file(Path(f))
+    for d in dirs:
+        fsync_dir(Path(d))
 
 
 def write_durable(path: Path, data: bytes) -> None:

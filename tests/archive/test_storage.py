@@ -501,3 +501,39 @@ def test_sm3_fixity_only_on_request_and_needs_lax_validation(tmp_path: Path) -> 
     assert not validate_root(store.root)[0]
     ok, messages = validate_root(store.root, lax_digests=True, check_digests=False)
     assert ok, messages
+
+
+def test_fsync_tree_small_trees_per_entry_big_trees_syncfs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    synced: list[str] = []
+    monkeypatch.setattr(_fs, "_SYNCFS", lambda fd: calls.append("syncfs") or 0)
+    monkeypatch.setattr(_fs, "fsync_file", lambda p: synced.append(str(p)))
+    monkeypatch.setattr(_fs, "fsync_dir", lambda p: synced.append(str(p) + "/"))
+    small = tmp_path / "small"
+    (small / "v2" / "content").mkdir(parents=True)
+    (small / "v2" / "content" / "out.pdf").write_bytes(b"x")
+    (small / "v2" / "inventory.json").write_text("{}")
+    _fs.fsync_tree(small)
+    assert calls == []
+    assert (
+        synced
+        == [  # files, then directories children first
+            str(small / "v2" / "inventory.json"),
+            str(small / "v2" / "content" / "out.pdf"),
+            str(small / "v2" / "content") + "/",
+            str(small / "v2") + "/",
+            str(small) + "/",
+        ]
+        or set(synced[:2])
+        == {str(small / "v2" / "inventory.json"), str(small / "v2" / "content" / "out.pdf")}
+    )
+    assert synced[-3:] == [str(small / "v2" / "content") + "/", str(small / "v2") + "/", str(small) + "/"]
+    big = tmp_path / "big"
+    big.mkdir()
+    for i in range(_fs.SMALL_TREE + 1):
+        (big / f"f{i}").write_bytes(b"x")
+    synced.clear()
+    _fs.fsync_tree(big)
+    assert calls == ["syncfs"] and synced == []
