@@ -15,7 +15,9 @@
    ``run_action`` (Ghostscript + output checks). Pipeline: ``preservation.migrate.migrate`` end to end on the
    same files after ingest (damage check with qpdf, font and page inspection and text checks, PDF/A
    validation with pikepdf, hashing, OCFL version, PUID by Siegfried, catalogue transaction with the PREMIS
-   event). The three run file by file, interleaved, so that they see the same load on a shared machine.
+   event; the damage check runs beside Ghostscript, hashing and Siegfried while pdftotext reads the
+   output, see preservation/migrate.py). The three run file by file, interleaved, so that they see the same
+   load on a shared machine.
    Target: at most 10 % extra time, i.e. our overhead (checks + storage + catalogue) against the tool's own
    work.
 """
@@ -142,8 +144,8 @@ def direct_gs(source: Path, work: Path, interpreter: Interpreter) -> float:
 def bench_migration(work: Path, count: int, pages: int) -> list[tuple[str, str, str, str]]:
     """Per file: the action, Ghostscript alone, then migrate(), so that all three see the same load on a
     shared machine (phases one after the other would each see a different one)."""
-    from preservation.actions import run_action
-    from preservation.migrate import identify_puid, migrate
+    from preservation.actions import identify_puid, run_action
+    from preservation.migrate import migrate
     from tests.preservation.samples import make_pdf
 
     samples = work / "pdfs"

@@ -20,8 +20,10 @@ Choices made here:
   CID-keyed font picks the legacy one. The text check stays as the safety net: if the default interpreter
   still lost text (a font the inspection did not flag) the file is redone once with the legacy one
   (``gs_runs`` = 2 in the facts); if the text is lost anyway the action fails (OutputInvalid). The check
-  reads the pages on which each font first appears (see preservation/checks.py), the source's while
-  Ghostscript runs.
+  reads the pages on which each font first appears (see preservation/checks.py): the source's while
+  Ghostscript runs, the output's while its structure is checked (:func:`~preservation.checks.check_pdfa`)
+  and, with ``identify``, it is hashed and identified (pdftotext runs in its own process, so on the
+  second core; errors are reported in the order of the checks, structure first).
   Ghostscript needs CJK fonts for non-embedded Chinese fonts: Debian ``fonts-arphic-uming`` and
   ``fonts-arphic-ukai`` (Ghostscript's Debian cidfmap maps STSong-Light/Adobe-GB1 to them).
 * **office-pdfa** — LibreOffice headless, ``soffice.bin`` directly, a fresh private profile per run
@@ -40,11 +42,14 @@ Choices made here:
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -67,6 +72,7 @@ ACCESS_JPEG_QUALITY = 85
 PDFA_PART, PDFA_CONFORMANCE = "2", "B"
 Interpreter = Literal["default", "legacy"]
 LIBREOFFICE_PDFA_FILTER = 'pdf:writer_pdf_Export:{"SelectPdfVersion":{"type":"long","value":"2"}}'
+_CHUNK = 1024 * 1024
 
 #: Output limits per action (see preservation/tools.py, OutputLimit).
 LIMITS: dict[str, OutputLimit] = {
@@ -81,6 +87,17 @@ LIMITS: dict[str, OutputLimit] = {
 
 
 @dataclass(frozen=True)
+class FileIdentity:
+    """What the catalogue records about a file besides its path: size and digests (one read) and its PRONOM
+    id by Siegfried (None: none found)."""
+
+    size: int
+    sha256: str
+    sha512: str
+    puid: str | None
+
+
+@dataclass(frozen=True)
 class ActionResult:
     """A validated derivative, ready to be recorded."""
 
@@ -91,9 +108,11 @@ class ActionResult:
     role: Role
     extension: str
     details: dict[str, Any] = field(default_factory=dict)
+    #: The output's identity, when asked for (``run_action(..., identify=True)``).
+    identity: FileIdentity | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Job:
     spec: ActionSpec
     source: Path
@@ -101,6 +120,11 @@ class _Job:
     tmp: Path
     timeout: float
     limit: OutputLimit
+    identify: bool = False
+    stop: threading.Event | None = None
+    #: The output's identity, when the action found it itself while its checks ran (see _pdfa); it must
+    #: describe the file the action returns.
+    identity: FileIdentity | None = None
 
     @property
     def size(self) -> int:
@@ -114,8 +138,15 @@ def run_action(
     timeout: float,
     *,
     limit: OutputLimit | None = None,
+    identify: bool = False,
+    stop: threading.Event | None = None,
 ) -> ActionResult:
-    """Run one action on ``source``; the validated output lands in ``workdir/<action>/``."""
+    """Run one action on ``source``; the validated output lands in ``workdir/<action>/``.
+
+    With ``identify`` the result carries the output's :class:`FileIdentity` (what the caller records), found
+    while the output is being checked where the action can (PDF/A: while pdftotext reads its text).
+    Setting ``stop`` from another thread stops the action's tool run (the PDF/A action's Ghostscript; see
+    :func:`~preservation.tools.run_tool`): the caller no longer wants the result."""
     if isinstance(spec, str):
         if spec not in ACTIONS:
             raise NoSafeAction(f"未知的处理方式 {spec}", f"Unknown preservation action {spec}", action=spec)
@@ -131,15 +162,53 @@ def run_action(
         tmp = Path(tmp_name)
         link = tmp / f"in{source.suffix.lower()}"
         link.symlink_to(source)
-        job = _Job(spec, source, link, tmp, timeout, limit or LIMITS.get(spec.name, OutputLimit()))
+        job = _Job(
+            spec, source, link, tmp, timeout, limit or LIMITS.get(spec.name, OutputLimit()), identify, stop
+        )
         produced, details = impl(job)
+        identity = (job.identity or identify_file(produced)) if identify else None
         final_dir = workdir / spec.name
         final_dir.mkdir(exist_ok=True)
         final = final_dir / f"{source.stem}.{spec.extension}"
         produced.replace(final)
     return ActionResult(
-        spec.name, final, spec.tool, tool_version(spec.tool), spec.role, spec.extension, details
+        spec.name, final, spec.tool, tool_version(spec.tool), spec.role, spec.extension, details, identity
     )
+
+
+def hash_file(path: Path) -> tuple[int, str, str]:
+    """(size, sha256, sha512) in one pass."""
+    h256, h512 = hashlib.sha256(), hashlib.sha512()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h256.update(chunk)
+            h512.update(chunk)
+            size += len(chunk)
+    return size, h256.hexdigest(), h512.hexdigest()
+
+
+@cache
+def _scanner() -> Any:
+    import pygfried
+
+    return pygfried.Scanner()
+
+
+def identify_puid(path: Path) -> str | None:
+    """The file's PRONOM id by Siegfried (milliseconds once the signatures are loaded), or None."""
+    try:
+        found = _scanner().identify_many([str(path)], workers=1)["files"][0]
+        matches = [m for m in found.get("matches", []) if m.get("ns") == "pronom"]
+        puid = matches[0].get("id") if matches else None
+        return str(puid) if puid and puid != "UNKNOWN" else None
+    except Exception:  # identification is a courtesy here; the action already validated the output
+        return None
+
+
+def identify_file(path: Path) -> FileIdentity:
+    size, sha256, sha512 = hash_file(path)
+    return FileIdentity(size, sha256, sha512, identify_puid(path))
 
 
 def _expect_output(job: _Job, path: Path, tool: str, stderr: str = "") -> Path:
@@ -215,28 +284,41 @@ def _pdfa(job: _Job) -> tuple[Path, dict[str, Any]]:
     first = pdfa_interpreter(source)
     out = job.tmp / "out.pdf"
     sample = source.text_pages  # no fonts (a scan): no text to lose
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # The source's text is read while Ghostscript runs.
+    with tempfile.TemporaryDirectory(prefix="pdftext-") as text_tmp, ThreadPoolExecutor(2) as pool:
+        # The source's text is read while Ghostscript runs (the output's: see _ghostscript_pdfa).
         source_text = pool.submit(checks.pdf_text, job.link, job.timeout, sample) if sample else None
-        result = _ghostscript_pdfa(job, out, first, source.pages)
+        text_dir = Path(text_tmp)
+        result, out_text = _ghostscript_pdfa(job, out, first, source.pages, sample, pool, text_dir)
         text = source_text.result() if source_text else None
-    try:
-        coverage = checks.check_text_kept(text, out, job.timeout, sample)
-        runs = 1
-    except checks.OutputInvalid:
-        if first == "legacy":
-            raise
-        # Safety net: a font the inspection did not flag lost its glyphs; the legacy interpreter maps them.
-        first, runs = "legacy", 2
-        result = _ghostscript_pdfa(job, out, first, source.pages)
-        coverage = checks.check_text_kept(text, out, job.timeout, sample)
+        try:
+            coverage = checks.check_text_kept(text, out_text.result() if out_text else None, out)
+            runs = 1
+        except checks.OutputInvalid:
+            if first == "legacy":
+                raise
+            # Safety net: a font the inspection did not flag lost its glyphs; the legacy interpreter
+            # maps them.
+            first, runs = "legacy", 2
+            result, out_text = _ghostscript_pdfa(job, out, first, source.pages, sample, pool, text_dir)
+            coverage = checks.check_text_kept(text, out_text.result() if out_text else None, out)
     facts = {**result.facts, "interpreter": first, "gs_runs": runs, "text_coverage": coverage}
     if source.unembedded_cid_fonts:
         facts["unembedded_cid_fonts"] = list(source.unembedded_cid_fonts)
     return out, facts
 
 
-def _ghostscript_pdfa(job: _Job, out: Path, interpreter: Interpreter, pages: int) -> checks.CheckResult:
+def _ghostscript_pdfa(
+    job: _Job,
+    out: Path,
+    interpreter: Interpreter,
+    pages: int,
+    sample: tuple[int, ...],
+    pool: Executor,
+    text_dir: Path,
+) -> tuple[checks.CheckResult, Future[str | None] | None]:
+    """Run Ghostscript; then, while pdftotext reads the output's ``sample`` pages in its own process (so on
+    the second core), check the output's structure and identify it. The structure check's error comes
+    first, as when the checks ran one after the other; the text is the caller's to wait for."""
     out.unlink(missing_ok=True)
     run = run_tool(
         pdfa_command(job.tmp, job.link, out, interpreter),
@@ -245,9 +327,25 @@ def _ghostscript_pdfa(job: _Job, out: Path, interpreter: Interpreter, pages: int
         input_size=job.size,
         limit=job.limit,
         name="gs",
+        stop=job.stop,
     )
     _expect_output(job, out, "gs", run.stderr)
-    return checks.check_pdfa(out, expected_pages=pages, part=PDFA_PART, conformance=PDFA_CONFORMANCE)
+    text: Future[str | None] | None = None
+    if sample:
+        running = threading.Event()
+        source = checks.text_source(out, sample, text_dir)
+        text = pool.submit(_read_text, source, text_dir, job.timeout, running)
+        running.wait()  # pikepdf and Siegfried hold the GIL while they work: pdftotext is started first
+    result = checks.check_pdfa(out, expected_pages=pages, part=PDFA_PART, conformance=PDFA_CONFORMANCE)
+    job.identity = identify_file(out) if job.identify else None
+    return result, text
+
+
+def _read_text(source: checks.TextSource, tmp: Path, timeout: float, running: threading.Event) -> str | None:
+    try:
+        return checks.read_text(source, tmp, timeout, started=running.set)
+    finally:
+        running.set()  # also when pdftotext never started (not installed, failed at once)
 
 
 # -------------------- office → PDF/A

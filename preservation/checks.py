@@ -12,18 +12,22 @@ Choices made here:
 * **The source** (:func:`inspect_pdf`): one pikepdf open gives the page count and the CID (CJK) fonts used
   without being embedded, which decide Ghostscript's interpreter (see preservation/actions.py). In-process,
   not ``qpdf --show-npages`` in a child: it is the same library (libqpdf), a process start costs as much as
-  the parse, and ``migrate`` has already run ``qpdf --check`` on the file with the timeout.
+  the parse, and the file has been read safely before: ``migrate`` runs ``qpdf --check`` on it with the
+  timeout first, or, when the ingest's probe (pikepdf in a child process, with a timeout) read it without
+  finding damage, at the same time (see preservation/migrate.py, step 4).
 * **Text survives** (:func:`text_coverage`): Ghostscript silently replaces the glyphs of non-embedded CJK
   fonts with wrong ones when it has no mapping for them (seen with reportlab's STSong-Light and Ghostscript
-  10.0's new interpreter). Both files' text is extracted with ``pdftotext`` (once each) and the share of the
-  source's letters/ideographs (multiset, order-free) found in the output must be ≥ :data:`MIN_TEXT_COVERAGE`.
-  Only a sample of pages is compared — the pages on which some font appears for the first time
-  (:attr:`PdfSource.text_pages`), usually page 1 alone — because the failure is per font, not per page, and
-  reading Ghostscript's output is slow (its CID TrueType fonts have no ToUnicode map, so poppler decodes
-  the embedded font on every page: ~40 ms a page, 0.4 s for ten pages, a third of Ghostscript's own time).
-  The limit of the sample: a font listed in a page's resources before it is drawn (shared resource
-  dictionaries) is checked on a page that may not use it; the interpreter choice above still looked at
-  every font of the whole document, and this check is the safety net behind it.
+  10.0's new interpreter). Both files' text is extracted with ``pdftotext`` (:func:`pdf_text`, once each)
+  and the share of the source's letters/ideographs (multiset, order-free) found in the output must be
+  ≥ :data:`MIN_TEXT_COVERAGE` (:func:`check_text_kept`). Only a sample of pages is compared — the pages on
+  which some font appears for the first time (:attr:`PdfSource.text_pages`), usually page 1 alone —
+  because the failure is per font, not per page, and reading a page costs time. The limit of the sample: a
+  font listed in a page's resources before it is drawn (shared resource dictionaries) is checked on a page
+  that may not use it; the interpreter choice above still looked at every font of the whole document, and
+  this check is the safety net behind it. A PDF/A is not handed to pdftotext as it is: poppler builds a
+  colour transform from the output intent's ICC profile for every page it reads (~40 ms a page, in lcms;
+  text extraction never uses it), so pdftotext reads a copy of the sampled pages without the output intent
+  (:func:`_text_view`) — ~35 ms instead of ~80 ms for Ghostscript's page 1.
 * **Images** (:func:`check_image`): Pillow (a different decoder than the ImageMagick that wrote the file)
   decodes every frame fully; the size must equal the expected one (±1 px for resized access copies), and a
   TIFF preservation copy must have as many frames as the source.
@@ -38,7 +42,7 @@ import json
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,28 +153,98 @@ class _FontWalk:
 
 def pdf_text(path: Path, timeout: float, pages: Sequence[int] | None = None) -> str | None:
     """The text of the PDF (or of ``pages``, 1-based) by ``pdftotext`` (poppler-utils), or None when
-    pdftotext is not installed. Consecutive pages are read by one run."""
+    pdftotext is not installed: :func:`text_source`, then :func:`read_text`."""
     if shutil.which("pdftotext") is None:
         return None
-    ranges: list[list[int]] = []
-    for number in sorted(set(pages)) if pages is not None else ():
-        if ranges and ranges[-1][1] == number - 1:
-            ranges[-1][1] = number
-        else:
-            ranges.append([number, number])
-    parts = []
     with tempfile.TemporaryDirectory(prefix="pdftext-") as tmp:
-        for first_last in ranges if pages is not None else [[]]:
-            limits = ["-f", str(first_last[0]), "-l", str(first_last[1])] if first_last else []
-            target = Path(tmp) / "out.txt"
-            target.unlink(missing_ok=True)
-            run_tool(
-                ["pdftotext", "-q", "-enc", "UTF-8", *limits, str(path), "out.txt"],
-                cwd=Path(tmp),
-                timeout=timeout,
-            )
-            parts.append(target.read_text("utf-8", "replace") if target.exists() else "")
+        return read_text(text_source(path, pages, Path(tmp)), Path(tmp), timeout)
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """What pdftotext reads for some pages of a PDF: a file and its page ranges (None: every page)."""
+
+    path: Path
+    ranges: tuple[tuple[int, int], ...] | None
+
+
+def text_source(path: Path, pages: Sequence[int] | None, tmp: Path) -> TextSource:
+    """What pdftotext should read for ``pages`` of ``path`` (all when None): a PDF with an output intent
+    (every PDF/A) as a copy of those pages without it, written into ``tmp`` now (:func:`_text_view`, a few
+    ms in-process); any other as it is, consecutive pages as one range."""
+    view = tmp / "view.pdf"
+    if _text_view(path, pages, view):
+        return TextSource(view, None)
+    if pages is None:
+        return TextSource(path, None)
+    ranges: list[tuple[int, int]] = []
+    for number in sorted(set(pages)):
+        if ranges and ranges[-1][1] == number - 1:
+            ranges[-1] = (ranges[-1][0], number)
+        else:
+            ranges.append((number, number))
+    return TextSource(path, tuple(ranges))
+
+
+def read_text(
+    source: TextSource, tmp: Path, timeout: float, started: Callable[[], None] | None = None
+) -> str | None:
+    """pdftotext over ``source`` in the private directory ``tmp``, one run per page range; None when
+    pdftotext is not installed. ``started``: see :func:`~preservation.tools.run_tool` (first run)."""
+    if shutil.which("pdftotext") is None:
+        return None
+    parts = []
+    for pages in source.ranges if source.ranges is not None else [None]:
+        limits = ["-f", str(pages[0]), "-l", str(pages[1])] if pages else []
+        target = tmp / "out.txt"
+        target.unlink(missing_ok=True)
+        argv = ["pdftotext", "-q", "-enc", "UTF-8", *limits, str(source.path), "out.txt"]
+        run_tool(argv, cwd=tmp, timeout=timeout, started=started)
+        started = None
+        parts.append(target.read_text("utf-8", "replace") if target.exists() else "")
     return "".join(parts)
+
+
+#: Catalogue entries that change what pdftotext reads on a page: form fields (their appearances are drawn
+#: from the AcroForm) and optional content (a layer that is off by default is not read).
+_TEXT_VIEW_KEYS = ("/AcroForm", "/OCProperties")
+
+
+def _text_view(path: Path, pages: Sequence[int] | None, dest: Path) -> bool:
+    """Write ``pages`` of ``path`` (all when None) without the document's output intents to ``dest`` for
+    pdftotext; False (nothing written) when the PDF has no output intent or the copy cannot be made.
+
+    poppler builds a colour transform from the output intent's ICC profile for every page it reads (~40 ms
+    a page, in lcms), which text extraction never uses: on a PDF/A that was most of pdftotext's time. The
+    copy is pikepdf's page copy (inherited attributes pushed down to each page, stream data copied as it is,
+    nothing decoded) plus the catalogue entries of :data:`_TEXT_VIEW_KEYS`, so pdftotext reads the same
+    text. An encrypted PDF is read as it is (pdftotext applies its copy permission itself)."""
+    import pikepdf
+
+    try:
+        with pikepdf.open(path) as pdf:
+            if pdf.is_encrypted or "/OutputIntents" not in pdf.Root:
+                return False
+            count = len(pdf.pages)
+            numbers = sorted(set(pages)) if pages is not None else range(1, count + 1)
+            if not numbers or not all(1 <= n <= count for n in numbers):
+                return False  # pdftotext reports the bad range itself
+            with pikepdf.new() as view:
+                for number in numbers:
+                    view.pages.append(pdf.pages[number - 1])
+                for key in _TEXT_VIEW_KEYS:
+                    if key in pdf.Root:
+                        view.Root[key] = view.copy_foreign(pdf.make_indirect(pdf.Root[key]))
+                view.save(
+                    dest,
+                    stream_decode_level=pikepdf.StreamDecodeLevel.none,
+                    compress_streams=False,
+                    fix_metadata_version=False,
+                )
+    except Exception:  # the copy only saves time: whatever stops it, pdftotext reads the file itself
+        dest.unlink(missing_ok=True)
+        return False
+    return True
 
 
 def text_coverage(source: str, output: str) -> float | None:
@@ -235,18 +309,14 @@ def check_pdfa(
     return CheckResult("pdfa", {"pages": pages, "pdfa": f"{part}{conformance.upper()}"})
 
 
-def check_text_kept(
-    source_text: str | None, output: Path, timeout: float, pages: Sequence[int] | None = None
-) -> float | None:
+def check_text_kept(source_text: str | None, output_text: str | None, output: Path) -> float | None:
     """Raise when the output lost the source's text (see module docstring); returns the coverage.
 
-    ``source_text`` must come from the same ``pages`` of the source as are read here from the output."""
-    if source_text is None:
+    Both texts come from :func:`pdf_text` and the same pages; None (nothing sampled, or no pdftotext)
+    leaves nothing to compare."""
+    if source_text is None or output_text is None:
         return None
-    out_text = pdf_text(output, timeout, pages)
-    if out_text is None:
-        return None
-    coverage = text_coverage(source_text, out_text)
+    coverage = text_coverage(source_text, output_text)
     if coverage is not None and coverage < MIN_TEXT_COVERAGE:
         raise OutputInvalid(
             f"文字未能保留（仅 {coverage:.0%} 与原件一致，可能缺少中文字体映射）",

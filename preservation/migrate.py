@@ -13,17 +13,24 @@ Order of work, and why it is crash-safe (a SIGKILL may come between any two step
    version read back from the version's message. Never a second version.
 4. Damaged PDF (``qpdf --check``) before ``pdfa``: the ``pdf-repair`` action runs first, through this same
    function (its own key, version, File row and event), and PDF/A is made from the repaired copy
-   (``derived_from`` = the repaired file).
+   (``derived_from`` = the repaired file). For a PDF the ingest's probe read without finding damage
+   (pikepdf in a child process with a timeout: ``damaged`` false, no ``error`` in its properties) the check
+   runs beside the action instead of before it — ``qpdf`` in its own process while Ghostscript, which is
+   single-threaded, runs — and its answer still decides: damage (or a failed check) stops Ghostscript and
+   throws its result away, then the repair goes on as above, and the check's error comes before the
+   action's. Any other PDF is checked first, so the action's in-process inspection (pikepdf) only reads
+   files that one of the two has read safely.
 5. The action runs in a private directory ``<staging>/migrate-<uuid>/`` (``flock``ed while alive, removed
    at the end; :func:`clean_staging` removes the ones of dead processes) and validates its output before
-   returning (:mod:`preservation.actions`).
+   returning (:mod:`preservation.actions`), which also hashes the output and identifies it (Siegfried)
+   while pdftotext reads its text for the check.
 6. **OCFL commit**: ``begin_version`` → the output is hard-linked into the version's content (no copy; the
    staging area is on the root's file system) → ``commit``. If another writer moved the head meanwhile
    (``VersionConflict``: another action of the same record), the version is staged again on the new head
    — the tool is not run again — up to :data:`COMMIT_ATTEMPTS` times, then :class:`MigrationBusy` (the task
    retries with backoff). If the new head already holds our path, a duplicate delivery won: go to 3.
 7. **One catalogue transaction**: File row (role, ``derived_from``, tool, tool version, OCFL version, size,
-   sha256/sha512 of the staged output, PUID of the output by Siegfried, validation facts in
+   sha256/sha512 of the staged output, PUID of the output by Siegfried (both from step 5), validation facts in
    ``properties``), a PREMIS ``migration`` event whose agent is the tool and its version, ``Record.ocfl_head``
    (the highest version, under a row lock), and the job row marked done. The unique (record, logical path)
    of File rows makes a concurrent duplicate fail here and retry into step 1.
@@ -41,20 +48,21 @@ action, source, target and tool, so the object stays self-describing).
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from archive import db
 from archive.config import Settings
@@ -65,7 +73,7 @@ from archive.home import store_for
 from archive.models import File, FileRole, Record, utcnow
 from archive.storage import OcflStore, VersionConflict
 from preservation import jobs
-from preservation.actions import run_action
+from preservation.actions import FileIdentity, identify_file, run_action
 from preservation.policy import ACTIONS, REPAIR_ACTION, ActionSpec
 from preservation.repair import needs_repair, repair_pdf
 from preservation.tools import NoSafeAction, PreservationError
@@ -73,7 +81,6 @@ from preservation.tools import NoSafeAction, PreservationError
 AGENT = jobs.AGENT
 COMMIT_ATTEMPTS = 5
 WORKDIR_PREFIX = "migrate-"
-_CHUNK = 1024 * 1024
 _MESSAGE_TOOL = re.compile(r" with (?P<tool>\S+) (?P<version>\S+)$")
 
 Status = Literal["migrated", "completed", "already-done", "not-needed"]
@@ -121,17 +128,29 @@ class _Original:
     object_id: str
     logical_path: str
     siblings: tuple[str, ...]
+    #: The ingest's PDF probe (pikepdf in a child process, with a timeout) read it without finding damage.
+    probed_clean: bool = False
 
 
 @dataclass(frozen=True)
 class _Output:
     path: Path
-    size: int
-    sha256: str
-    sha512: str
+    identity: FileIdentity
     tool: str
     tool_version: str
     details: dict[str, Any]
+
+    @property
+    def size(self) -> int:
+        return self.identity.size
+
+    @property
+    def sha256(self) -> str:
+        return self.identity.sha256
+
+    @property
+    def sha512(self) -> str:
+        return self.identity.sha512
 
 
 # -- paths and small helpers --------------------------------------------------------------------------------
@@ -156,36 +175,6 @@ def target_path(original: str, spec: ActionSpec, siblings: Iterable[str] = ()) -
     base = str(rel) if clash else str(stem)
     extra = ".repaired" if spec.name == REPAIR_ACTION.name else ""
     return f"{spec.role}/{base}{extra}.{spec.extension}"
-
-
-def hash_file(path: Path) -> tuple[int, str, str]:
-    """(size, sha256, sha512) in one pass."""
-    h256, h512 = hashlib.sha256(), hashlib.sha512()
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h256.update(chunk)
-            h512.update(chunk)
-            size += len(chunk)
-    return size, h256.hexdigest(), h512.hexdigest()
-
-
-@cache
-def _scanner() -> Any:
-    import pygfried
-
-    return pygfried.Scanner()
-
-
-def identify_puid(path: Path) -> str | None:
-    """The output's PRONOM id by Siegfried (milliseconds once the signatures are loaded), or None."""
-    try:
-        found = _scanner().identify_many([str(path)], workers=1)["files"][0]
-        matches = [m for m in found.get("matches", []) if m.get("ns") == "pronom"]
-        puid = matches[0].get("id") if matches else None
-        return str(puid) if puid and puid != "UNKNOWN" else None
-    except Exception:  # identification is a courtesy here; the action already validated the output
-        return None
 
 
 def _version_number(version: str) -> int:
@@ -242,7 +231,8 @@ def clean_staging(settings: Settings) -> list[str]:
 # -- the service --------------------------------------------------------------------------------------------
 
 
-def _load(settings: Settings, file_id: int) -> _Original:
+def _load(settings: Settings, file_id: int, spec: ActionSpec) -> tuple[_Original, str, File | None]:
+    """The original, its derivative's logical path, and the derivative's File row if it is catalogued."""
     with db.read_session(settings) as s:
         file = s.get(File, file_id)
         if file is None:
@@ -257,14 +247,28 @@ def _load(settings: Settings, file_id: int) -> _Original:
         siblings = s.execute(
             select(File.logical_path).where(File.record_id == record.id, File.role == FileRole.original)
         ).scalars()
-        return _Original(file.id, record.id, record.ocfl_object_id, file.logical_path, tuple(siblings))
+        probed = file.properties or {}
+        original = _Original(
+            file.id,
+            record.id,
+            record.ocfl_object_id,
+            file.logical_path,
+            tuple(siblings),
+            probed_clean=probed.get("damaged") is False and "error" not in probed,
+        )
+        target = target_path(original.logical_path, spec, original.siblings)
+        return original, target, _file_at(s, record.id, target)
+
+
+def _file_at(s: Session, record_id: int, logical_path: str) -> File | None:
+    return s.execute(
+        select(File).where(File.record_id == record_id, File.logical_path == logical_path)
+    ).scalar_one_or_none()
 
 
 def _catalogued(settings: Settings, record_id: int, logical_path: str) -> File | None:
     with db.read_session(settings) as s:
-        return s.execute(
-            select(File).where(File.record_id == record_id, File.logical_path == logical_path)
-        ).scalar_one_or_none()
+        return _file_at(s, record_id, logical_path)
 
 
 def _content_path(store: OcflStore, object_id: str, logical_path: str) -> Path | None:
@@ -279,10 +283,8 @@ def _content_path(store: OcflStore, object_id: str, logical_path: str) -> Path |
 def migrate(settings: Settings, file_id: int, action: str) -> MigrationOutcome:
     """Make (or finish making) the derivative of ``file_id`` by ``action``; idempotent per (file, action)."""
     spec = spec_for(action)
-    original = _load(settings, file_id)
-    target = target_path(original.logical_path, spec, original.siblings)
+    original, target, done = _load(settings, file_id, spec)
     key = jobs.job_key(file_id, action)
-    done = _catalogued(settings, original.record_id, target)
     if done is not None:
         _close_job(settings, original, action, done, target)
         return MigrationOutcome(
@@ -309,17 +311,16 @@ def migrate(settings: Settings, file_id: int, action: str) -> MigrationOutcome:
         )
     derived_from = original.file_id
     repaired: MigrationOutcome | None = None
-    if spec.name == "pdfa" and needs_repair(source, settings.tool_timeout):
-        repaired = migrate(settings, file_id, REPAIR_ACTION.name)
-        if repaired.logical_path and repaired.derivative_id:
-            fixed = _content_path(store, original.object_id, repaired.logical_path)
-            assert fixed is not None
-            source, derived_from = fixed, repaired.derivative_id
-
     with workdir(settings) as work:
-        output = _run(settings, spec, source, work)
-        if output is None:  # pdf-repair found nothing to repair
-            return MigrationOutcome(key, file_id, action, "not-needed")
+        if spec.name == "pdfa":
+            output, repaired, derived_from = _run_pdfa(settings, store, original, source, work)
+        elif spec.name == REPAIR_ACTION.name:
+            fixed = _run_repair(settings, source, work)
+            if fixed is None:  # pdf-repair found nothing to repair
+                return MigrationOutcome(key, file_id, action, "not-needed")
+            output = fixed
+        else:
+            output = _run(settings, spec, source, work)
         failpoint("migrate:after-action")
         version = _commit(store, original, spec, target, output)
         if version is None:  # a duplicate delivery committed the same path meanwhile
@@ -342,18 +343,55 @@ def migrate(settings: Settings, file_id: int, action: str) -> MigrationOutcome:
     )
 
 
-def _run(settings: Settings, spec: ActionSpec, source: Path, work: Path) -> _Output | None:
-    if spec.name == REPAIR_ACTION.name:
-        fixed = repair_pdf(source, work, settings.tool_timeout)
-        if not fixed.repaired or fixed.output is None:
-            return None
-        path, tool, version = fixed.output, fixed.tool, fixed.tool_version
-        details: dict[str, Any] = {"note": fixed.note, "pages": fixed.pages}
-    else:
-        result = run_action(spec, source, work, settings.tool_timeout)
-        path, tool, version, details = result.output, result.tool, result.tool_version, dict(result.details)
-    size, sha256, sha512 = hash_file(path)
-    return _Output(path, size, sha256, sha512, tool, version, details)
+def _run(
+    settings: Settings, spec: ActionSpec, source: Path, work: Path, stop: threading.Event | None = None
+) -> _Output:
+    result = run_action(spec, source, work, settings.tool_timeout, identify=True, stop=stop)
+    assert result.identity is not None
+    return _Output(result.output, result.identity, result.tool, result.tool_version, dict(result.details))
+
+
+def _run_repair(settings: Settings, source: Path, work: Path) -> _Output | None:
+    fixed = repair_pdf(source, work, settings.tool_timeout)
+    if not fixed.repaired or fixed.output is None:
+        return None
+    details: dict[str, Any] = {"note": fixed.note, "pages": fixed.pages}
+    return _Output(fixed.output, identify_file(fixed.output), fixed.tool, fixed.tool_version, details)
+
+
+def _run_pdfa(
+    settings: Settings, store: OcflStore, original: _Original, source: Path, work: Path
+) -> tuple[_Output, MigrationOutcome | None, int]:
+    """PDF/A of ``source``, or of its repaired copy when ``qpdf --check`` finds damage (step 4 of the
+    module docstring); with the repair's outcome and the file the PDF/A derives from."""
+    spec, timeout = ACTIONS["pdfa"], settings.tool_timeout
+    if original.probed_clean:
+        stop = threading.Event()
+
+        def stop_if_damaged(check: Future[bool]) -> None:
+            if check.exception() is not None or check.result():
+                stop.set()
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            check = pool.submit(needs_repair, source, timeout)
+            check.add_done_callback(stop_if_damaged)
+            try:
+                output = _run(settings, spec, source, work, stop)
+            except Exception:  # as if the check had come first: its error, else damage, decides
+                if not check.result():
+                    raise
+            else:
+                if not check.result():
+                    return output, None, original.file_id
+    elif not needs_repair(source, timeout):
+        return _run(settings, spec, source, work), None, original.file_id
+    repaired = migrate(settings, original.file_id, REPAIR_ACTION.name)
+    derived_from = original.file_id
+    if repaired.logical_path and repaired.derivative_id:
+        fixed = _content_path(store, original.object_id, repaired.logical_path)
+        assert fixed is not None
+        source, derived_from = fixed, repaired.derivative_id
+    return _run(settings, spec, source, work), repaired, derived_from
 
 
 def _commit(
@@ -431,14 +469,11 @@ def _catalogue(
     completed: bool = False,
 ) -> int:
     """The one catalogue transaction: File row, migration event, record head, job done."""
-    puid = identify_puid(output.path)
     with db.write_session(settings) as s:
         record = s.execute(
             select(Record).where(Record.id == original.record_id).with_for_update()
         ).scalar_one()
-        existing = s.execute(
-            select(File).where(File.record_id == record.id, File.logical_path == target)
-        ).scalar_one_or_none()
+        existing = _file_at(s, record.id, target)
         source = s.get(File, original.file_id)
         assert source is not None
         if existing is not None:  # a duplicate delivery catalogued it first
@@ -453,7 +488,7 @@ def _catalogue(
             sha256=output.sha256,
             sha512=output.sha512,
             digests={},
-            puid=puid,
+            puid=output.identity.puid,
             role=spec.role,
             derived_from_id=derived_from,
             tool=output.tool,
@@ -498,23 +533,23 @@ def _complete(
         (v, d) for v in versions for d, paths in inventory["versions"][v]["state"].items() if target in paths
     )
     content = store.object_path(original.object_id) / inventory["manifest"][digest][0]
-    size, sha256, sha512 = hash_file(content)
+    identity = identify_file(content)
     expected_256 = next(
         (
             value
             for value, paths in inventory.get("fixity", {}).get("sha256", {}).items()
             if inventory["manifest"][digest][0] in paths
         ),
-        sha256,
+        identity.sha256,
     )
-    if sha512 != digest or sha256 != expected_256:
+    if identity.sha512 != digest or identity.sha256 != expected_256:
         raise PreservationError(
             f"{target} 已存入 {version}，但内容与清单摘要不符",
             f"{target} was stored in {version} but its content does not match the inventory digests",
         )
     found = _MESSAGE_TOOL.search(inventory["versions"][version].get("message", ""))
     tool, tool_version = (found["tool"], found["version"]) if found else (spec.tool, "unknown")
-    output = _Output(content, size, sha256, sha512, tool, tool_version, {"completed_from_inventory": True})
+    output = _Output(content, identity, tool, tool_version, {"completed_from_inventory": True})
     derived_from = original.file_id
     if spec.name == "pdfa":
         repaired = _catalogued(

@@ -8,6 +8,7 @@ Choices made here:
   every 0.25 s to measure the private directory; on timeout, or when the files in the private
   directory grow beyond the output limit, the **whole process group** is killed with SIGKILL. After a normal
   exit the group is killed too, so no helper (e.g. LibreOffice's ``oosplash`` children) outlives the call.
+  Another thread may stop a run whose result it no longer needs (``stop``: the same kill, ToolFailed).
 * **Output limit.** ``OutputLimit(ratio, floor, cap)``: the bytes a run may write are
   ``min(cap, max(floor, ratio × input size))`` — a tiny input may legitimately grow (H.264 → FFV1 is often
   20–50×), a huge one may not exceed the absolute cap. Checked while the tool runs and once more at the end.
@@ -42,7 +43,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -238,8 +239,14 @@ def run_tool(
     env: Mapping[str, str] | None = None,
     ok_codes: Sequence[int] = (0,),
     name: str | None = None,
+    started: Callable[[], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> ToolRun:
     """Run ``argv`` in ``cwd`` (the caller's private directory) and return its result.
+
+    ``started`` is called once the process runs (a caller waiting for it in another thread can then go
+    on with work that holds the GIL: this thread only needs it to notice the exit). Setting ``stop`` (from
+    another thread) kills the process group within :data:`_POLL` seconds: :class:`ToolFailed`, "stopped".
 
     Raises :class:`ToolMissing`, :class:`ToolTimeout`, :class:`OutputTooLarge` (both after killing the
     process group) or :class:`ToolFailed` (exit status not in ``ok_codes``).
@@ -247,9 +254,11 @@ def run_tool(
     tool = name or Path(argv[0]).name
     if shutil.which(argv[0]) is None:
         raise ToolMissing(tool)
+    if stop is not None and stop.is_set():
+        raise ToolFailed(tool, "stopped: its result is no longer needed")
     max_bytes = (limit or OutputLimit()).bytes_for(input_size)
-    started = time.monotonic()
-    deadline = started + timeout
+    started_at = time.monotonic()
+    deadline = started_at + timeout
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
             list(argv),
@@ -260,12 +269,21 @@ def run_tool(
             env=dict(env) if env is not None else None,
             start_new_session=True,
         )
-        next_size = started + _SIZE_EVERY
+        next_size = started_at + _SIZE_EVERY
         exited = _ExitWaiter(proc)
         try:
+            if started is not None:
+                started()
             while True:
-                if exited(min(next_size, deadline) - time.monotonic()):
+                wake = min(next_size, deadline)
+                if stop is not None:
+                    wake = min(wake, time.monotonic() + _POLL)
+                if exited(wake - time.monotonic()):
                     break
+                if stop is not None and stop.is_set():
+                    _kill_group(proc)
+                    proc.wait()
+                    raise ToolFailed(tool, "stopped: its result is no longer needed", _tail(err))
                 now = time.monotonic()
                 if now >= deadline:
                     _kill_group(proc)
@@ -283,7 +301,7 @@ def run_tool(
             _kill_group(proc)
             if proc.returncode is None:
                 proc.wait()
-        seconds = time.monotonic() - started
+        seconds = time.monotonic() - started_at
         size = _tree_size(cwd)
         if size > max_bytes:
             raise OutputTooLarge(tool, size, max_bytes)

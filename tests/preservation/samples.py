@@ -54,6 +54,79 @@ def make_damaged_pdf(path: Path, pages: int = 2) -> Path:
     return path
 
 
+def make_bad_stream_pdf(path: Path, pages: int = 2) -> Path:
+    """A PDF whose cross-reference table is sound but whose last page's content stream is cut-off deflate
+    data: opening it and walking its objects finds nothing wrong (the ingest's probe calls it undamaged);
+    only decoding the stream does (``qpdf --check``), and qpdf cannot repair it."""
+    import zlib
+
+    import pikepdf
+
+    good = make_pdf(path.with_suffix(".good.pdf"), pages=pages)
+    with pikepdf.open(good) as pdf:
+        contents = pdf.pages[-1].Contents
+        data = zlib.compress(contents.read_bytes())
+        contents.write(data[: len(data) // 2] + b"\x00cut\xff" * 4, filter=pikepdf.Name.FlateDecode)
+        pdf.save(path)
+    good.unlink()
+    return path
+
+
+def with_output_intent(path: Path, dest: Path) -> Path:
+    """``path`` with an sRGB output intent (as every PDF/A has), a form field on page 1, and a layer that
+    is off by default holding the text ``HIDDEN-LAYER``."""
+    import pikepdf
+
+    from preservation.actions import _srgb_profile
+
+    with pikepdf.open(path) as pdf:
+        icc = pdf.make_stream(_srgb_profile().read_bytes(), N=3)
+        pdf.Root.OutputIntents = [
+            pikepdf.Dictionary(
+                Type=pikepdf.Name.OutputIntent,
+                S=pikepdf.Name.GTS_PDFA1,
+                OutputConditionIdentifier="sRGB",
+                DestOutputProfile=icc,
+            )
+        ]
+        layer = pdf.make_indirect(pikepdf.Dictionary(Type=pikepdf.Name.OCG, Name="hidden"))
+        pdf.Root.OCProperties = pikepdf.Dictionary(OCGs=[layer], D=pikepdf.Dictionary(OFF=[layer]))
+        page = pdf.pages[0]
+        font = pdf.make_indirect(
+            pikepdf.Dictionary(
+                Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1, BaseFont=pikepdf.Name.Helvetica
+            )
+        )
+        page.Resources.Properties = pikepdf.Dictionary(oc1=layer)
+        page.Resources.Font.FH = font
+        page.contents_add(
+            pdf.make_stream(b"/OC /oc1 BDC BT /FH 12 Tf 72 500 Td (HIDDEN-LAYER) Tj ET EMC"), prepend=False
+        )
+        appearance = pdf.make_stream(
+            b"BT /FH 10 Tf 2 6 Td (FIELD-VALUE) Tj ET",
+            Type=pikepdf.Name.XObject,
+            Subtype=pikepdf.Name.Form,
+            BBox=[0, 0, 200, 20],
+            Resources=pikepdf.Dictionary(Font=pikepdf.Dictionary(FH=font)),
+        )
+        field = pdf.make_indirect(
+            pikepdf.Dictionary(
+                Type=pikepdf.Name.Annot,
+                Subtype=pikepdf.Name.Widget,
+                FT=pikepdf.Name.Tx,
+                T="f1",
+                V="FIELD-VALUE",
+                Rect=[72, 400, 272, 420],
+                AP=pikepdf.Dictionary(N=appearance),
+                P=page.obj,
+            )
+        )
+        page.Annots = pdf.make_indirect([field])
+        pdf.Root.AcroForm = pikepdf.Dictionary(Fields=[field])
+        pdf.save(dest)
+    return dest
+
+
 def make_garbage_pdf(path: Path) -> Path:
     """A file that says it is a PDF and is nothing of the kind."""
     path.write_bytes(b"%PDF-1.7\n" + bytes(range(256)) * 8 + b"\nnot a pdf at all\n")

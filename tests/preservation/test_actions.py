@@ -5,6 +5,7 @@ No mocks: Ghostscript, LibreOffice, ImageMagick, ffmpeg and qpdf really run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,7 @@ import pytest
 from PIL import Image
 
 from preservation import checks
-from preservation.actions import ActionResult, access_size, run_action
+from preservation.actions import ActionResult, FileIdentity, access_size, run_action
 from preservation.policy import ACTIONS
 from preservation.repair import repair_pdf
 from preservation.tools import (
@@ -62,7 +63,7 @@ def assert_result(result: ActionResult, workdir: Path, name: str) -> None:
 def test_pdf_to_pdfa_keeps_pages_and_chinese_text(tmp_path: Path) -> None:
     source = samples.make_pdf(tmp_path / "会议纪要.pdf", pages=3)
     before = source.read_bytes()
-    result = run_action(ACTIONS["pdfa"], source, tmp_path / "work", TIMEOUT)
+    result = run_action(ACTIONS["pdfa"], source, tmp_path / "work", TIMEOUT, identify=True)
     assert_result(result, tmp_path / "work", "pdfa")
     assert result.output.name == "会议纪要.pdf"
     assert source.read_bytes() == before  # the original is only read
@@ -78,6 +79,11 @@ def test_pdf_to_pdfa_keeps_pages_and_chinese_text(tmp_path: Path) -> None:
     text = subprocess.run(["pdftotext", str(result.output), "-"], capture_output=True, text=True).stdout
     assert samples.CHINESE in text
     assert pygfried.identify(str(result.output)) == "fmt/477"  # Siegfried: PDF/A-2b
+    # Asked to, the action hashed and identified its output (while pdftotext read the text).
+    data = result.output.read_bytes()
+    assert result.identity == FileIdentity(
+        len(data), hashlib.sha256(data).hexdigest(), hashlib.sha512(data).hexdigest(), "fmt/477"
+    )
 
 
 def test_latin_pdf_uses_the_default_interpreter_once(tmp_path: Path) -> None:
@@ -92,6 +98,7 @@ def test_latin_pdf_uses_the_default_interpreter_once(tmp_path: Path) -> None:
     c.save()
     result = run_action("pdfa", source, tmp_path / "work", TIMEOUT)
     assert result.details["interpreter"] == "default" and result.details["gs_runs"] == 1
+    assert result.identity is None  # not asked for
     assert result.details["pages"] == 2 and result.details["text_coverage"] >= 0.9
     assert "unembedded_cid_fonts" not in result.details
 
@@ -135,10 +142,12 @@ def test_office_to_pdfa_in_parallel(tmp_path: Path) -> None:
 def test_image_to_tiff_and_access_jpeg(tmp_path: Path, fmt: str, ext: str) -> None:
     source = samples.make_image(tmp_path / f"scan.{ext}", fmt, size=(120, 80))
     work = tmp_path / "work"
-    tiff = run_action("image-tiff", source, work, TIMEOUT)
+    tiff = run_action("image-tiff", source, work, TIMEOUT, identify=True)
     jpeg = run_action("image-access-jpeg", source, work, TIMEOUT)
     assert_result(tiff, work, "image-tiff")
     assert_result(jpeg, work, "image-access-jpeg")
+    assert tiff.identity is not None and tiff.identity.size == tiff.output.stat().st_size
+    assert tiff.identity.puid == pygfried.identify(str(tiff.output))
     with Image.open(tiff.output) as img:
         assert img.format == "TIFF" and img.size == (120, 80)
         img.load()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -82,6 +84,28 @@ def test_failure_carries_the_stderr_tail(tmp_path: Path) -> None:
     assert missing.value.code == "PRS006"
 
 
+def test_a_run_is_stopped_from_outside_with_its_process_group(tmp_path: Path) -> None:
+    stop = threading.Event()
+    with pytest.raises(ToolFailed, match="stopped") as err:
+        run_tool(
+            ["sh", "-c", "sleep 30 & echo $! > child.pid; wait"],
+            cwd=tmp_path,
+            timeout=60,
+            started=stop.set,  # called once the process runs: stop it at once
+            stop=stop,
+        )
+    assert err.value.code == "PRS002"
+    if (tmp_path / "child.pid").exists():  # the shell got that far: its child went with the group
+        child = int((tmp_path / "child.pid").read_text())
+        deadline = time.monotonic() + 10
+        while not gone(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gone(child)
+    with pytest.raises(ToolFailed, match="stopped"):  # already stopped: nothing starts
+        run_tool(["touch", "ran"], cwd=tmp_path, timeout=5, stop=stop)
+    assert not (tmp_path / "ran").exists()
+
+
 def test_tool_versions() -> None:
     for name in ("gs", "soffice", "ffmpeg", "convert", "qpdf", "pikepdf"):
         version = tool_version(name)
@@ -154,6 +178,34 @@ def test_inspect_pdf_counts_pages_and_finds_unembedded_cjk_fonts(tmp_path: Path)
     assert checks.inspect_pdf(mixed).text_pages == (1, 3)
     with pytest.raises(ToolFailed, match="cannot be read"):
         checks.inspect_pdf(samples.make_garbage_pdf(tmp_path / "g.pdf"))
+
+
+def test_pdfa_text_is_read_from_a_copy_without_the_output_intent(tmp_path: Path) -> None:
+    """poppler's colour transform for the output intent costs ~40 ms a page; the copy pdftotext reads instead
+    gives the same text: the same pages, form fields drawn, hidden layers still hidden."""
+    plain = samples.make_pdf(tmp_path / "plain.pdf", pages=3)
+    pdfa = samples.with_output_intent(plain, tmp_path / "intent.pdf")
+
+    def pdftotext(path: Path, first: int, last: int) -> str:
+        argv = ["pdftotext", "-q", "-enc", "UTF-8", "-f", str(first), "-l", str(last), str(path), "-"]
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+    work = tmp_path / "work"
+    work.mkdir()
+    source = checks.text_source(pdfa, [3, 1], work)
+    assert source == checks.TextSource(work / "view.pdf", None)
+    with pikepdf.open(source.path) as view:
+        assert len(view.pages) == 2 and "/OutputIntents" not in view.Root
+    text = checks.read_text(source, work, 10)
+    assert text == pdftotext(pdfa, 1, 1) + pdftotext(pdfa, 3, 3)
+    assert "FIELD-VALUE" in text and "HIDDEN-LAYER" not in text and "第3页" in text
+    assert checks.pdf_text(pdfa, 10, [1, 3]) == text
+    # Without an output intent, or encrypted (pdftotext applies the copy permission): read as it is.
+    assert checks.text_source(plain, [1, 2, 3], work) == checks.TextSource(plain, ((1, 3),))
+    encrypted = tmp_path / "encrypted.pdf"
+    with pikepdf.open(pdfa) as pdf:
+        pdf.save(encrypted, encryption=pikepdf.Encryption(user="", owner="o", R=6))
+    assert checks.text_source(encrypted, [1], work) == checks.TextSource(encrypted, ((1, 1),))
 
 
 def test_text_coverage() -> None:

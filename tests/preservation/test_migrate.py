@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -24,12 +25,21 @@ from archive.models import Event, File, Record
 from archive.storage import validate_root
 from ingest.bagwriter import make_bag, write_payload
 from ingest.pipeline import ingest
+from preservation import actions as actions_mod
 from preservation import jobs
+from preservation import migrate as migrate_mod
 from preservation.migrate import clean_staging, migrate, target_path
 from preservation.policy import ACTIONS, REPAIR_ACTION
-from preservation.tools import Unrepairable
+from preservation.tools import ToolFailed, ToolTimeout, Unrepairable
 from tests.e2e.helpers import CSV_HEADER
-from tests.preservation.samples import make_damaged_pdf, make_garbage_pdf, make_image, make_ofd, make_pdf
+from tests.preservation.samples import (
+    make_bad_stream_pdf,
+    make_damaged_pdf,
+    make_garbage_pdf,
+    make_image,
+    make_ofd,
+    make_pdf,
+)
 
 # -- helpers shared with test_worker.py and tests/e2e/test_preservation_flow.py -----------------------------
 
@@ -204,6 +214,110 @@ def test_damaged_pdf_is_repaired_then_converted(home: Settings, tmp_path: Path) 
     assert (pdfa.logical_path, pdfa.tool) == ("preservation/r/d.pdf", "gs")
     assert migration_events(home) == 2
     assert {j.action: j.state for j in jobs.list_jobs(home)} == {"pdfa": "done", "pdf-repair": "done"}
+    assert_consistent(home)
+
+
+def test_only_pdfs_the_ingest_read_cleanly_are_checked_beside_ghostscript(
+    home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order: list[str] = []
+    real_check, real_run = migrate_mod.needs_repair, migrate_mod.run_action
+
+    def check(source: Path, timeout: float) -> bool:
+        damaged = real_check(source, timeout)
+        order.append(f"check done: {damaged}")
+        return damaged
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        order.append("action")
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(migrate_mod, "needs_repair", check)
+    monkeypatch.setattr(migrate_mod, "run_action", run)
+    ids = ingest_files(
+        home, tmp_path, {"d.pdf": make_damaged_pdf(tmp_path / "d.pdf"), "a.pdf": make_pdf(tmp_path / "a.pdf")}
+    )
+    migrate(home, ids["d.pdf"], "pdfa")  # the ingest's probe found the damage: checked first
+    assert order == ["check done: True", "action"]
+    order.clear()
+    migrate(home, ids["a.pdf"], "pdfa")  # read cleanly: the check runs while the action does
+    assert order == ["action", "check done: False"]
+    assert_consistent(home)
+
+
+def gs_spy(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, list[str]]:
+    """Ghostscript runs as usual; the event is set when one starts, the list gets how each ended."""
+    started, ended = threading.Event(), []
+    real = actions_mod.run_tool
+
+    def run_tool(argv: list[str], **kwargs: Any) -> Any:
+        if kwargs.get("name") != "gs":
+            return real(argv, **kwargs)
+        started.set()
+        try:
+            result = real(argv, **kwargs)
+        except ToolFailed as exc:
+            ended.append(exc.en)
+            raise
+        ended.append("done")
+        return result
+
+    monkeypatch.setattr(actions_mod, "run_tool", run_tool)
+    return started, ended
+
+
+def test_damage_found_beside_ghostscript_stops_it(
+    home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check's answer comes while Ghostscript runs: its run is stopped and thrown away, the repair
+    comes first, as when the check ran first (here qpdf finds nothing to repair after all)."""
+    started, ended = gs_spy(monkeypatch)
+
+    def damaged(source: Path, timeout: float) -> bool:
+        assert started.wait(60)
+        return True
+
+    monkeypatch.setattr(migrate_mod, "needs_repair", damaged)
+    ids = ingest_files(home, tmp_path, {"a.pdf": make_pdf(tmp_path / "a.pdf", pages=5)})
+    outcome = migrate(home, ids["a.pdf"], "pdfa")
+    assert outcome.status == "migrated" and outcome.repaired is not None
+    assert outcome.repaired.status == "not-needed"
+    assert len(ended) == 2 and "stopped" in ended[0] and ended[1] == "done"
+    assert versions(home, ids["a.pdf"]) == ["v1", "v2"]
+    assert [f.logical_path for f in derivatives(home, ids["a.pdf"])] == ["preservation/r/a.pdf"]
+    assert_consistent(home)
+
+
+def test_a_failed_check_beside_ghostscript_is_reported_before_it(
+    home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started, ended = gs_spy(monkeypatch)
+
+    def times_out(source: Path, timeout: float) -> bool:
+        assert started.wait(60)
+        raise ToolTimeout("qpdf", timeout)
+
+    monkeypatch.setattr(migrate_mod, "needs_repair", times_out)
+    ids = ingest_files(home, tmp_path, {"a.pdf": make_pdf(tmp_path / "a.pdf", pages=5)})
+    with pytest.raises(ToolTimeout) as err:
+        migrate(home, ids["a.pdf"], "pdfa")
+    assert err.value.code == "PRS001"
+    assert len(ended) == 1 and "stopped" in ended[0]
+    assert versions(home, ids["a.pdf"]) == ["v1"] and derivatives(home, ids["a.pdf"]) == []
+    assert_consistent(home)
+
+
+def test_damage_only_qpdf_sees_gives_the_same_outcome(home: Settings, tmp_path: Path) -> None:
+    """Stream damage the ingest's probe does not look for: the check beside Ghostscript finds it, the repair
+    cannot mend it — PRS008, as when the check ran first — and nothing is stored."""
+    ids = ingest_files(home, tmp_path, {"s.pdf": make_bad_stream_pdf(tmp_path / "s.pdf")})
+    with db.read_session(home) as s:
+        file = s.get(File, ids["s.pdf"])
+        assert file is not None and file.properties["damaged"] is False
+    with pytest.raises(Unrepairable) as err:
+        migrate(home, ids["s.pdf"], "pdfa")
+    assert err.value.code == "PRS008"
+    assert versions(home, ids["s.pdf"]) == ["v1"] and derivatives(home, ids["s.pdf"]) == []
     assert_consistent(home)
 
 
