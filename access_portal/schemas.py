@@ -10,6 +10,7 @@ from typing import Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field
+from typing_extensions import TypedDict  # pydantic needs this one, not typing's, before Python 3.12
 
 from access_portal.services import ArchiveNode, PublicFile, PublicSearch, safe_snippet
 from archive.models import Record
@@ -156,7 +157,11 @@ class HitOut(BaseModel):
         )
 
 
-class FacetValue(BaseModel):
+# A TypedDict, not a model: a search answers several hundred facet values, which pydantic then validates
+# and serialises in Rust instead of building a Python object for each (~1 ms a search).
+class FacetValue(TypedDict):
+    """One value of a facet and the number of hits that have it."""
+
     value: str
     count: int
 
@@ -185,7 +190,7 @@ class SearchOut(BaseModel):
             sort=q.sort,
             hits=[HitOut.of(h) for h in found.result.hits],
             facets={
-                name: [FacetValue(value=v, count=n) for v, n in values.items()]
+                name: [{"value": v, "count": n} for v, n in values.items()]
                 for name, values in found.result.facets.items()
             },
         )

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from archive.access import is_public
@@ -366,23 +366,30 @@ class PublicSearch:
         return max(1, min(-(-self.total // self.query.size), MAX_WINDOW // self.query.size))
 
 
+# The access status of a page of hits, in one query. Two plain IN lists (not a row-value IN, which SQLite
+# answers by scanning every record) so the (archive_id, archival_code) unique index is used; the exact pairs
+# are matched by the caller, so a code that exists in another archive of the page cannot stand in for the
+# hit. Built once (expanding parameters), so SQLAlchemy compiles it once; run on the session's connection.
+_STATUS_OF_HITS = (
+    select(Archive.code, Record.archival_code, Record.access_status)
+    .join(Archive, Record.archive_id == Archive.id)
+    .where(
+        Archive.code.in_(bindparam("archives", expanding=True)),
+        Record.archival_code.in_(bindparam("codes", expanding=True)),
+    )
+)
+
+
 def public_search(session: Session, backend: SearchBackend, query: SearchQuery) -> PublicSearch:
     """Search the public index, keeping only hits the catalogue still holds open."""
     result = backend.search(query)
     if not result.hits:
         return PublicSearch(query, result)
     pairs = {(h.archive, h.archival_code) for h in result.hits}
-    # One query for the whole page. Two plain IN lists (not a row-value IN, which SQLite answers by scanning
-    # every record) so the (archive_id, archival_code) unique index is used; the exact pairs are matched
-    # below, so a code that exists in another archive of the page cannot stand in for the hit.
-    rows = session.execute(
-        select(Archive.code, Record.archival_code, Record.access_status)
-        .join(Archive, Record.archive_id == Archive.id)
-        .where(
-            Archive.code.in_(sorted({a for a, _ in pairs})),
-            Record.archival_code.in_(sorted({c for _, c in pairs})),
-        )
-    ).all()
+    rows = session.connection().execute(
+        _STATUS_OF_HITS,
+        {"archives": sorted({a for a, _ in pairs}), "codes": sorted({c for _, c in pairs})},
+    )
     open_now = {(a, c) for a, c, status in rows if (a, c) in pairs and is_public(status)}
     kept = [h for h in result.hits if (h.archive, h.archival_code) in open_now]
     dropped = len(result.hits) - len(kept)

@@ -8,9 +8,9 @@
    English words, keywords, a few hundred characters of file text, archival codes, dates, formats).
 2. Indexing on Elasticsearch, interleaved batch by batch so both meet the same cluster state:
    the project (``ElasticBackend.index`` — the bulk path the indexer uses: open-only check, document
-   conversion, ``streaming_bulk``) into one index, and raw ``_bulk`` of the same documents (``client.bulk``
-   with an NDJSON body serialised before the clock starts, same batch size) into a twin index with the same
-   mapping. Prints docs/s for both and the ratio (target: project ≥ 0.8 × raw).
+   conversion, NDJSON ``_bulk`` requests) into one index, and raw ``_bulk`` of the same documents
+   (``client.bulk`` with an NDJSON body serialised before the clock starts, same batch size) into a twin index
+   with the same mapping. Prints docs/s for both and the ratio (target: project ≥ 0.8 × raw).
 3. Fills a catalogue (SQLite) with the same records as open, so the portal's open-check finds them, starts the
    portal (``access_portal`` under uvicorn, in a subprocess on 127.0.0.1) on the Elasticsearch index, and runs
    a fixed query mix through ``GET /api/v1/search`` (one warm-up round, then ``--rounds`` measured rounds).
@@ -18,6 +18,14 @@
 
 Prints latency p50/p95/p99 for each backend. Targets: p95 ≤ 50 ms at 1,000,000 records on Elasticsearch and at
 100,000 on the embedded index. Every index and file it creates is deleted at the end.
+
+The Elasticsearch figures depend on the server's heap: the test server (``scripts/services.sh``) has 512 MB,
+enough for 100,000 records; the 1,000,000-record figures in the README were measured on a second instance with
+a 2 GB heap (a production-like setting for an index of ~1.3 GB on a 24 GiB machine), started and stopped with
+
+    export ARCHIVE_SERVICES_DIR=/tmp/bench-es ARCHIVE_ES_PORT=59210 ARCHIVE_ES_HEAP=2g
+    bash scripts/services.sh start elasticsearch      # afterwards: bash scripts/services.sh stop elasticsearch
+    python benchmarks/search.py --records 1000000 --skip-embedded --es-url http://127.0.0.1:59210
 """
 
 from __future__ import annotations

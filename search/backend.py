@@ -24,6 +24,7 @@ A backend stores :class:`RecordDoc` documents (one per open record, id ``ARCHIVE
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
 import re
 import unicodedata
@@ -175,11 +176,6 @@ _CJK_RANGES = (
 )
 
 
-def is_cjk(ch: str) -> bool:
-    cp = ord(ch)
-    return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
-
-
 _CJK_CLASS = "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK_RANGES)
 #: A run of CJK characters, or a run of other letters/digits (a "word").
 TOKEN = re.compile(rf"([{_CJK_CLASS}]+)|([^\W_{_CJK_CLASS}]+)")
@@ -250,18 +246,17 @@ SNIPPET_CHARS = 80
 MAX_SNIPPETS = 3
 
 
-def _needles(parsed: ParsedQuery) -> list[str]:
-    needles: set[str] = set()
-    for term in parsed.terms:
-        for part in term.parts:
-            needles.add(part.text)
-    return sorted(needles, key=len, reverse=True)
+@functools.lru_cache(maxsize=256)
+def _needles(parsed: ParsedQuery) -> tuple[tuple[str, bool], ...]:
+    """The distinct parts of the query, longest first, each with whether it is CJK (computed once per query:
+    a page of hits highlights several fields of each hit)."""
+    needles = {part.text: part.cjk for term in parsed.terms for part in term.parts}
+    return tuple(sorted(needles.items(), key=lambda kv: len(kv[0]), reverse=True))
 
 
-def _spans(folded: str, needles: Sequence[str]) -> list[tuple[int, int]]:
+def _spans(folded: str, needles: Sequence[tuple[str, bool]]) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
-    for needle in needles:
-        cjk = is_cjk(needle[0])
+    for needle, cjk in needles:
         start = 0
         while (i := folded.find(needle, start)) != -1:
             end = i + len(needle)
@@ -283,6 +278,12 @@ def _spans(folded: str, needles: Sequence[str]) -> list[tuple[int, int]]:
 
 def _fold_aligned(text: str) -> str:
     """Case-fold character by character so that positions line up with ``text`` (NFKC where length-safe)."""
+    if unicodedata.is_normalized("NFKC", text):
+        # Every character is then NFKC-stable on its own, and case folding maps each to one character
+        # exactly when the lengths agree: the same string as the loop below, in one C call.
+        folded = text.casefold()
+        if len(folded) == len(text):
+            return folded
     out = []
     for ch in text:
         f = unicodedata.normalize("NFKC", ch).casefold()

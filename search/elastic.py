@@ -42,12 +42,14 @@ short fields are computed with :func:`search.backend.highlight` from the stored 
 embedded backend); the file text, which may be large, is highlighted by Elasticsearch (unified highlighter
 on offsets stored in the postings, ``<mark>`` tags, HTML encoder).
 
-Writes go through ``elasticsearch.helpers.parallel_bulk`` (chunks of :data:`BULK_CHUNK` documents, each
-source serialised once, with orjson when installed). Documents are bounded by :mod:`search.documents` (at most
-~1 M characters of file text and 20,000 of description per record). Writes are visible after the refresh
-interval (1 s) or after :meth:`ElasticBackend.refresh`; pass ``refresh="wait_for"`` (or True) to wait. A
-write to a missing alias never auto-creates a dynamically mapped index (``require_alias``). ``clear`` scrolls
-and bulk-deletes, as ``_delete_by_query`` (the ``reindex`` module) is not in the integ-test-zip either.
+Writes are ``_bulk`` requests whose NDJSON body is built here (each source serialised once, with orjson when
+installed, which the client then also uses for its own JSON) and sent as bytes, in chunks of :data:`BULK_CHUNK`
+documents (a bigger batch keeps one chunk in flight while the next is built); the answer is filtered to each
+item's outcome. Documents are bounded by :mod:`search.documents` (at most ~1 M characters of file text and
+20,000 of description per record). Writes are visible after the refresh interval (1 s) or after
+:meth:`ElasticBackend.refresh`; pass ``refresh="wait_for"`` (or True) to wait. A write to a missing alias
+never auto-creates a dynamically mapped index (``require_alias``). ``clear`` scrolls and bulk-deletes, as
+``_delete_by_query`` (the ``reindex`` module) is not in the integ-test-zip either.
 If Elasticsearch cannot be reached every method raises :class:`ElasticUnavailable` (a
 :class:`search.SearchError`), so the indexer leaves its outbox rows pending and retries later.
 """
@@ -62,7 +64,8 @@ import re
 import time
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import elasticsearch
 from elastic_transport import TransportError
@@ -88,16 +91,39 @@ from search.documents import require_public
 if TYPE_CHECKING:
     from archive.config import Settings
 
+
+def _json_dumps(value: Any) -> bytes:
+    # as the client encodes by default: a lone surrogate in user text passes through instead of failing
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+
+
 try:  # orjson (an optional speed-up the elasticsearch client also uses) serialises ~3x faster than json
     import orjson
+    from elasticsearch.serializer import OrjsonSerializer
 
     def _dumps(value: Any) -> bytes:
-        return orjson.dumps(value)
+        try:
+            return orjson.dumps(value)
+        except orjson.JSONEncodeError:  # lone surrogates, which orjson refuses
+            return _json_dumps(value)
+
+    class _Serializer(OrjsonSerializer):
+        """The client's JSON through orjson (requests and responses), or ``json`` for what orjson refuses."""
+
+        def json_dumps(self, data: Any) -> bytes:
+            try:
+                return super().json_dumps(data)
+            except TypeError:
+                return _json_dumps(data)
+
+    def _client_options() -> dict[str, Any]:
+        return {"serializer": _Serializer()}
 
 except ImportError:  # pragma: no cover
+    _dumps = _json_dumps
 
-    def _dumps(value: Any) -> bytes:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    def _client_options() -> dict[str, Any]:
+        return {}
 
 
 Refresh = bool | Literal["wait_for"]
@@ -106,13 +132,13 @@ Refresh = bool | Literal["wait_for"]
 MAPPING_VERSION = 1
 #: Most distinct values returned per facet (archives, fonds, formats… of one node stay far below this).
 FACET_SIZE = 1_000
-#: Documents per ``_bulk`` request. A batch given to ``index`` is sent as several chunks, one in flight while
-#: the next is serialised (``parallel_bulk`` with one sending thread), so Python's work overlaps the server's.
+#: Most documents per ``_bulk`` request. A batch given to ``index`` that is bigger is sent as several requests,
+#: one in flight while the next is built (a sending thread), so Python's work overlaps the server's.
 BULK_CHUNK = 1_000
-BULK_THREADS = 1
-BULK_CHUNK_BYTES = (
-    50 * 1024 * 1024
-)  # a document is at most ~3 MB (documents.py caps), a chunk well below 100 MB
+#: A document is at most ~3 MB (documents.py caps): a request stays well below Elasticsearch's 100 MB limit.
+BULK_CHUNK_BYTES = 50 * 1024 * 1024
+#: What a ``_bulk`` answer is cut down to: the outcome of each item, and the error of those that failed.
+_BULK_FILTER = "items.*._id,items.*.status,items.*.result,items.*.error"
 SNIPPET_CHARS = 80
 MAX_SNIPPETS = 3
 
@@ -259,31 +285,40 @@ def new_index_name(alias: str) -> str:
 
 
 @functools.cache
-def _nfkc_table() -> dict[int, str]:
+def _nfkc_table() -> tuple[dict[str, str], re.Pattern[str]]:
     """Every BMP character that NFKC changes, with what it becomes (full-width forms, compatibility
-    ideographs, ligatures…), for :func:`_nfkc`'s fast path."""
-    table = {}
+    ideographs, ligatures…), and a pattern matching any of them, for :func:`_nfkc`'s fast path."""
+    table: dict[str, str] = {}
     for cp in range(0x10000):
         if 0xD800 <= cp <= 0xDFFF:
             continue
         ch = chr(cp)
         folded = unicodedata.normalize("NFKC", ch)
         if folded != ch:
-            table[cp] = folded
-    return table
+            table[ch] = folded
+    ranges: list[list[int]] = []
+    for cp in map(ord, table):
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    pattern = "".join(re.escape(chr(lo)) + (f"-{re.escape(chr(hi))}" if hi > lo else "") for lo, hi in ranges)
+    return table, re.compile(f"[{pattern}]")
 
 
 def _nfkc(value: str) -> str:
-    """NFKC, fast for long CJK text: ``unicodedata.normalize`` costs ~0.3 µs a character, while mapping the
-    characters one by one and checking NFC (a C quick check) gives the same string whenever that check
-    passes and no character lies outside the BMP (then each character is NFKC-stable and the whole is NFC,
-    so it is the NFKC form); otherwise the full algorithm runs."""
+    """NFKC, fast for long CJK text: ``unicodedata.normalize`` costs ~0.3 µs a character, while replacing
+    only the characters NFKC changes (in archival text, mostly full-width punctuation such as ，) gives
+    the NFKC form whenever the result passes NFKC's own check (NFKD of a character's NFKC form is NFKD of
+    the character, so both strings have the same NFKC); otherwise the full algorithm runs."""
     if unicodedata.is_normalized("NFKC", value):
         return value
-    if max(value) <= "\uffff":
-        mapped = value.translate(_nfkc_table())
-        if unicodedata.is_normalized("NFC", mapped):
-            return mapped
+    table, unstable = _nfkc_table()
+    mapped = value
+    for ch in set(unstable.findall(value)):  # usually one or two distinct characters
+        mapped = mapped.replace(ch, table[ch])
+    if unicodedata.is_normalized("NFKC", mapped):
+        return mapped
     return unicodedata.normalize("NFKC", value)
 
 
@@ -494,18 +529,20 @@ class ElasticBackend:
         *,
         refresh: Refresh = False,
         chunk_size: int = BULK_CHUNK,
-        bulk_threads: int = BULK_THREADS,
         request_timeout: float = 30.0,
     ) -> None:
         if isinstance(client, str):
             client = elasticsearch.Elasticsearch(
-                client, request_timeout=request_timeout, max_retries=2, retry_on_timeout=True
+                client,
+                request_timeout=request_timeout,
+                max_retries=2,
+                retry_on_timeout=True,
+                **_client_options(),
             )
         self.client = client
         self.alias = alias
         self.refresh_mode = refresh
         self.chunk_size = chunk_size
-        self.bulk_threads = bulk_threads
         self._ready = False
 
     @classmethod
@@ -588,32 +625,48 @@ class ElasticBackend:
 
     # -- writing ----------------------------------------------------------------------------------------
 
-    def _bulk(self, actions: Iterable[dict[str, Any]], what: str, index: str | None = None) -> list[Any]:
-        """Send ``actions`` (sources pre-serialised to bytes) in chunks; per-item outcomes, in order.
+    def _bulk(
+        self, docs: Iterable[tuple[bytes, ...]], count: int, what: str, index: str | None = None
+    ) -> list[Any]:
+        """Send ``count`` documents, each given as its NDJSON lines (the action, and for an index its source),
+        in requests of at most :attr:`chunk_size` documents and :data:`BULK_CHUNK_BYTES`; the items of the
+        answers, cut down to :data:`_BULK_FILTER`, in order.
 
-        A 429 on an item (the server is overloaded) is reported as a failed item and turned into
-        :class:`ElasticUnavailable` by the caller, so the indexer retries the batch later.
+        Each request body is joined here and given to the client as bytes: no per-document action dicts,
+        no second JSON encoding. A 429 on an item (the server is overloaded) is reported as a failed item
+        and turned into :class:`ElasticUnavailable` by the caller, so the indexer retries the batch later.
         """
-        results: list[Any] = []
-        try:
-            for ok, item in helpers.parallel_bulk(
-                self.client,
-                actions,
-                thread_count=self.bulk_threads,
-                queue_size=1,
+        refresh = self.refresh_mode if index is None else False
+
+        def send(body: bytes) -> list[Any]:
+            answer = self.client.bulk(
+                operations=cast(Any, body),  # bytes are sent as they are
                 index=index or self.alias,
-                chunk_size=self.chunk_size,
-                max_chunk_bytes=BULK_CHUNK_BYTES,
-                raise_on_error=False,
-                raise_on_exception=True,
-                refresh=self.refresh_mode if index is None else False,
+                refresh=refresh,
                 # never let a write to a missing alias auto-create a concrete index with a dynamic mapping
                 require_alias=index is None,
-            ):
-                results.append((ok, item))
+                filter_path=_BULK_FILTER,
+            )
+            return list(answer.body.get("items", ()))
+
+        items: list[Any] = []
+        bodies = _bodies(docs, self.chunk_size, BULK_CHUNK_BYTES)
+        try:
+            if count <= self.chunk_size:  # one request (unless over the byte cap): no sending thread
+                for body in bodies:
+                    items += send(body)
+                return items
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="es-bulk") as sender:
+                in_flight: Future[list[Any]] | None = None
+                for body in bodies:
+                    if in_flight is not None:
+                        items += in_flight.result()
+                    in_flight = sender.submit(send, body)
+                if in_flight is not None:
+                    items += in_flight.result()
         except (TransportError, elasticsearch.ApiError) as exc:
             raise _fail(exc, what) from exc
-        return results
+        return items
 
     def index(self, docs: Iterable[RecordDoc], *, into: str | None = None) -> int:
         """Upsert ``docs`` (refusing the whole batch if any is not open); ``into`` names a concrete index
@@ -624,14 +677,13 @@ class ElasticBackend:
         unique = list({d.id: d for d in batch}.values())
         if into is None and not self._ready:
             self.ensure_ready()  # once per instance: the indexer may write before anyone searched
-        actions = ({"_id": d.id, "_source": _dumps(to_source(d))} for d in unique)
-        results = self._bulk(actions, f"indexing {len(unique)} documents", into)
-        failed = [item for ok, item in results if not ok]
+        lines = ((b'{"index":{"_id":' + _dumps(d.id) + b"}}\n", _dumps(to_source(d)) + b"\n") for d in unique)
+        items = self._bulk(lines, len(unique), f"indexing {len(unique)} documents", into)
+        failed = [item["index"] for item in items if "error" in item.get("index", {})]
         if failed:
-            first = next(iter(failed[0].values()))
-            error = first.get("error")
+            first = failed[0]
             status = int(first.get("status") or 0)
-            message = f"{len(failed)} of {len(unique)} documents refused, first {first.get('_id')}: {error}"
+            message = f"{len(failed)} of {len(unique)} documents refused, first {first.get('_id')}: {first['error']}"
             raise (ElasticUnavailable if status == 429 or status >= 500 else SearchError)(message)
         return len(batch)
 
@@ -639,14 +691,13 @@ class ElasticBackend:
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return 0
-        actions = ({"_op_type": "delete", "_id": i} for i in wanted)
-        results = self._bulk(actions, f"deleting {len(wanted)} documents")
+        lines = ((b'{"delete":{"_id":' + _dumps(i) + b"}}\n",) for i in wanted)
         removed = 0
-        for ok, item in results:
+        for item in self._bulk(lines, len(wanted), f"deleting {len(wanted)} documents"):
             outcome = item.get("delete", {})
-            if ok and outcome.get("result") == "deleted":
+            if outcome.get("result") == "deleted":
                 removed += 1
-            elif not ok and outcome.get("status") != 404:
+            elif "error" in outcome and outcome.get("status") != 404:
                 raise SearchError(f"delete of {outcome.get('_id')} failed: {outcome.get('error')}")
         return removed
 
@@ -716,7 +767,8 @@ class ElasticBackend:
         if size:
             searches += [{}, page]
         try:
-            answer = self.client.msearch(index=self.alias, searches=searches)
+            body = b"".join(_dumps(line) + b"\n" for line in searches)
+            answer = self.client.msearch(index=self.alias, searches=cast(Any, body))  # sent as it is
         except (TransportError, elasticsearch.ApiError) as exc:
             raise _fail(exc, "searching") from exc
         responses = answer["responses"]
@@ -793,6 +845,23 @@ def wait_until_healthy(client: elasticsearch.Elasticsearch, timeout: float = 60.
             if time.monotonic() > deadline:
                 raise ElasticUnavailable(f"Elasticsearch not healthy after {timeout:.0f} s: {exc}") from exc
             time.sleep(0.5)
+
+
+def _bodies(docs: Iterable[tuple[bytes, ...]], count: int, max_bytes: int) -> Iterator[bytes]:
+    """NDJSON bodies of at most ``count`` documents (each given as its lines) and at most ``max_bytes``
+    (unless one document alone is bigger)."""
+    chunk: list[bytes] = []
+    n = size = 0
+    for lines in docs:
+        length = sum(map(len, lines))
+        if n and (n >= count or size + length > max_bytes):
+            yield b"".join(chunk)
+            chunk, n, size = [], 0, 0
+        chunk.extend(lines)
+        n += 1
+        size += length
+    if n:
+        yield b"".join(chunk)
 
 
 def iter_chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

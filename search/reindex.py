@@ -6,7 +6,7 @@ Elasticsearch — the pattern of warehouse's ``search/tasks.py``:
    lock older than :data:`LOCK_STALE` is taken over); if another reindex holds it, wait and retry until
    ``lock_timeout``, then raise :class:`ReindexLocked`;
 2. create a new versioned index ``<alias>-v<UTC timestamp>`` with the current mapping, refreshes off;
-3. bulk-load every open record into it (``streaming_bulk`` through :meth:`ElasticBackend.index`); on **any**
+3. bulk-load every open record into it (``_bulk`` requests through :meth:`ElasticBackend.index`); on **any**
    error (or interrupt) the half-built index is deleted and the error re-raised — the alias never moved, so
    the old index keeps serving;
 4. turn refreshes back on, refresh, then swap the alias in **one** ``_aliases`` request (remove from every

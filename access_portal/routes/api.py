@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
+from fastapi.concurrency import run_in_threadpool
 
 from access_portal import services
-from access_portal.deps import BackendDep, SessionDep
+from access_portal.deps import BackendDep, SessionDep, SettingsDep
 from access_portal.schemas import (
     ArchiveOut,
     CatalogueEntry,
@@ -21,6 +22,9 @@ from access_portal.schemas import (
     RecordOut,
     SearchOut,
 )
+from archive import db
+from archive.config import Settings
+from search import SearchBackend, SearchQuery
 
 router = APIRouter(prefix="/api/v1", tags=["public"], responses={404: {"model": ErrorOut}})
 
@@ -29,8 +33,8 @@ Page = Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1
 
 
 @router.get("/search", response_model=SearchOut, summary="Search the open records")
-def search(
-    session: SessionDep,
+async def search(
+    settings: SettingsDep,
     backend: BackendDep,
     q: Annotated[str, Query(description="Plain text, never query syntax; cut at 1,000 characters")] = "",
     archive: MultiQuery = None,
@@ -57,10 +61,19 @@ def search(
         page=page,
         size=size,
     )
-    found = SearchOut.of(services.public_search(session, backend, query))
+    # Everything that blocks (the search backend, the catalogue re-check, the JSON) in one worker-thread
+    # hop, the session opened and closed there too: a ``def`` route with a SessionDep costs a second hop.
+    return Response(
+        await run_in_threadpool(_search_json, settings, backend, query), media_type="application/json"
+    )
+
+
+def _search_json(settings: Settings, backend: SearchBackend, query: SearchQuery) -> str:
+    with db.read_session(settings) as session:
+        found = SearchOut.of(services.public_search(session, backend, query))
     # Already a validated SearchOut: serialise it once with pydantic's JSON encoder instead of letting
     # FastAPI dump, re-validate and re-encode it (a few ms for a page of hits with its facets).
-    return Response(found.model_dump_json(), media_type="application/json")
+    return found.model_dump_json()
 
 
 @router.get("/records/{archive}/{code}", response_model=RecordOut, summary="One open record and its files")

@@ -131,3 +131,12 @@ def test_openapi_and_docs(client: TestClient) -> None:
 def test_unknown_api_paths_are_json_404(client: TestClient, path: str) -> None:
     r = client.get(path)
     assert r.status_code == 404 and r.headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/search?q=港", "/api/v1/nothing", "/api/v1/search?page=0", "/"])
+def test_every_answer_carries_the_security_headers(client: TestClient, path: str) -> None:
+    headers = client.get(path).headers
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "same-origin"
+    assert headers["x-frame-options"] == "DENY"
+    assert len(headers.get_list("x-frame-options")) == 1

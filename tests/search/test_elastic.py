@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import elasticsearch
 import pytest
@@ -20,9 +22,9 @@ from archive import db
 from archive.config import Settings
 from archive.models import Outbox
 from ingest.demo import run_demo
-from search import SearchBackend, SearchQuery, drain, get_backend, pending
+from search import SearchBackend, SearchError, SearchQuery, drain, get_backend, pending
 from search.backend import parse_query
-from search.elastic import MAPPINGS, SETTINGS, ElasticBackend, ElasticUnavailable, build_query
+from search.elastic import MAPPINGS, SETTINGS, ElasticBackend, ElasticUnavailable, _nfkc, build_query
 from tests.search.contract import (
     CORPUS,
     BackendContract,
@@ -266,3 +268,58 @@ def test_get_backend_selects_elasticsearch(tmp_path: Path, es_prefix: str) -> No
     assert isinstance(backend, ElasticBackend)
     assert backend.alias == f"{es_prefix}-settings"
     backend.close()
+
+
+def test_a_batch_bigger_than_a_chunk_goes_in_several_requests(
+    es_client: elasticsearch.Elasticsearch, es_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = make_backend(es_client, f"{es_prefix}-chunks", chunk_size=4)
+    requests: list[bytes] = []
+    send = backend.client.bulk
+
+    def counting_bulk(**kw: Any) -> Any:
+        requests.append(kw["operations"])
+        return send(**kw)
+
+    monkeypatch.setattr(backend.client, "bulk", counting_bulk)  # the session's client: undone after the test
+    docs = [doc(f"GZ-030-2001-永久-{i:04d}", f"分批写入的档案{i}", year=2001) for i in range(10)]
+    assert backend.index(docs) == 10
+    assert [body.count(b"\n") for body in requests] == [8, 8, 4]  # 4 + 4 + 2 documents, two lines each
+    backend.refresh()
+    assert backend.count() == 10
+    assert backend.search(SearchQuery(q="分批写入")).total == 10
+    assert backend.delete([d.id for d in docs[:5]] + ["GZ/absent"]) == 5
+
+
+def test_refused_documents_fail_the_batch_with_the_first_reason(
+    es_client: elasticsearch.Elasticsearch, es_prefix: str
+) -> None:
+    backend = make_backend(es_client, f"{es_prefix}-refused")
+    narrow = f"{es_prefix}-refused-narrow"
+    es_client.indices.create(
+        index=narrow, mappings={"dynamic": "strict", "properties": {"id": {"type": "keyword"}}}
+    )
+    with pytest.raises(SearchError, match=r"2 of 2 documents refused, first GZ/.*strict_dynamic_mapping"):
+        backend.index(CORPUS[:2], into=narrow)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "广州港，码头：（一）ＡＢＣ１２３　全角",  # full-width punctuation, letters, digits, ideographic space
+        "ﬁle ① ㈱ ㍻ ℃ ｶﾞ",  # ligature, circled digit, compatibility forms, half-width kana + voiced mark
+        "豈 更 車",  # compatibility ideographs (CJK Compatibility block)
+        "e\u0301 \u1100\u1161 A\u030a\u212b",  # combining sequences, conjoining jamo, Angstrom sign
+        "𝐀𝐁 \U0002f800 plain",  # mathematical letters and a compatibility ideograph outside the BMP
+        "already normal 文本",
+    ],
+)
+def test_indexed_text_is_exactly_nfkc(text: str) -> None:
+    assert _nfkc(text) == unicodedata.normalize("NFKC", text)
+
+
+@pytest.mark.parametrize("q", ["GZ-010\udc00", "a1-\ud800", "\ud800广州"])
+def test_lone_surrogates_in_a_query_are_answered(contract_backend: ElasticBackend, q: str) -> None:
+    """orjson refuses lone surrogates; the request is then encoded as the client's default encoder would."""
+    assert contract_backend.search(SearchQuery(q=q)).total >= 0
+    assert contract_backend.count(SearchQuery(q=q)) >= 0

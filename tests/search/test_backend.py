@@ -1,0 +1,44 @@
+"""The query analysis and highlighting both backends share (``search/backend.py``)."""
+
+from __future__ import annotations
+
+import unicodedata
+
+import pytest
+
+from search.backend import _fold_aligned, highlight, parse_query
+
+
+def _fold_each(text: str) -> str:
+    """The definition :func:`_fold_aligned` must keep: each character NFKC-folded and case-folded where that
+    leaves one character, else lower-cased, so positions line up with the text."""
+    out = []
+    for ch in text:
+        folded = unicodedata.normalize("NFKC", ch).casefold()
+        out.append(folded if len(folded) == 1 else ch.lower())
+    return "".join(out)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "广州港务局 Harbour Works 1985",  # NFKC-stable, one-to-one case folding: the fast path
+        "Straße ǅ İstanbul ΣΑΣ",  # case folding that changes length (ß → ss, İ → i̇)
+        "ＴＩＡＮＨＥ　报告（全角）",  # full-width forms
+        "ﬁle ① ℃ e\u0301",  # ligature, circled digit, a combining sequence
+        "𝐀𝐁 \U0002f800",  # outside the BMP
+    ],
+)
+def test_folding_is_the_same_whichever_path(text: str) -> None:
+    assert _fold_aligned(text) == _fold_each(text)
+
+
+def test_highlight_marks_every_part_of_the_query() -> None:
+    parsed = parse_query("港 harbour 广州")
+    text = "广州港务局：Harbour works of 广州. Harbourside 港港"
+    assert highlight(text, parsed, whole=True) == [
+        "<mark>广州港</mark>务局：<mark>Harbour</mark> works of <mark>广州</mark>. Harbourside <mark>港港</mark>"
+    ]
+    assert highlight("<b>港</b> & 码头", parse_query("港"), whole=True) == [
+        "&lt;b&gt;<mark>港</mark>&lt;/b&gt; &amp; 码头"
+    ]
