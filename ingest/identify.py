@@ -212,7 +212,11 @@ class _SiegfriedProcess:
             env=env,
         )
         self.pending = bytearray()
-        self.info = self.receive(_START_TIMEOUT)
+        try:
+            self.info = self.receive(_START_TIMEOUT)
+        except BaseException:  # a child that never said hello is not left running
+            self.close()
+            raise
 
     def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
         assert self.process.stdin is not None
@@ -255,16 +259,20 @@ class _SiegfriedProcess:
 
 _siegfried_lock = threading.Lock()
 _siegfried_process: _SiegfriedProcess | None = None
+_siegfried_description: dict[str, Any] | None = None  # from the first process started: same binary every time
 
 
 def _siegfried_call(request: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
     """Ask the Siegfried process (``None``: its self-description); a failed process is closed, and the next
     call starts a fresh one."""
-    global _siegfried_process
+    global _siegfried_process, _siegfried_description
     with _siegfried_lock:
+        if request is None and _siegfried_description is not None:
+            return _siegfried_description  # no process started (again) only to say what it is
         try:
             if _siegfried_process is None:
                 _siegfried_process = _SiegfriedProcess()
+                _siegfried_description = _siegfried_process.info
             if request is None:
                 return _siegfried_process.info
             return _siegfried_process.ask(request, timeout)
@@ -278,9 +286,11 @@ def _siegfried_call(request: dict[str, Any] | None, timeout: float) -> dict[str,
 
 
 def _forget_siegfried() -> None:
-    """In a forked child (a Celery prefork worker), the parent's pipe is not ours to use."""
-    global _siegfried_process
+    """In a forked child (a Celery prefork worker), the parent's pipe is not ours to use, and its lock may
+    have been held by a thread that does not exist here."""
+    global _siegfried_process, _siegfried_lock
     _siegfried_process = None
+    _siegfried_lock = threading.Lock()
 
 
 @atexit.register
