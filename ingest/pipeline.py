@@ -332,8 +332,8 @@ class Ingest:
             return path
 
         self.destinations = destinations
-        # Identify the bag's files while they are hashed and copied: Siegfried (Go) runs outside the GIL and
-        # fills the cores while the copy waits on the disk. The copies are byte-identical (same digests).
+        # Identify the bag's files while they are hashed and copied: Siegfried runs in its own process (see
+        # ingest.identify) beside the hashing threads. The copies are byte-identical (same digests).
         sources = {bp: bag.root / bp for bp in destinations}
         self._identifying = self._pool.submit(
             identify_files,
