@@ -385,6 +385,84 @@ def test_nfd_manifest_matches_nfc_file(tmp_path: Path) -> None:
     assert report.valid and codes(report) == ["BAG045"]
 
 
+# ------------------------------------------- the one-pass readers agree with the line-by-line ones
+
+MANIFEST_LINES = [
+    "data/a.txt",
+    "data/目录 一/文件 (副本).pdf",
+    "data/tab\there.txt",
+    "data/..hidden/x",
+    "data/a/.b",
+    "*data/starred.txt",
+    "./data/dotted.txt",
+    "data/../escape.txt",
+    "data/./a.txt",
+    "data//double.txt",
+    "data/a/..",
+    "data/pct%0Aname.txt",
+    "data/back\\slash.txt",
+    "data/",
+    "data",
+    "tagfile.txt",
+]
+
+
+def test_one_pass_manifest_reading_agrees_with_line_by_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a manifest holds, the one-regex pass gives what the careful path gives, or steps aside."""
+    from ingest import bag as bag_module
+
+    rng = random.Random(8493)
+    digest = sha(b"x")
+    for i in range(300):
+        plain = rng.random() < 0.5  # half the manifests plain enough for the one-pass reader
+        lines = [
+            f"{digest if plain else rng.choice([digest, digest.upper(), digest[:-1]])}"
+            f"{rng.choice([' ', '  ', chr(9)])}{rng.choice(MANIFEST_LINES[:5] if plain else MANIFEST_LINES)}"
+            for _ in range(rng.randint(1, 4))
+        ]
+        ending = rng.choice(["\n", "\r\n", ""])
+        text = ending.join(lines) + rng.choice([ending, "", "\n\n"])
+
+        def parse(fast: bool, text: str = text) -> tuple[dict[str, str], list[str]]:
+            reader = bag_module._Reader(Path("/nonexistent"))
+            reader.read_text = lambda name: text  # type: ignore[method-assign]
+            if not fast:
+                monkeypatch.setattr(bag_module._Reader, "_fast_manifest", lambda *a: False)
+            manifest = reader.manifest("manifest-sha256.txt", "sha256", payload=True)
+            monkeypatch.undo()
+            assert manifest is not None
+            return manifest.entries, [str(p) for p in reader.problems]
+
+        assert parse(True) == parse(False), (i, text)
+
+
+def test_one_pass_disk_checks_agree_with_per_path(tmp_path: Path) -> None:
+    from ingest import bag as bag_module
+
+    cases = [
+        ["data/a", "data/b"],
+        ["data/A.txt", "data/a.txt"],
+        ["data/N\u00fa\u00f1ez", "data/Nu\u0301n\u0303ez"],
+        ["data/x/.DS_Store", "data/y"],
+        ["data/__MACOSX/z", "data/._z"],
+        ["data/Thumbs.DB"],
+        ["data/a\nb", "data/c", "data/C"],  # a newline in a name must not hide the c/C pair
+        ["data/ok/文件", "data/ok/檔案"],
+    ]
+    for paths in cases:
+        results = []
+        for fast in (True, False):
+            reader = bag_module._Reader(tmp_path)
+            reader.bag.payload = {p: bag_module.PayloadFile(p, 0) for p in paths}
+            if fast:
+                reader.disk_warnings()
+            else:  # the per-path loop alone: pretend a name holds a newline
+                reader.bag.payload["data/\nforce"] = bag_module.PayloadFile("data/\nforce", 0)
+                reader.disk_warnings()
+            results.append(sorted(str(p) for p in reader.problems))
+        assert results[0] == results[1], paths
+
+
 # ------------------------------------------------------------------ randomized cross-check with bagit.py
 
 # No "%" in names: bagit.py 1.9 does not decode RFC 8493's %25 (see test_percent_encoded_names_in_bagit_1_0).
