@@ -212,12 +212,15 @@ class ParsedQuery:
         return not self.terms
 
 
+#: A lone surrogate: possible in a Python str (e.g. from a raw query string), never in stored text.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _CODE_LIKE = re.compile(r"^[0-9a-z][0-9a-z\-_./·]*$|^[0-9a-z][^\s]*[-_./·][^\s]*$")
 
 
 def parse_query(q: str) -> ParsedQuery:
     """Split user text into terms and their CJK/word parts; punctuation and syntax characters are dropped."""
-    text = normalise(q[: MAX_QUERY_CHARS * 2])[:MAX_QUERY_CHARS]
+    # Lone surrogates are dropped like punctuation.
+    text = normalise(LONE_SURROGATE.sub("", q[: MAX_QUERY_CHARS * 2]))[:MAX_QUERY_CHARS]
     terms: list[Term] = []
     for chunk in text.split()[:MAX_QUERY_TERMS]:
         parts = tuple(Part(m.group(0), m.group(1) is not None) for m in TOKEN.finditer(chunk))

@@ -46,6 +46,7 @@ from typing import Any
 
 from search.backend import (
     FACETS,
+    LONE_SURROGATE,
     MAX_WINDOW,
     TOKEN,
     Hit,
@@ -459,18 +460,25 @@ class EmbeddedBackend:
     def _filters(query: SearchQuery) -> tuple[str, list[Any]]:
         where: list[str] = []
         params: list[Any] = []
-        for column, values in (
+        for column, wanted in (
             ("archive", query.archives),
             ("level", query.levels),
             ("fonds", query.fonds),
             ("retention", query.retentions),
+            ("formats", query.formats),
         ):
-            if values:
-                where.append(f"f.{column} IN ({', '.join('?' * len(values))})")
-                params += list(values)
-        if query.formats:
-            where.append(f"f.rowid IN (SELECT rowid FROM formats WHERE value IN ({_marks(query.formats)}))")
-            params += list(query.formats)
+            if not wanted:
+                continue
+            # A value holding a lone surrogate equals nothing stored (SQLite cannot even take it): dropped,
+            # so a filter made only of such values matches nothing.
+            values = [v for v in wanted if not LONE_SURROGATE.search(v)]
+            if not values:
+                where.append("0")
+            elif column == "formats":
+                where.append(f"f.rowid IN (SELECT rowid FROM formats WHERE value IN ({_marks(values)}))")
+            else:
+                where.append(f"f.{column} IN ({_marks(values)})")
+            params += values
         if query.year_from is not None:
             where.append("f.year_end >= ?")
             params.append(query.year_from)
@@ -545,7 +553,7 @@ class EmbeddedBackend:
         key = ("browse", generation, where, tuple(fparams))
         counted = self._cache_get(key)
         if counted is None:
-            if not fparams:
+            if where == "1":  # no filter at all
                 rows = con.execute("SELECT facet, value, n FROM facet_counts WHERE n > 0").fetchall()
                 total = sum(n for facet, _, n in rows if facet == "archive")
                 counted = (total, True, self._facet_rows(rows))

@@ -106,6 +106,19 @@ class BackendContract:
         assert filled.count(SearchQuery(q="广州")) == self.search(filled, "广州").total
         assert filled.count(SearchQuery(archives=("GZ-TH",))) == 2
 
+    @pytest.mark.parametrize("q", ["GZ-010\udc00", "a1-\ud800", "\ud800广州", "广州\udfff"])
+    def test_lone_surrogates_in_a_query_are_dropped(self, filled: SearchBackend, q: str) -> None:
+        """A lone surrogate (possible in a str, never in stored text) is dropped like punctuation; as a filter
+        value it equals nothing stored. (orjson and SQLite both refuse such strings.)"""
+        clean = "".join(ch for ch in q if not 0xD800 <= ord(ch) <= 0xDFFF)
+        assert self.found(filled, q) == self.found(filled, clean)
+        assert filled.count(SearchQuery(q=q)) == filled.count(SearchQuery(q=clean))
+        assert self.search(filled, archives=("GZ\ud800",)).total == 0
+        assert self.search(filled, "广州", formats=("\udc00",), archives=("GZ", "GZ\ud800")).total == 0
+        assert self.found(filled, "广州", archives=("GZ", "GZ\ud800")) == self.found(
+            filled, "广州", archives=("GZ",)
+        )
+
     # -- only open records --------------------------------------------------------------------------------
 
     @pytest.mark.parametrize("status", ["restricted", "", "OPEN", "closed"])

@@ -316,10 +316,3 @@ def test_refused_documents_fail_the_batch_with_the_first_reason(
 )
 def test_indexed_text_is_exactly_nfkc(text: str) -> None:
     assert _nfkc(text) == unicodedata.normalize("NFKC", text)
-
-
-@pytest.mark.parametrize("q", ["GZ-010\udc00", "a1-\ud800", "\ud800广州"])
-def test_lone_surrogates_in_a_query_are_answered(contract_backend: ElasticBackend, q: str) -> None:
-    """orjson refuses lone surrogates; the request is then encoded as the client's default encoder would."""
-    assert contract_backend.search(SearchQuery(q=q)).total >= 0
-    assert contract_backend.count(SearchQuery(q=q)) >= 0
