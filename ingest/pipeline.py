@@ -343,6 +343,8 @@ class Ingest:
         )
         self._sources = sources
         self._verify(bag, destination)
+        if not errors(self.problems):
+            self.store.start_writeback()  # the copies go to disk while identification still runs
 
     def _verify(self, bag: Bag, destination: Callable[[str], Path | None] | None) -> None:
         total_bytes = sum(e.size for e in bag.payload.values())

@@ -8,6 +8,7 @@ import ctypes.util
 import fcntl
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -90,6 +91,27 @@ def fsync_tree(top: Path) -> None:
         fsync_file(Path(f))
     for d in dirs:
         fsync_dir(Path(d))
+
+
+def start_writeback(top: Path) -> None:
+    """Begin writing the dirty data of the file system holding ``top`` to disk, in a background thread, and
+    return at once. A hint, not a guarantee: a big ingest's copies reach the disk while the CPU is still busy
+    identifying formats, so the :func:`fsync_tree` of its commit (which alone makes them durable) finds
+    little left to wait for. Nothing happens without ``syncfs``."""
+    if _SYNCFS is None:
+        return
+
+    def run() -> None:
+        try:
+            fd = os.open(top, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            _SYNCFS(fd)  # ctypes lets the GIL go for the call
+        finally:
+            os.close(fd)
+
+    threading.Thread(target=run, name="writeback", daemon=True).start()
 
 
 def write_durable(path: Path, data: bytes) -> None:

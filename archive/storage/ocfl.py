@@ -597,6 +597,11 @@ class OcflStore:
             shutil.rmtree(txn, ignore_errors=True)
             raise
 
+    def start_writeback(self) -> None:
+        """Start writing staged content to disk in the background (see :func:`_fs.start_writeback`); call
+        it when a big batch of files has been staged and there is other work to do before committing."""
+        _fs.start_writeback(self.staging_dir)
+
     def abort(self, builder: ObjectBuilder) -> None:
         """Throw the staged version away; the root is untouched. Safe to call twice."""
         if not builder.closed:

@@ -530,3 +530,24 @@ def test_fsync_tree_small_trees_per_entry_big_trees_syncfs(
     synced.clear()
     _fs.fsync_tree(big)
     assert calls == ["syncfs"] and synced == []
+
+
+def test_start_writeback_syncs_in_the_background(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    done = threading.Event()
+    seen: list[int] = []
+
+    def fake_syncfs(fd: int) -> int:
+        seen.append(fd)
+        done.set()
+        return 0
+
+    monkeypatch.setattr(_fs, "_SYNCFS", fake_syncfs)
+    store = OcflStore(tmp_path / "root", tmp_path / "staging")
+    store.init()
+    store.start_writeback()  # returns at once; the sync happens in its own thread
+    assert done.wait(10) and len(seen) == 1
+    _fs.start_writeback(tmp_path / "no-such-dir")  # nothing to open: nothing happens, nothing raised
+    monkeypatch.setattr(_fs, "_SYNCFS", None)
+    _fs.start_writeback(tmp_path)  # no syncfs on this system: a no-op
