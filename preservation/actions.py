@@ -42,7 +42,6 @@ Choices made here:
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import threading
@@ -54,6 +53,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from preservation import checks
+from preservation.digests import hash_file
 from preservation.policy import ACTIONS, ActionSpec, Role
 from preservation.tools import (
     NoSafeAction,
@@ -72,7 +72,6 @@ ACCESS_JPEG_QUALITY = 85
 PDFA_PART, PDFA_CONFORMANCE = "2", "B"
 Interpreter = Literal["default", "legacy"]
 LIBREOFFICE_PDFA_FILTER = 'pdf:writer_pdf_Export:{"SelectPdfVersion":{"type":"long","value":"2"}}'
-_CHUNK = 1024 * 1024
 
 #: Output limits per action (see preservation/tools.py, OutputLimit).
 LIMITS: dict[str, OutputLimit] = {
@@ -176,18 +175,6 @@ def run_action(
     )
 
 
-def hash_file(path: Path) -> tuple[int, str, str]:
-    """(size, sha256, sha512) in one pass."""
-    h256, h512 = hashlib.sha256(), hashlib.sha512()
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h256.update(chunk)
-            h512.update(chunk)
-            size += len(chunk)
-    return size, h256.hexdigest(), h512.hexdigest()
-
-
 @cache
 def _scanner() -> Any:
     import pygfried
@@ -207,8 +194,8 @@ def identify_puid(path: Path) -> str | None:
 
 
 def identify_file(path: Path) -> FileIdentity:
-    size, sha256, sha512 = hash_file(path)
-    return FileIdentity(size, sha256, sha512, identify_puid(path))
+    size, digests = hash_file(path, ("sha256", "sha512"))
+    return FileIdentity(size, digests["sha256"], digests["sha512"], identify_puid(path))
 
 
 def _expect_output(job: _Job, path: Path, tool: str, stderr: str = "") -> Path:

@@ -77,7 +77,6 @@ import logging
 import os
 import re
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -104,6 +103,7 @@ from preservation.audit_report import (
     write_durable_replace,
     write_report_files,
 )
+from preservation.digests import CHUNK, hash_file, read_buffer
 
 __all__ = [
     "ALGORITHMS",
@@ -121,7 +121,6 @@ log = logging.getLogger("preservation.audit")
 
 AGENT = "pearl-archive audit 0.1"
 ALGORITHMS = ("sha512", "sha256")
-CHUNK = 256 * 1024  # see the module docstring
 BATCH_BYTES = 16 * 1024 * 1024
 LOOKAHEAD_OBJECTS = 64
 LOOKAHEAD_FILES = 50_000
@@ -164,36 +163,6 @@ class ReplicaResult:
 
 
 # -- hashing -----------------------------------------------------------------------------------------------
-
-_local = threading.local()
-
-
-def _buffer() -> bytearray:
-    buf: bytearray | None = getattr(_local, "buf", None)
-    if buf is None:
-        buf = _local.buf = bytearray(CHUNK)
-    return buf
-
-
-def hash_file(path: Path, algorithms: Sequence[str] = ("sha512",)) -> tuple[int, dict[str, str]]:
-    """Size and hex digests of one file, read in 1 MiB chunks into this thread's reused buffer."""
-    buf = _buffer()
-    view = memoryview(buf)
-    hashers = [hashlib.new(a) for a in algorithms]
-    size = 0
-    with open(path, "rb", buffering=0) as fh:
-        if len(hashers) == 1:
-            update = hashers[0].update
-            while n := fh.readinto(buf):
-                update(view if n == CHUNK else view[:n])
-                size += n
-        else:
-            while n := fh.readinto(buf):
-                chunk = view if n == CHUNK else view[:n]
-                for h in hashers:
-                    h.update(chunk)
-                size += n
-    return size, {a: h.hexdigest() for a, h in zip(algorithms, hashers, strict=True)}
 
 
 class _Hashed(NamedTuple):
@@ -805,7 +774,7 @@ def _repair_file(
     tmp_dir.mkdir(parents=True, exist_ok=True)
     tmp = tmp_dir / f"audit-repair-{uuid.uuid4().hex}.tmp"
     hashers = {a: hashlib.new(a) for a in expect}
-    buf = _buffer()
+    buf = read_buffer()
     view = memoryview(buf)
     try:
         with open(src, "rb", buffering=0) as fin, open(tmp, "xb") as fout:
