@@ -234,3 +234,23 @@ def test_as_dict_names_every_field(tmp_path: Path) -> None:
     ident = one(make_sample_pdf(tmp_path / "a.pdf"))
     assert set(ident.as_dict()) == {f.name for f in dataclasses.fields(Identification)}
     assert json.loads(json.dumps(ident.as_dict()))["properties"]["pages"] == 1
+
+
+def test_batches_give_the_same_answers_as_one_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files identified in several Siegfried batches get the answers of one call: none lost or mixed up."""
+    files = [make_image(tmp_path / f"i{i}.png", "PNG") for i in range(3)]
+    files += [make_image(tmp_path / f"j{i}.jpg", "JPEG") for i in range(2)]
+    for i in range(4):
+        (tmp_path / f"t{i}.txt").write_text(f"第 {i} 行\n" * 20, encoding="utf-8")
+        files.append(tmp_path / f"t{i}.txt")
+    (tmp_path / "empty.bin").write_bytes(b"")
+    files.append(tmp_path / "empty.bin")
+    whole = identify_files(files, workers=2)
+    monkeypatch.setattr(identify, "BATCH", 3)
+    batched = identify_files(files, workers=2)
+    assert list(batched) == list(whole) == files
+    for path in files:
+        a, b = whole[path].as_dict(), batched[path].as_dict()
+        assert (a["puid"], a["mime"], a["properties"]) == (b["puid"], b["mime"], b["properties"]), path
+    assert batched[files[0]].mime == "image/png" and batched[files[3]].mime == "image/jpeg"
+    assert batched[files[5]].puid == "x-fmt/111"
