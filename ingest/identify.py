@@ -45,7 +45,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -307,11 +307,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_siegfried)
 
 
-def _siegfried(paths: list[Path], workers: int, timeout: float) -> dict[Path, dict[str, Any]]:
+def _siegfried(
+    paths: list[Path], workers: int, timeout: float, progress: Callable[[int], None] | None = None
+) -> dict[Path, dict[str, Any]]:
     """Siegfried's report per file. A batch that fails (timeout, crash) is retried file by file, so that only
-    the file at fault is reported as such (``failed`` set: IDN010)."""
+    the file at fault is reported as such (``failed`` set: IDN010). ``progress(files done)`` after a batch."""
     out: dict[Path, dict[str, Any]] = {}
     for start in range(0, len(paths), BATCH):
+        if progress is not None:
+            progress(start)
         chunk = paths[start : start + BATCH]
         names = [str(p) for p in chunk]
         try:
@@ -324,6 +328,8 @@ def _siegfried(paths: list[Path], workers: int, timeout: float) -> dict[Path, di
             if found is None and position < len(files):
                 found = files[position]
             out[path] = found or {"errors": "no result from Siegfried", "matches": []}
+    if progress is not None:
+        progress(len(paths))
     return out
 
 
@@ -664,9 +670,16 @@ def _pdf_problems(path: Path, props: dict[str, Any], timeout: float) -> list[Pro
 
 
 def identify_files(
-    paths: Sequence[Path], *, workers: int = 2, timeout: float = 120
+    paths: Sequence[Path],
+    *,
+    workers: int = 2,
+    timeout: float = 120,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[Path, Identification]:
-    """Identify every file; never raises for a bad file (its problems are in the result)."""
+    """Identify every file; never raises for a bad file (its problems are in the result).
+
+    ``progress(n)`` is called (from this thread) as Siegfried, by far the longest part, finishes batches:
+    ``n`` files have been through it so far (they go in the order given)."""
     order = list(dict.fromkeys(Path(p) for p in paths))
     found: dict[Path, Identification] = {}
     unique: list[Path] = []
@@ -681,7 +694,7 @@ def identify_files(
     workers = max(1, workers)
     if not unique:
         return _with_tools(found, order)
-    reports = _siegfried(unique, workers, timeout)
+    reports = _siegfried(unique, workers, timeout, progress)
     if len(unique) >= BATCH:  # a big batch leaves Go's heap at ~150 MB: give it back before what follows
         release_siegfried()
     jobs = [(path, _plain_text(reports[path])) for path in unique]

@@ -335,11 +335,17 @@ class Ingest:
         # Identify the bag's files while they are hashed and copied: Siegfried runs in its own process (see
         # ingest.identify) beside the hashing threads. The copies are byte-identical (same digests).
         sources = {bp: bag.root / bp for bp in destinations}
+        self._identified_count = 0  # written by the identifying thread, read for the progress bar
+
+        def identified(n: int) -> None:
+            self._identified_count = n
+
         self._identifying = self._pool.submit(
             identify_files,
             list(sources.values()),
             workers=self.settings.workers,
             timeout=self.settings.tool_timeout,
+            progress=identified,
         )
         self._sources = sources
         self._verify(bag, destination)
@@ -387,9 +393,8 @@ class Ingest:
 
     def _describe(self, bag: Bag, plans: list[_Plan], transfer_builder: ObjectBuilder) -> None:
         t = time.perf_counter()
-        self.reporter.stage("identify", len(self.destinations))
+        found = self._wait_for_identification(bag)
         content = self.content
-        found = self._identifying.result()
         self.identified: dict[str, Identification] = {
             bp: found[p] for bp, p in self._sources.items() if p in found
         }
@@ -434,6 +439,24 @@ class Ingest:
             plan.builder.add_bytes("metadata/premis.xml", premis_xml(events, object_id=plan.object_id))
             self.events.extend(events)
         self.reporter.stage("store")
+
+    def _wait_for_identification(self, bag: Bag) -> dict[Path, Identification]:
+        """The identification started beside verify+copy, with a progress bar of its own meanwhile (files and
+        bytes through Siegfried: on big transfers this is the longest stage)."""
+        done_bytes = [0]
+        for bag_path in self._sources:  # the order identification goes in
+            done_bytes.append(done_bytes[-1] + bag.payload[bag_path].size)
+        self.reporter.stage("identify", len(self._sources), done_bytes[-1])
+        while True:
+            n = min(self._identified_count, len(self._sources))
+            self.reporter.advance(n, done_bytes[n])
+            try:
+                found = self._identifying.result(timeout=0.25)
+                break
+            except TimeoutError:
+                continue
+        self.reporter.advance(len(self._sources), done_bytes[-1])
+        return found
 
     def _file_facts(self, bag_path: str) -> dict[str, Any]:
         d = self.verification.files[bag_path]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,3 +140,40 @@ def test_sm3_manifest_and_recorded_sm3_digests(home: Settings, tmp_path: Path) -
     with db.read_session(home) as s:
         [f] = get_record(s, "GZ", "卷").files
     assert f.digests["sm3"] == hashlib.new("sm3", "国密算法\n".encode()).hexdigest()
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def stage(self, name: str, total_files: int = 0, total_bytes: int = 0) -> None:
+        self.calls.append(("stage", name, total_files, total_bytes))
+
+    def advance(self, files: int, nbytes: int) -> None:
+        self.calls.append(("advance", files, nbytes))
+
+
+def test_progress_reports_every_stage_with_identification_in_files_and_bytes(
+    home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Identification is the longest stage of a big ingest: it gets its own files/bytes progress."""
+    from ingest import identify
+    from ingest.pipeline import ingest
+
+    monkeypatch.setattr(identify, "BATCH", 2)  # several Siegfried batches, so several steps
+    bag = simple_bag(
+        tmp_path / "bag",
+        [(f"卷{i}", f"GZ-9-000{i}", f"题名{i}", f"内容 {i}\n".encode() * (i + 1)) for i in range(5)],
+    )
+    recorder = _Recorder()
+    result = ingest(bag, "GZ", home, recorder)
+    assert result.stored, result.problems
+    stages = [c for c in recorder.calls if c[0] == "stage"]
+    assert [c[1] for c in stages] == ["open", "verify", "identify", "store"]
+    total = sum(f.stat().st_size for f in (bag / "data").rglob("*") if f.is_file())
+    at = recorder.calls.index(stages[2])
+    assert stages[2] == ("stage", "identify", 6, total)  # five records and records.csv
+    steps = [c for c in recorder.calls[at:] if c[0] == "advance"]
+    assert steps[-1] == ("advance", 6, total)
+    assert [c[1] for c in steps] == sorted(c[1] for c in steps)  # never backwards
+    assert all(0 <= c[2] <= total for c in steps)
