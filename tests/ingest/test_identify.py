@@ -154,7 +154,11 @@ def test_probe_timeout_kills_and_carries_on(tmp_path: Path) -> None:
 
 def test_timeout_gives_warning_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = identify._siegfried  # Siegfried gets its usual time; only the PDF probe is starved
-    monkeypatch.setattr(identify, "_siegfried", lambda paths, workers, timeout: real(paths, workers, 60))
+    monkeypatch.setattr(
+        identify,
+        "_siegfried",
+        lambda paths, workers, timeout, progress=None: real(paths, workers, 60, progress),
+    )
     ident = one(make_sample_pdf(tmp_path / "a.pdf"), timeout=0.001)  # not even time to start the probe
     assert ident.properties["error"] == "timeout"
     assert codes(ident) == ["IDN001"]
