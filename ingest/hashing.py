@@ -121,8 +121,7 @@ class _Worker:
             if not stat.S_ISREG(st.st_mode):
                 return HashResult(job, error=f"not a regular file ({job.source})")
             if job.destination is not None:
-                job.destination.parent.mkdir(parents=True, exist_ok=True)
-                out = os.open(job.destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+                out = _create(job.destination)
             hashers = [h.copy() for h in self.base]
             if st.st_size >= LARGE_FILE and self.split > 1 and len(hashers) > 1:
                 size = self._large(fd, out, hashers, st.st_size)
@@ -211,6 +210,17 @@ class _Worker:
             for t in threads:
                 t.join()
         return total
+
+
+def _create(path: Path) -> int:
+    """Open a new file for writing, creating its folders only if they are missing (usually they are not:
+    one system call per file). O_EXCL: two names one file system folds together (case) never share a copy."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, flags, 0o644)
 
 
 def _write_all(fd: int, data: memoryview) -> None:

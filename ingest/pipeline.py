@@ -322,14 +322,17 @@ class Ingest:
             if bag_path not in destinations:  # data/metadata/… belongs to the transfer object
                 destinations[bag_path] = (transfer_builder, "bag/" + bag_path)
 
-        self.content: dict[str, Path] = {}  # bag path -> where its copy was staged
+        # Every copy's place, reserved before the copying threads start (see ObjectBuilder.content_paths).
+        self.content: dict[str, Path] = {}  # bag path -> where its copy is staged
+        by_builder: dict[int, tuple[ObjectBuilder, list[tuple[str, str]]]] = {}
+        for bag_path, (builder, logical) in destinations.items():
+            by_builder.setdefault(id(builder), (builder, []))[1].append((bag_path, logical))
+        for builder, pairs in by_builder.values():
+            reserved = builder.content_paths(logical for _, logical in pairs)
+            self.content.update((bag_path, reserved[logical]) for bag_path, logical in pairs)
 
         def destination(bag_path: str) -> Path | None:
-            target = destinations.get(bag_path)
-            if target is None:
-                return None
-            path = self.content[bag_path] = target[0].content_path(target[1])
-            return path
+            return self.content.get(bag_path)
 
         self.destinations = destinations
         # Identify the bag's files while they are hashed and copied: Siegfried runs in its own process (see

@@ -246,6 +246,36 @@ class ObjectBuilder:
             ) from None
         return target
 
+    def content_paths(self, logical_paths: Iterable[str]) -> dict[str, Path]:
+        """:meth:`content_path` for many logical paths at once (logical path → where to write it).
+
+        Each folder is created and listed once instead of every name being looked up: an ingest reserves
+        its thousands of paths before its copying threads start, so no lookup waits on a folder lock the
+        copying threads hold while creating files (measured: seconds per 10,000 files on ext4)."""
+        self._check_open()
+        targets: dict[str, Path] = {}
+        for logical_path in logical_paths:
+            validate_logical_path(logical_path)
+            if logical_path in self._added or logical_path in targets:
+                raise PathConflict(f"{logical_path!r} was already added to {self.version}; remove it first")
+            self._check_state_conflict(logical_path)
+            targets[logical_path] = self._content_dir / logical_path
+        by_folder: dict[Path, list[str]] = {}
+        for logical_path, target in targets.items():
+            by_folder.setdefault(target.parent, []).append(logical_path)
+        for folder, members in by_folder.items():
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise PathConflict(
+                    f"a parent of {self.version}/content/{members[0]} is already a content file"
+                ) from None
+            present = set(os.listdir(folder))
+            taken = next((m for m in members if targets[m].name in present), None)
+            if taken is not None:
+                raise PathConflict(f"content path {self.version}/content/{taken} is already taken")
+        return targets
+
     def add_written(
         self,
         logical_path: str,

@@ -551,3 +551,30 @@ def test_start_writeback_syncs_in_the_background(tmp_path: Path, monkeypatch: py
     _fs.start_writeback(tmp_path / "no-such-dir")  # nothing to open: nothing happens, nothing raised
     monkeypatch.setattr(_fs, "_SYNCFS", None)
     _fs.start_writeback(tmp_path)  # no syncfs on this system: a no-op
+
+
+def test_content_paths_reserve_many_at_once(store: OcflStore) -> None:
+    b = store.begin_object(RECORD_ID)
+    b.add_bytes("metadata/record.json", b"{}")
+    paths = b.content_paths(f"originals/卷 {i % 3}/件 {i}.bin" for i in range(10))
+    assert list(paths) == [f"originals/卷 {i % 3}/件 {i}.bin" for i in range(10)]
+    for logical, target in paths.items():
+        assert target.parent.is_dir() and not target.exists()
+        target.write_bytes(logical.encode())
+        data = logical.encode()
+        b.add_written(
+            logical,
+            sha512=hashlib.sha512(data).hexdigest(),
+            size=len(data),
+            fixity={"sha256": hashlib.sha256(data).hexdigest()},
+        )
+    for clash in (["metadata/record.json"], ["a.txt", "a.txt"], ["metadata/record.json/x"]):
+        with pytest.raises(PathConflict):
+            b.content_paths(clash)
+    stray = b.content_path("late.bin")
+    stray.write_bytes(b"written behind the builder's back")
+    with pytest.raises(PathConflict):
+        b.content_paths(["late.bin"])
+    stray.unlink()
+    commit(store, b)
+    assert_valid(store.root)

@@ -137,3 +137,17 @@ def test_algorithm_groups_balance_cost() -> None:
     groups = hashing._groups(["md5", "sha1", "sha256", "sha512", "sm3"], 2)
     assert sorted(i for g in groups for i in g) == [0, 1, 2, 3, 4]
     assert [4] in groups  # sm3 alone costs about as much as all the others together
+
+
+def test_a_copy_never_overwrites(tmp_path: Path) -> None:
+    """Destinations are created, never truncated: two names a file system folds together cannot share one."""
+    src = tmp_path / "a.txt"
+    src.write_bytes(b"new")
+    taken = tmp_path / "deep" / "copy.txt"
+    fresh = tmp_path / "deeper" / "still" / "copy.txt"  # missing folders are made
+    assert hash_file(src, ("sha256",), destination=fresh).ok and fresh.read_bytes() == b"new"
+    taken.parent.mkdir()
+    taken.write_bytes(b"already here")
+    result = hash_file(src, ("sha256",), destination=taken)
+    assert not result.ok and "exists" in (result.error or "")
+    assert taken.read_bytes() == b"already here"
