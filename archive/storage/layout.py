@@ -17,6 +17,7 @@ NFC-normalised, each segment at most 255 bytes in UTF-8 (the file-system limit, 
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 from pathlib import PurePosixPath
 
@@ -62,6 +63,9 @@ def object_relpath(object_id: str) -> PurePosixPath:
     return PurePosixPath(*tuples, encoded)
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def validate_logical_path(path: str) -> str:
     """Return ``path`` unchanged if it is an acceptable logical path, else raise InvalidLogicalPath."""
     if not isinstance(path, str) or not path:
@@ -70,7 +74,7 @@ def validate_logical_path(path: str) -> str:
         raise InvalidLogicalPath(path, "must not start with '/'")
     if "\\" in path:
         raise InvalidLogicalPath(path, "must not contain a backslash; use '/' between segments")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+    if _CONTROL.search(path):
         raise InvalidLogicalPath(path, "must not contain control characters")
     try:
         path.encode("utf-8")

@@ -50,6 +50,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import time
 import uuid
 from collections import Counter
@@ -289,9 +290,13 @@ class ObjectBuilder:
         self._check_open()
         validate_logical_path(logical_path)
         target = self._content_dir / logical_path
-        if not target.is_file():
+        try:
+            found: os.stat_result | None = os.stat(target, follow_symlinks=False)
+        except OSError:
+            found = None
+        if found is None or not stat.S_ISREG(found.st_mode):
             raise ContentMismatch(f"nothing was written at {self.version}/content/{logical_path}")
-        actual = target.stat().st_size
+        actual = found.st_size
         if actual != size:
             raise ContentMismatch(f"{logical_path!r}: declared size {size}, written {actual} bytes")
         digests = {a: _check_digest(a, v) for a, v in (fixity or {}).items()}
@@ -306,7 +311,7 @@ class ObjectBuilder:
         hashers = {a: _hasher(a) for a in (DIGEST_ALGORITHM, *self._store.fixity_algorithms)}
         for h in hashers.values():
             h.update(data)
-        _fs.write_durable(target, data)
+        _fs.write_staged(target, data)
         self._register_hashed(logical_path, hashers, target)
 
     def add_file(self, logical_path: str, source: Path) -> None:
@@ -476,7 +481,7 @@ class OcflStore:
             build = txn / "root"
             for rel, data in root_files.items():
                 (build / rel).parent.mkdir(parents=True, exist_ok=True)
-                _fs.write_durable(build / rel, data)
+                _fs.write_staged(build / rel, data)
             _fs.fsync_tree(build)
             try:
                 os.rename(build, self.root)
@@ -671,8 +676,9 @@ class OcflStore:
         inventory = builder._inventory(_format_created(created), message, user)
         inv_bytes = _inventory_bytes(inventory)
         sidecar = _sidecar_bytes(inv_bytes)
-        _fs.write_durable(builder.version_dir / INVENTORY, inv_bytes)
-        _fs.write_durable(builder.version_dir / SIDECAR, sidecar)
+        # staged files: each commit path runs fsync_tree over them before publishing
+        _fs.write_staged(builder.version_dir / INVENTORY, inv_bytes)
+        _fs.write_staged(builder.version_dir / SIDECAR, sidecar)
         if builder._object_stage is not None:
             self._commit_new_object(builder, inv_bytes, sidecar)
         else:
@@ -682,9 +688,9 @@ class OcflStore:
     def _commit_new_object(self, builder: ObjectBuilder, inv_bytes: bytes, sidecar: bytes) -> None:
         stage = builder._object_stage
         assert stage is not None
-        _fs.write_durable(stage / OBJECT_NAMASTE, b"ocfl_object_1.1\n")
-        _fs.write_durable(stage / INVENTORY, inv_bytes)
-        _fs.write_durable(stage / SIDECAR, sidecar)
+        _fs.write_staged(stage / OBJECT_NAMASTE, b"ocfl_object_1.1\n")
+        _fs.write_staged(stage / INVENTORY, inv_bytes)
+        _fs.write_staged(stage / SIDECAR, sidecar)
         target = self.object_path(builder.object_id)
         chain = builder._txn_dir / "chain"
         for attempt in range(_COMMIT_ATTEMPTS):
