@@ -35,9 +35,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from archive import db
@@ -77,6 +77,8 @@ from ingest.problems import Problem, errors, warnings
 from ingest.unpack import detect_kind, unpack_transfer
 
 AGENT = "pearl-archive ingest 0.1"
+_FILES = cast("Table", File.__table__)
+_OUTBOX = cast("Table", Outbox.__table__)
 METADATA_DIR = "data/metadata/"
 #: DA/T 70-2018 四性检测 items checked on receiving every transfer.
 DAT_ITEMS = ("1-8", "1-10", "1-14", "2-1", "2-2", "2-4")
@@ -650,12 +652,14 @@ class Ingest:
                         "last_fixity_at": now,
                     }
                 )
-            # Core multi-row INSERTs (no ORM object per file): a record may hold tens of thousands of files.
-            ids = s.execute(
-                insert(File).returning(File.id, File.puid, sort_by_parameter_order=True), rows
+            # Core multi-row INSERTs on the session's connection (no ORM object, nor the ORM's bulk path, per
+            # file): a record may hold tens of thousands of files.
+            conn = s.connection()
+            ids = conn.execute(
+                insert(_FILES).returning(_FILES.c.id, _FILES.c.puid, sort_by_parameter_order=True), rows
             ).all()
-            s.execute(
-                insert(Outbox),
+            conn.execute(
+                insert(_OUTBOX),
                 [
                     {
                         "topic": "migrate",
