@@ -11,12 +11,11 @@ Choices made here:
   lives in the child, and a call of :data:`BATCH` files or more stops the child when Siegfried is done, so
   that the rest of an ingest does not carry it.
 * **MIME.** ``mime`` is libmagic's answer from the content (python-magic, one cookie per thread, ``workers``
-  threads; libmagic's C code runs without the GIL); Siegfried's is kept as ``siegfried_mime``. libmagic
-  takes each batch once Siegfried has answered it, while Siegfried reads the next (in an ingest, only
-  after the hashing threads are done: beside them it doubled the system time). libmagic's soft-magic
-  rule base costs ~0.6 ms per *text* file (every rule is tried before the text tests), so files Siegfried
-  already matched as plain text by content (x-fmt/111, "text match") get libmagic's built-in tests only
-  (encoding, CSV, JSON; ~15x faster); all other files get the full rule base.
+  threads; libmagic's C code runs without the GIL); Siegfried's is kept as ``siegfried_mime``. Siegfried
+  runs first. libmagic's soft-magic rule base costs ~0.6 ms per *text* file (every
+  rule is tried before the text tests), so files Siegfried already matched as plain text by content
+  (x-fmt/111, "text match") get libmagic's built-in tests only (encoding, CSV, JSON; ~15x faster); all other
+  files get the full rule base.
 * **PUID.** The first PRONOM match; ``"UNKNOWN"`` when Siegfried found none, ``None`` when the file could not
   be read. Siegfried's basis and warning texts are kept verbatim.
 * **PDFs** (libmagic or Siegfried say ``application/pdf``, or the name ends in ``.pdf``) are probed with
@@ -47,7 +46,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
@@ -309,20 +308,14 @@ if hasattr(os, "register_at_fork"):
 
 
 def _siegfried(
-    paths: list[Path],
-    workers: int,
-    timeout: float,
-    progress: Callable[[int], None] | None = None,
-    answered: Callable[[dict[Path, dict[str, Any]]], None] | None = None,
+    paths: list[Path], workers: int, timeout: float, progress: Callable[[int], None] | None = None
 ) -> dict[Path, dict[str, Any]]:
     """Siegfried's report per file. A batch that fails (timeout, crash) is retried file by file, so that only
-    the file at fault is reported as such (``failed`` set: IDN010). ``progress(files done)`` before each
-    batch and at the end; ``answered(reports)`` with each batch's reports as it comes back."""
+    the file at fault is reported as such (``failed`` set: IDN010). ``progress(files done)`` after a batch."""
     out: dict[Path, dict[str, Any]] = {}
     for start in range(0, len(paths), BATCH):
         if progress is not None:
             progress(start)
-        batch: dict[Path, dict[str, Any]] = {}
         chunk = paths[start : start + BATCH]
         names = [str(p) for p in chunk]
         try:
@@ -334,10 +327,7 @@ def _siegfried(
             found = by_name.get(name)
             if found is None and position < len(files):
                 found = files[position]
-            batch[path] = found or {"errors": "no result from Siegfried", "matches": []}
-        out.update(batch)
-        if answered is not None:
-            answered(batch)
+            out[path] = found or {"errors": "no result from Siegfried", "matches": []}
     if progress is not None:
         progress(len(paths))
     return out
@@ -685,14 +675,11 @@ def identify_files(
     workers: int = 2,
     timeout: float = 120,
     progress: Callable[[int], None] | None = None,
-    magic_gate: threading.Event | None = None,
 ) -> dict[Path, Identification]:
     """Identify every file; never raises for a bad file (its problems are in the result).
 
     ``progress(n)`` is called (from this thread) as Siegfried, by far the longest part, finishes batches:
-    ``n`` files have been through it so far (they go in the order given). libmagic works through each
-    batch Siegfried has answered while Siegfried goes on with the next — once ``magic_gate`` (if given) is
-    set: an ingest sets it when its hashing threads are done, as libmagic beside them cost more than it saved."""
+    ``n`` files have been through it so far (they go in the order given)."""
     order = list(dict.fromkeys(Path(p) for p in paths))
     found: dict[Path, Identification] = {}
     unique: list[Path] = []
@@ -707,31 +694,15 @@ def identify_files(
     workers = max(1, workers)
     if not unique:
         return _with_tools(found, order)
-    reports: dict[Path, dict[str, Any]] = {}
-    waiting: list[Path] = []  # answered by Siegfried, not yet handed to libmagic
-    pending: list[tuple[list[Path], Future[list[tuple[str | None, dict[str, Any] | None]]]]] = []
+    reports = _siegfried(unique, workers, timeout, progress)
+    if len(unique) >= BATCH:  # a big batch leaves Go's heap at ~150 MB: give it back before what follows
+        release_siegfried()
+    jobs = [(path, _plain_text(reports[path])) for path in unique]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="identify") as pool:
+        chunks = [jobs[i : i + _MAGIC_CHUNK] for i in range(0, len(jobs), _MAGIC_CHUNK)]
+        magic_results = [r for result in pool.map(_magic_chunk, chunks) for r in result]
 
-        def hand_over(batch: dict[Path, dict[str, Any]] | None = None, *, force: bool = False) -> None:
-            if batch is not None:
-                reports.update(batch)
-                waiting.extend(batch)
-            if force or magic_gate is None or magic_gate.is_set():
-                for i in range(0, len(waiting), _MAGIC_CHUNK):
-                    chunk = [(path, _plain_text(reports[path])) for path in waiting[i : i + _MAGIC_CHUNK]]
-                    pending.append(([path for path, _ in chunk], pool.submit(_magic_chunk, chunk)))
-                waiting.clear()
-
-        _siegfried(unique, workers, timeout, progress, hand_over)
-        if len(unique) >= BATCH:  # a big batch leaves Go's heap at ~150 MB: give it back before what follows
-            release_siegfried()
-        hand_over(force=True)
-        magic_results: dict[Path, tuple[str | None, dict[str, Any] | None]] = {}
-        for chunk_paths, future in pending:
-            magic_results.update(zip(chunk_paths, future.result(), strict=True))
-
-    for path in unique:
-        mime, image_props = magic_results[path]
+    for path, (mime, image_props) in zip(unique, magic_results, strict=True):
         ident = _from_siegfried(path, reports[path])
         ident.mime = mime or ident.siegfried_mime
         if image_props is not None:

@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -342,7 +341,6 @@ class Ingest:
         # ingest.identify) beside the hashing threads. The copies are byte-identical (same digests).
         sources = {bp: bag.root / bp for bp in destinations}
         self._identified_count = 0  # written by the identifying thread, read for the progress bar
-        self._hashing_done = threading.Event()
 
         def identified(n: int) -> None:
             self._identified_count = n
@@ -353,13 +351,9 @@ class Ingest:
             workers=self.settings.workers,
             timeout=self.settings.tool_timeout,
             progress=identified,
-            magic_gate=self._hashing_done,
         )
         self._sources = sources
-        try:
-            self._verify(bag, destination)
-        finally:
-            self._hashing_done.set()
+        self._verify(bag, destination)
         if not errors(self.problems):
             self.store.start_writeback()  # the copies go to disk while identification still runs
 
