@@ -158,7 +158,7 @@ def test_timeout_gives_warning_code(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(
         identify,
         "_siegfried",
-        lambda paths, workers, timeout, progress=None: real(paths, workers, 60, progress),
+        lambda paths, workers, timeout, *rest: real(paths, workers, 60, *rest),
     )
     ident = one(make_sample_pdf(tmp_path / "a.pdf"), timeout=0.001)  # not even time to start the probe
     assert ident.properties["error"] == "timeout"
