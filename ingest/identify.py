@@ -45,7 +45,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -57,11 +57,6 @@ from typing import IO, Any
 from ingest.problems import Problem
 
 BATCH = 500
-#: Siegfried maps every file it reads into memory and, on content matching no signature early, touches most
-#: of it, so its resident memory grows by the size of the files in hand. Files from this size on are read
-#: one at a time, after the others: two big files never add up in the ingest's peak memory, at little cost
-#: (Siegfried reads a big file at ~2.5 ns per byte).
-SIEGFRIED_ONE_AT_A_TIME = 32 << 20
 _HERE = Path(__file__).resolve().parent
 _PDF_MIME = "application/pdf"
 _MAGIC_CHUNK = 64
@@ -313,35 +308,26 @@ if hasattr(os, "register_at_fork"):
 
 
 def _siegfried(
-    paths: list[Path],
-    workers: int,
-    timeout: float,
-    progress: Callable[[int], None] | None = None,
-    big: Collection[Path] = (),
+    paths: list[Path], workers: int, timeout: float, progress: Callable[[int], None] | None = None
 ) -> dict[Path, dict[str, Any]]:
     """Siegfried's report per file. A batch that fails (timeout, crash) is retried file by file, so that only
-    the file at fault is reported as such (``failed`` set: IDN010). ``progress(files done)`` before each
-    batch and at the end. The ``big`` files go last, one at a time (see :data:`SIEGFRIED_ONE_AT_A_TIME`)."""
+    the file at fault is reported as such (``failed`` set: IDN010). ``progress(files done)`` after a batch."""
     out: dict[Path, dict[str, Any]] = {}
-    done = 0
-    groups = ([p for p in paths if p not in big], workers), ([p for p in paths if p in big], 1)
-    for group, concurrency in groups:
-        for start in range(0, len(group), BATCH):
-            if progress is not None:
-                progress(done)
-            chunk = group[start : start + BATCH]
-            names = [str(p) for p in chunk]
-            try:
-                files = _siegfried_call({"paths": names, "workers": concurrency}, timeout)["files"]
-            except SiegfriedFailed:
-                files = [_siegfried_one(name, timeout) for name in names]
-            by_name = {f.get("filename"): f for f in files}
-            for path, name, position in zip(chunk, names, range(len(chunk)), strict=True):
-                found = by_name.get(name)
-                if found is None and position < len(files):
-                    found = files[position]
-                out[path] = found or {"errors": "no result from Siegfried", "matches": []}
-            done += len(chunk)
+    for start in range(0, len(paths), BATCH):
+        if progress is not None:
+            progress(start)
+        chunk = paths[start : start + BATCH]
+        names = [str(p) for p in chunk]
+        try:
+            files = _siegfried_call({"paths": names, "workers": workers}, timeout)["files"]
+        except SiegfriedFailed:
+            files = [_siegfried_one(name, timeout) for name in names]
+        by_name = {f.get("filename"): f for f in files}
+        for path, name, position in zip(chunk, names, range(len(chunk)), strict=True):
+            found = by_name.get(name)
+            if found is None and position < len(files):
+                found = files[position]
+            out[path] = found or {"errors": "no result from Siegfried", "matches": []}
     if progress is not None:
         progress(len(paths))
     return out
@@ -697,25 +683,18 @@ def identify_files(
     order = list(dict.fromkeys(Path(p) for p in paths))
     found: dict[Path, Identification] = {}
     unique: list[Path] = []
-    big: set[Path] = set()
     for path in order:
-        try:
-            st = path.stat()
-            error = None if stat.S_ISREG(st.st_mode) else "not a regular file"
-        except OSError as exc:
-            error = exc.strerror or str(exc)
+        error = _not_regular(path)
         if error:  # a FIFO or device would block the tools; a missing file has nothing to identify
             found[path] = Identification(
                 puid=None, problems=[Problem("IDN007", path=str(path), params={"error": error})]
             )
-            continue
-        unique.append(path)
-        if st.st_size >= SIEGFRIED_ONE_AT_A_TIME:
-            big.add(path)
+        else:
+            unique.append(path)
     workers = max(1, workers)
     if not unique:
         return _with_tools(found, order)
-    reports = _siegfried(unique, workers, timeout, progress, big)
+    reports = _siegfried(unique, workers, timeout, progress)
     if len(unique) >= BATCH:  # a big batch leaves Go's heap at ~150 MB: give it back before what follows
         release_siegfried()
     jobs = [(path, _plain_text(reports[path])) for path in unique]
@@ -747,3 +726,11 @@ def _with_tools(found: dict[Path, Identification], order: list[Path]) -> dict[Pa
     for ident in found.values():
         ident.tools = _tools_for(ident)
     return {path: found[path] for path in order}
+
+
+def _not_regular(path: Path) -> str | None:
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None if stat.S_ISREG(mode) else "not a regular file"

@@ -6,7 +6,6 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -253,27 +252,9 @@ def test_batches_give_the_same_answers_as_one_call(tmp_path: Path, monkeypatch: 
     whole = identify_files(files, workers=2)
     monkeypatch.setattr(identify, "BATCH", 3)
     batched = identify_files(files, workers=2)
-    # files from 300 bytes on count as big: they go last, one at a time
-    requests: list[tuple[int, int]] = []
-    real_call = identify._siegfried_call
-
-    def spy(request: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
-        if request is not None:
-            requests.append((len(request["paths"]), request["workers"]))
-        return real_call(request, timeout)
-
-    monkeypatch.setattr(identify, "_siegfried_call", spy)
-    monkeypatch.setattr(identify, "SIEGFRIED_ONE_AT_A_TIME", 300)
-    split = identify_files(files, workers=2)
-    big = [p for p in files if p.stat().st_size >= 300]
-    assert 0 < len(big) < len(files)
-    one_at_a_time = (len(big) + 2) // 3  # batches of 3
-    assert [w for _, w in requests[-one_at_a_time:]] == [1] * one_at_a_time
-    assert sum(n for n, w in requests if w == 1) == len(big)
-    assert list(batched) == list(whole) == list(split) == files
+    assert list(batched) == list(whole) == files
     for path in files:
-        a, b, c = whole[path].as_dict(), batched[path].as_dict(), split[path].as_dict()
+        a, b = whole[path].as_dict(), batched[path].as_dict()
         assert (a["puid"], a["mime"], a["properties"]) == (b["puid"], b["mime"], b["properties"]), path
-        assert (c["puid"], c["mime"], c["properties"]) == (b["puid"], b["mime"], b["properties"]), path
     assert batched[files[0]].mime == "image/png" and batched[files[3]].mime == "image/jpeg"
     assert batched[files[5]].puid == "x-fmt/111"
