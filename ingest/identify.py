@@ -202,8 +202,11 @@ class _SiegfriedProcess:
 
     def __init__(self) -> None:
         env = _child_env()
-        # Go's heap grows to 1.5x (not 2x) its live data: ~20 MB less, same speed
+        # Go's heap grows to 1.5x (not 2x) its live data: ~20 MB less, same speed; and the runtime collects
+        # harder near 96 MiB (a soft limit): over 10,000 files of 10 GiB the child and its caller peaked at
+        # 156-157 MB instead of 175-180, in the same time and CPU
         env.setdefault("GOGC", "50")
+        env.setdefault("GOMEMLIMIT", "96MiB")
         self.process = subprocess.Popen(
             [sys.executable, "-c", _SIEGFRIED_CODE],
             stdin=subprocess.PIPE,
