@@ -230,25 +230,13 @@ class ObjectBuilder:
 
     def content_path(self, logical_path: str) -> Path:
         """Where the caller writes the bytes of a new logical path itself (parents created); then call
-        ``add_written``. Ingest copies and hashes in one pass this way."""
-        self._check_open()
-        validate_logical_path(logical_path)
-        if logical_path in self._added:
-            raise PathConflict(f"{logical_path!r} was already added to {self.version}; remove it first")
-        self._check_state_conflict(logical_path)
-        target = self._content_dir / logical_path
-        if target.exists():
-            raise PathConflict(f"content path {self.version}/content/{logical_path} is already taken")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise PathConflict(
-                f"a parent of {self.version}/content/{logical_path} is already a content file"
-            ) from None
-        return target
+        ``add_written``. Migrations write their outputs this way; an ingest reserves all its paths at once
+        with :meth:`content_paths`."""
+        return self.content_paths([logical_path])[logical_path]
 
     def content_paths(self, logical_paths: Iterable[str]) -> dict[str, Path]:
-        """:meth:`content_path` for many logical paths at once (logical path → where to write it).
+        """Where the caller writes the bytes of each new logical path itself (logical path → path; parents
+        created); then call ``add_written`` for each.
 
         Each folder is created and listed once instead of every name being looked up: an ingest reserves
         its thousands of paths before its copying threads start, so no lookup waits on a folder lock the
