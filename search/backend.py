@@ -181,9 +181,47 @@ _CJK_CLASS = "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK_RANGES)
 TOKEN = re.compile(rf"([{_CJK_CLASS}]+)|([^\W_{_CJK_CLASS}]+)")
 
 
+@functools.cache
+def _nfkc_table() -> tuple[dict[str, str], re.Pattern[str]]:
+    """Every BMP character that NFKC changes, with what it becomes (full-width forms, compatibility
+    ideographs, ligatures…), and a pattern matching any of them, for :func:`nfkc`'s fast path."""
+    table: dict[str, str] = {}
+    for cp in range(0x10000):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        ch = chr(cp)
+        folded = unicodedata.normalize("NFKC", ch)
+        if folded != ch:
+            table[ch] = folded
+    ranges: list[list[int]] = []
+    for cp in map(ord, table):
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    pattern = "".join(re.escape(chr(lo)) + (f"-{re.escape(chr(hi))}" if hi > lo else "") for lo, hi in ranges)
+    return table, re.compile(f"[{pattern}]")
+
+
+def nfkc(value: str) -> str:
+    """NFKC, fast for long CJK text: ``unicodedata.normalize`` costs ~0.3 µs a character, while replacing
+    only the characters NFKC changes (in archival text, mostly full-width punctuation such as ，) gives
+    the NFKC form whenever the result passes NFKC's own check (NFKD of a character's NFKC form is NFKD of
+    the character, so both strings have the same NFKC); otherwise the full algorithm runs."""
+    if unicodedata.is_normalized("NFKC", value):
+        return value
+    table, unstable = _nfkc_table()
+    mapped = value
+    for ch in set(unstable.findall(value)):  # usually one or two distinct characters
+        mapped = mapped.replace(ch, table[ch])
+    if unicodedata.is_normalized("NFKC", mapped):
+        return mapped
+    return unicodedata.normalize("NFKC", value)
+
+
 def normalise(text: str) -> str:
     """NFKC (full-width → half-width) and case folding: what both the index and the query see."""
-    return unicodedata.normalize("NFKC", text).casefold()
+    return nfkc(text).casefold()
 
 
 @dataclass(frozen=True)

@@ -57,12 +57,10 @@ If Elasticsearch cannot be reached every method raises :class:`ElasticUnavailabl
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import html
 import json
 import re
 import time
-import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -83,6 +81,7 @@ from search.backend import (
     SearchResult,
     code_key,
     highlight,
+    nfkc,
     normalise,
     parse_query,
 )
@@ -284,44 +283,6 @@ def new_index_name(alias: str) -> str:
 # -- documents ------------------------------------------------------------------------------------------
 
 
-@functools.cache
-def _nfkc_table() -> tuple[dict[str, str], re.Pattern[str]]:
-    """Every BMP character that NFKC changes, with what it becomes (full-width forms, compatibility
-    ideographs, ligatures…), and a pattern matching any of them, for :func:`_nfkc`'s fast path."""
-    table: dict[str, str] = {}
-    for cp in range(0x10000):
-        if 0xD800 <= cp <= 0xDFFF:
-            continue
-        ch = chr(cp)
-        folded = unicodedata.normalize("NFKC", ch)
-        if folded != ch:
-            table[ch] = folded
-    ranges: list[list[int]] = []
-    for cp in map(ord, table):
-        if ranges and ranges[-1][1] == cp - 1:
-            ranges[-1][1] = cp
-        else:
-            ranges.append([cp, cp])
-    pattern = "".join(re.escape(chr(lo)) + (f"-{re.escape(chr(hi))}" if hi > lo else "") for lo, hi in ranges)
-    return table, re.compile(f"[{pattern}]")
-
-
-def _nfkc(value: str) -> str:
-    """NFKC, fast for long CJK text: ``unicodedata.normalize`` costs ~0.3 µs a character, while replacing
-    only the characters NFKC changes (in archival text, mostly full-width punctuation such as ，) gives
-    the NFKC form whenever the result passes NFKC's own check (NFKD of a character's NFKC form is NFKD of
-    the character, so both strings have the same NFKC); otherwise the full algorithm runs."""
-    if unicodedata.is_normalized("NFKC", value):
-        return value
-    table, unstable = _nfkc_table()
-    mapped = value
-    for ch in set(unstable.findall(value)):  # usually one or two distinct characters
-        mapped = mapped.replace(ch, table[ch])
-    if unicodedata.is_normalized("NFKC", mapped):
-        return mapped
-    return unicodedata.normalize("NFKC", value)
-
-
 def to_source(doc: RecordDoc) -> dict[str, Any]:
     """The ``_source`` stored for ``doc``: searchable fields NFKC-normalised, originals kept in ``display``."""
     display: dict[str, Any] = {}
@@ -330,11 +291,11 @@ def to_source(doc: RecordDoc) -> dict[str, Any]:
         value = getattr(doc, name)
         if value is None:
             continue
-        folded = _nfkc(value)
+        folded = nfkc(value)
         searchable[name] = folded
         if folded != value:
             display[name] = value
-    keywords = [_nfkc(k) for k in doc.keywords]
+    keywords = [nfkc(k) for k in doc.keywords]
     if keywords != list(doc.keywords):
         display["keywords"] = list(doc.keywords)
     source: dict[str, Any] = {
@@ -360,7 +321,7 @@ def to_source(doc: RecordDoc) -> dict[str, Any]:
         **searchable,
     }
     if doc.text:
-        source["text"] = _nfkc(doc.text)
+        source["text"] = nfkc(doc.text)
     if display:
         source["display"] = display
     return source  # None is stored as null, which Elasticsearch indexes as a missing value

@@ -6,7 +6,7 @@ import unicodedata
 
 import pytest
 
-from search.backend import _fold_aligned, highlight, parse_query
+from search.backend import _fold_aligned, highlight, nfkc, normalise, parse_query
 
 
 def _fold_each(text: str) -> str:
@@ -42,3 +42,19 @@ def test_highlight_marks_every_part_of_the_query() -> None:
     assert highlight("<b>港</b> & 码头", parse_query("港"), whole=True) == [
         "&lt;b&gt;<mark>港</mark>&lt;/b&gt; &amp; 码头"
     ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "广州港，码头：（一）ＡＢＣ１２３　全角",  # full-width punctuation, letters, digits, ideographic space
+        "ﬁle ① ㈱ ㍻ ℃ ｶﾞ",  # ligature, circled digit, compatibility forms, half-width kana + voiced mark
+        "豈 更 車",  # compatibility ideographs (CJK Compatibility block)
+        "e\u0301 \u1100\u1161 A\u030a\u212b",  # combining sequences, conjoining jamo, Angstrom sign
+        "𝐀𝐁 \U0002f800 plain",  # mathematical letters and a compatibility ideograph outside the BMP
+        "already normal 文本",
+    ],
+)
+def test_fast_nfkc_is_exactly_nfkc(text: str) -> None:
+    assert nfkc(text) == unicodedata.normalize("NFKC", text)
+    assert normalise(text) == unicodedata.normalize("NFKC", text).casefold()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import unicodedata
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from archive.models import Outbox
 from ingest.demo import run_demo
 from search import SearchBackend, SearchError, SearchQuery, drain, get_backend, pending
 from search.backend import parse_query
-from search.elastic import MAPPINGS, SETTINGS, ElasticBackend, ElasticUnavailable, _nfkc, build_query
+from search.elastic import MAPPINGS, SETTINGS, ElasticBackend, ElasticUnavailable, build_query
 from tests.search.contract import (
     CORPUS,
     BackendContract,
@@ -301,18 +300,3 @@ def test_refused_documents_fail_the_batch_with_the_first_reason(
     )
     with pytest.raises(SearchError, match=r"2 of 2 documents refused, first GZ/.*strict_dynamic_mapping"):
         backend.index(CORPUS[:2], into=narrow)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "广州港，码头：（一）ＡＢＣ１２３　全角",  # full-width punctuation, letters, digits, ideographic space
-        "ﬁle ① ㈱ ㍻ ℃ ｶﾞ",  # ligature, circled digit, compatibility forms, half-width kana + voiced mark
-        "豈 更 車",  # compatibility ideographs (CJK Compatibility block)
-        "e\u0301 \u1100\u1161 A\u030a\u212b",  # combining sequences, conjoining jamo, Angstrom sign
-        "𝐀𝐁 \U0002f800 plain",  # mathematical letters and a compatibility ideograph outside the BMP
-        "already normal 文本",
-    ],
-)
-def test_indexed_text_is_exactly_nfkc(text: str) -> None:
-    assert _nfkc(text) == unicodedata.normalize("NFKC", text)
