@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
 # Install everything the project needs on a Debian 12 (bookworm) machine: Debian packages for the real
-# services and the preservation tools, then the project itself (editable) with its test extras.
+# services and the preservation tools, then a virtual environment with the project (editable) and its
+# locked dependencies (requirements.lock, hashed; PEP 668 forbids system-wide pip installs on Debian).
 #
-#   bash scripts/setup.sh            # Debian packages + pip install -e '.[test]'
-#   bash scripts/setup.sh --no-apt   # demo path: only libmagic1 (needed by python-magic) + pip
+#   bash scripts/setup.sh            # Debian packages + .venv with '.[test]' from the lock
+#   bash scripts/setup.sh --no-apt   # demo path: only libmagic1 (python-magic) and python3-venv + .venv
 #   bash scripts/setup.sh --no-pip   # Debian packages only
 #
+# The virtual environment is $ARCHIVE_VENV (default: .venv in the repo root, ignored by git); use it with
+# `.venv/bin/archive ...` or `source .venv/bin/activate`.
 # Idempotent and quick on a second run: Debian packages already installed are skipped (dpkg check),
 # `apt-get update` runs at most once every 6 hours (stamp file in the cache dir), and the pip step is
-# skipped while pyproject.toml, the repo path and the interpreter are unchanged.
+# skipped while requirements.lock, pyproject.toml and the interpreter are unchanged.
 # Downloads are cached OUTSIDE the repo: ${ARCHIVE_CACHE:-$HOME/.cache/pearl-archive} (pip uses its own
 # ~/.cache/pip, apt /var/cache/apt).
+#
+# To refresh the lock after changing dependencies in pyproject.toml (needs uv, e.g. `pip install uv`):
+#   uv pip compile pyproject.toml --extra test --python-version 3.11 --generate-hashes -o requirements.lock
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE_DIR="${ARCHIVE_CACHE:-$HOME/.cache/pearl-archive}"
 PYTHON="${PYTHON:-python3}"
+VENV="${ARCHIVE_VENV:-$REPO_ROOT/.venv}"
 APT_UPDATE_MAX_AGE_S=$((6 * 3600))
 
 # Everything the full test suite and the services need. The demo path needs only libmagic1.
@@ -28,6 +35,12 @@ FULL_PACKAGES=(
     openjdk-17-jdk-headless maven unzip curl
 )
 DEMO_PACKAGES=(libmagic1)
+# Debian's own python3 has no ensurepip without python3-venv; other interpreters (pyenv, python.org) do.
+if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    py_minor="$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+    FULL_PACKAGES+=("python${py_minor}-venv")
+    DEMO_PACKAGES+=("python${py_minor}-venv")
+fi
 
 do_apt=1
 do_pip=1
@@ -112,29 +125,35 @@ fi
 
 # ------------------------------------------------------------------------------------------------- pip
 if [ "$do_pip" -eq 1 ]; then
+    if [ ! -x "$VENV/bin/python" ]; then
+        log "virtual environment: $PYTHON -m venv $VENV"
+        "$PYTHON" -m venv "$VENV"
+    fi
+    VPY="$VENV/bin/python"
     # The editable install records the repo path, so a fresh clone elsewhere must reinstall.
     pip_key="$(
         {
             echo "$REPO_ROOT"
-            command -v "$PYTHON"
-            "$PYTHON" -c 'import sys; print(sys.version)'
-            cat "$REPO_ROOT/pyproject.toml"
+            "$VPY" -c 'import sys; print(sys.version, sys.prefix)'
+            cat "$REPO_ROOT/pyproject.toml" "$REPO_ROOT/requirements.lock"
         } | sha256sum | cut -c1-16
     )"
-    pip_stamp="$CACHE_DIR/pip-install.$pip_key.stamp"
-    # ...and the installed `archive` package must be this checkout's (pip show is too slow for this)
-    installed_from="$(cd / && "$PYTHON" -c 'import importlib.util as u, os; print(os.path.dirname(os.path.dirname(os.path.realpath(u.find_spec("archive").origin))))' 2>/dev/null || true)"
-    if [ -f "$pip_stamp" ] && [ "$installed_from" = "$(realpath "$REPO_ROOT")" ]; then
-        log "pip install -e '.[test]': unchanged since last run, skipped"
+    pip_stamp="$VENV/.pearl-install.$pip_key"
+    if [ -f "$pip_stamp" ]; then
+        log "pip install from requirements.lock: unchanged since last run, skipped"
     else
-        log "$PYTHON -m pip install -e '.[test]'"
-        (cd "$REPO_ROOT" && PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install -q --progress-bar off -e '.[test]')
-        rm -f "$CACHE_DIR"/pip-install.*.stamp
+        export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+        log "pip install --require-hashes -r requirements.lock (into $VENV)"
+        "$VPY" -m pip install -q --progress-bar off --require-hashes -r "$REPO_ROOT/requirements.lock"
+        log "pip install --no-deps -e . (the project itself)"
+        (cd "$REPO_ROOT" && "$VPY" -m pip install -q --progress-bar off --no-deps -e .)
+        rm -f "$VENV"/.pearl-install.*
         touch "$pip_stamp"
     fi
     # An editable install leaves our own modules uncompiled, and with PYTHONDONTWRITEBYTECODE set Python
     # would compile them again at every `archive` start (~0.1 s); byte-compile them as `pip install .` does.
-    (cd "$REPO_ROOT" && "$PYTHON" -m compileall -q archive ingest preservation search access_portal >/dev/null)
+    (cd "$REPO_ROOT" && "$VPY" -m compileall -q archive ingest preservation search access_portal >/dev/null)
+    log "virtual environment ready: $VENV (run $VENV/bin/archive, or: source $VENV/bin/activate)"
 fi
 
 log "done"

@@ -5,7 +5,8 @@
 #   bash scripts/test.sh
 #
 # Environment knobs:
-#   PYTEST_ARGS            default "-q -n 2" (pytest-xdist); e.g. PYTEST_ARGS="-q -x tests/ingest"
+#   PYTEST_ARGS            default "-q -n 2 --cov" (pytest-xdist, coverage); e.g. PYTEST_ARGS="-q -x tests/ingest"
+#   ARCHIVE_VENV           the virtual environment scripts/setup.sh makes and this uses (default .venv)
 #   ARCHIVE_TEST_SERVICES  services to start, default "postgres redis elasticsearch"; "none" for none
 #   ARCHIVE_SKIP_SETUP=1   skip scripts/setup.sh (everything already installed)
 #   ARCHIVE_KEEP_SERVICES=1  leave the services running afterwards (for re-running pytest by hand)
@@ -15,8 +16,10 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
 
-PYTHON="${PYTHON:-python3}"
-PYTEST_ARGS="${PYTEST_ARGS:--q -n 2}"
+VENV="${ARCHIVE_VENV:-$REPO_ROOT/.venv}"
+PYTHON="$VENV/bin/python"
+export PATH="$VENV/bin:$PATH"
+PYTEST_ARGS="${PYTEST_ARGS:--q -n 2 --cov --cov-report=term:skip-covered}"
 SERVICES="${ARCHIVE_TEST_SERVICES:-postgres redis elasticsearch}"
 [ "$SERVICES" = none ] && SERVICES=""
 

@@ -508,7 +508,12 @@ def test_fsync_tree_small_trees_per_entry_big_trees_syncfs(
 ) -> None:
     calls: list[str] = []
     synced: list[str] = []
-    monkeypatch.setattr(_fs, "_SYNCFS", lambda fd: calls.append("syncfs") or 0)
+
+    def syncfs(fd: int) -> int:
+        calls.append("syncfs")
+        return 0
+
+    monkeypatch.setattr(_fs, "_SYNCFS", syncfs)
     monkeypatch.setattr(_fs, "fsync_file", lambda p: synced.append(str(p)))
     monkeypatch.setattr(_fs, "fsync_dir", lambda p: synced.append(str(p) + "/"))
     small = tmp_path / "small"

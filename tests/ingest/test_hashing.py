@@ -72,7 +72,7 @@ def test_copy_is_byte_identical_and_parents_are_created(tmp_path: Path) -> None:
     assert all(r.ok for r in results)
     for job in jobs:
         assert job.destination is not None
-        assert job.destination.read_bytes() == contents[job.source]
+        assert job.destination.read_bytes() == contents[Path(job.source)]
 
 
 def test_unreadable_files_are_reported_not_raised(tmp_path: Path) -> None:

@@ -121,7 +121,7 @@ def with_output_intent(path: Path, dest: Path) -> Path:
                 P=page.obj,
             )
         )
-        page.Annots = pdf.make_indirect([field])
+        page.Annots = pdf.make_indirect(pikepdf.Array([field]))
         pdf.Root.AcroForm = pikepdf.Dictionary(Fields=[field])
         pdf.save(dest)
     return dest

@@ -27,7 +27,6 @@ from ingest.bagwriter import make_bag, write_payload
 from ingest.pipeline import ingest
 from preservation import actions as actions_mod
 from preservation import jobs
-from preservation import migrate as migrate_mod
 from preservation.migrate import clean_staging, migrate, target_path
 from preservation.policy import ACTIONS, REPAIR_ACTION
 from preservation.tools import ToolFailed, ToolTimeout, Unrepairable
@@ -40,6 +39,9 @@ from tests.preservation.samples import (
     make_ofd,
     make_pdf,
 )
+
+# `preservation.migrate` names both the module and the function the package re-exports
+migrate_mod = sys.modules["preservation.migrate"]
 
 # -- helpers shared with test_worker.py and tests/e2e/test_preservation_flow.py -----------------------------
 
