@@ -141,7 +141,8 @@ def config_check(as_json: JsonOpt = False) -> None:
             print_json({"ok": True, "settings": shown})
             return
         for name, value in shown.items():
-            out.print(f"{name}={'' if value is None else value}", highlight=False)
+            text = ",".join(map(str, value)) if isinstance(value, list) else "" if value is None else value
+            out.print(f"{name}={text}", highlight=False)
         out.print(f"settings ok ({settings.env})", highlight=False)
 
     run(body, as_json, needs_home=False)

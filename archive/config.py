@@ -183,7 +183,7 @@ class Settings(BaseSettings):
         """Every setting as the node sees it, with the secrets in secret settings shown as ``***``."""
         secret = set(self.secret_fields())
         return {
-            f"ARCHIVE_{name.upper()}": redact(value) if name in secret else value
+            f"ARCHIVE_{name.upper()}": redact(getattr(self, name)) if name in secret else value
             for name, value in self.model_dump(mode="json").items()
         }
 
