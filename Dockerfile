@@ -37,7 +37,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libmagic1 poppler-utils \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --create-home --home-dir /home/archive --uid 10001 archive \
+    && groupadd --system --gid 10001 archive \
+    && useradd --system --create-home --home-dir /home/archive --uid 10001 --gid 10001 archive \
     && mkdir -p /data \
     && chown archive:archive /data
 COPY --from=build /opt/venv /opt/venv
@@ -46,16 +47,18 @@ VOLUME ["/data"]
 ENTRYPOINT ["archive"]
 
 FROM base AS worker
+# root only for apt-get; every stage that runs ends as `archive`, by number so that orchestrators can verify
+# it is not root (runAsNonRoot)
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         ghostscript qpdf imagemagick ffmpeg fonts-noto-cjk \
         libreoffice-core libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui \
     && rm -rf /var/lib/apt/lists/*
-USER archive
+USER 10001:10001
 CMD ["worker"]
 
 # last, so that a plain `docker build .` gives the small portal image
 FROM base AS portal
-USER archive
+USER 10001:10001
 EXPOSE 8000
 CMD ["serve", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]

@@ -325,7 +325,7 @@ def test_dockerfile_is_multi_stage_and_the_portal_carries_no_migration_tool(stac
         assert any(p.startswith(tool) for p in worker), f"worker image lacks {tool}: {sorted(worker)}"
     assert {"libmagic1", "poppler-utils"} <= portal  # identification; pdftotext for the index's PDF text
     for target in ("portal", "worker"):
-        assert last(stages, target, "USER") == "archive", target
+        assert last(stages, target, "USER") == "10001:10001", target  # `archive`, numeric: not root
         assert last(stages, target, "ENTRYPOINT") == '["archive"]', target
     # the Python dependencies: hash-checked, from the image lock, built in a stage of their own
     installs = [r for s in stages.values() for w, r in s["lines"] if w == "RUN" and "pip install" in r]

@@ -132,12 +132,16 @@ def run(argv: list[str], env: dict[str, str], timeout: float = 120) -> subproces
 
 @pytest.fixture
 def stack_env(tmp_path: Path, postgres_url: str) -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
-    """The compose file (PORTAL_WORKERS=2 in its .env: this machine has two cores) and the environment of its
-    application services, pointed at the test servers."""
+    """The compose file and the environment of its application services, pointed at the test servers. Its .env
+    sets PORTAL_WORKERS=2 (this machine has two cores) and adds loopback to FORWARDED_ALLOW_IPS: here the
+    test is the ingress."""
     redis_url = required_url("ARCHIVE_TEST_REDIS_URL")
     es_url = required_url("ARCHIVE_TEST_ELASTICSEARCH_URL")
     tag = uuid.uuid4().hex[:10]
-    stack = load_compose(example_env(**real_secrets(), PORTAL_WORKERS="2"))
+    proxies = example_env()["FORWARDED_ALLOW_IPS"]
+    stack = load_compose(
+        example_env(**real_secrets(), PORTAL_WORKERS="2", FORWARDED_ALLOW_IPS=f"127.0.0.1/32,{proxies}")
+    )
     compose_env = environment(stack["services"]["init"])
     results = urllib.parse.urlsplit(redis_url)._replace(path="/1").geturl()
     servers = {
@@ -184,9 +188,9 @@ def policy_bag(root: Path, samples: Path) -> Path:
     return make_bag(root, algorithms=("sha256",))
 
 
-def get_json(url: str) -> tuple[int, Any]:
+def get_json(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as answer:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as answer:
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as exc:
         return exc.code, None
@@ -253,6 +257,11 @@ def test_stack_starts_in_compose_order_and_serves(
         assert len(children) >= workers, f"uvicorn runs {workers} worker processes: {children}"
         status, health = get_json(f"http://127.0.0.1:{port}/healthz")
         assert (status, health["backend"], health["database"]) == (200, "elastic", True), health
+        # proxy headers: the ingress (a trusted address) passes on the visitor's address, uvicorn logs it
+        visitor = f"203.0.113.{free_port() % 250 + 1}"
+        status, _ = get_json(f"http://127.0.0.1:{port}/healthz?via=ingress", {"X-Forwarded-For": visitor})
+        assert status == 200
+        wait_for("the visitor's address in the access log", lambda: visitor in started[0].text(), 10, logs)
 
         ingested = run(
             ["ingest", str(policy_bag(tmp_path / "bag", tmp_path / "samples")), "--archive", "GZ"], env
