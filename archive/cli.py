@@ -113,15 +113,21 @@ def run(action: Callable[[Settings], T], as_json: bool = False, *, needs_home: b
 
 @app.command()
 def init() -> None:
-    """Create ARCHIVE_HOME: the catalogue database and the OCFL storage root."""
+    """Create ARCHIVE_HOME (the catalogue database and the OCFL storage root) or upgrade its schema.
+
+    Safe at every start (the compose file's init service runs it): exits 0 when everything is current."""
 
     def body(settings: Settings) -> None:
         from archive.home import init_home
 
-        init_home(settings)
+        before, after = init_home(settings)
+        if before == after:
+            schema = f"schema {after}, already current"
+        else:
+            schema = f"schema {before or 'none'} → {after}"
         out.print(
             f"initialised [bold]{settings.home_dir}[/] (catalogue {settings.db_url.split('@')[-1]}, "
-            f"storage {settings.ocfl_root})",
+            f"{schema}; storage {settings.ocfl_root})",
             highlight=False,
         )
 

@@ -32,6 +32,7 @@ def test_init_is_idempotent_and_safe_to_run_concurrently(tmp_path: Path, databas
         assert "Traceback" not in output
     again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert again.returncode == 0, again.stderr
+    assert "already current" in again.stdout
 
     settings = Settings(home=tmp_path / "home", database_url=database_url)
     head = ScriptDirectory.from_config(db.alembic_config(settings)).get_current_head()
