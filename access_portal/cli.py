@@ -62,13 +62,6 @@ def serve(
 
         from access_portal.app import create_app
 
-        options = {
-            "host": host,
-            "port": port,
-            "log_level": log_level,
-            "proxy_headers": proxy_headers,
-            "forwarded_allow_ips": forwarded_allow_ips,
-        }
         stop = threading.Event()
         if drain:
             threading.Thread(
@@ -76,10 +69,18 @@ def serve(
             ).start()
         out.print(f"serving {settings.home_dir} on http://{host}:{port}/", highlight=False)
         try:
-            if workers > 1:  # each worker process builds the app from the environment
-                uvicorn.run("access_portal.app:create_app", factory=True, workers=workers, **options)  # type: ignore[arg-type]
-            else:
-                uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+            # several workers: each process builds the app from the environment (uvicorn imports the factory)
+            several = workers > 1
+            uvicorn.run(
+                "access_portal.app:create_app" if several else create_app(settings),
+                factory=several,
+                workers=workers,
+                host=host,
+                port=port,
+                log_level=log_level,
+                proxy_headers=proxy_headers,
+                forwarded_allow_ips=forwarded_allow_ips,
+            )
         finally:
             stop.set()
         err.print("stopped", highlight=False)

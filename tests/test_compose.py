@@ -151,6 +151,15 @@ def test_result_backend_and_broker_are_explicit(stack: dict[str, Any]) -> None:
         assert env["ARCHIVE_ENV"] == "production", name
 
 
+def test_every_archive_variable_is_a_setting(stack: dict[str, Any]) -> None:
+    """A misspelt ARCHIVE_* variable would be ignored silently (the settings ignore unknown names)."""
+    from archive.config import Settings
+
+    known = {f"ARCHIVE_{name.upper()}" for name in Settings.model_fields}
+    for name in APP_SERVICES:
+        assert set(environment(services(stack)[name])) - known == set(), name
+
+
 def test_portal_runs_behind_proxy_headers_with_several_workers(stack: dict[str, Any]) -> None:
     argv = command(services(stack)["portal"])
     assert argv[0] == "serve"
