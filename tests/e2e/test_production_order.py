@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -29,7 +30,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import elasticsearch
 import pytest
+import redis
 
 from ingest.bagwriter import make_bag, write_payload
 from tests.compose import command, environment, example_env, healthcheck, load_compose, real_secrets
@@ -157,9 +160,6 @@ def stack_env(tmp_path: Path, postgres_url: str) -> Iterator[tuple[dict[str, Any
     env = {**keep, **compose_env, **servers, "ARCHIVE_DISPATCH_INTERVAL": "2"}
     assert env["ARCHIVE_ENV"] == "production"
     yield stack, env
-
-    import elasticsearch
-    import redis
 
     client = elasticsearch.Elasticsearch(es_url, request_timeout=60)
     names = list(client.indices.get(index=f"pearl-prod-{tag}*", expand_wildcards="all").body)
