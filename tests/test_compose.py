@@ -227,6 +227,12 @@ def test_secrets_come_only_from_the_env_file() -> None:
     assert ".env" in (ROOT / ".dockerignore").read_text().split()
 
 
+def test_env_example_documents_every_variable_the_stack_reads() -> None:
+    text = COMPOSE_FILE.read_text(encoding="utf-8").replace("$$", "")
+    used = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text))
+    assert used - set(read_env_file(ENV_EXAMPLE)) == set()
+
+
 def config_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     keep = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_")}
     return subprocess.run(
