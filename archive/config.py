@@ -16,10 +16,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-#: Digest algorithms always recorded in the catalogue for every stored file.
-BASE_DIGESTS = ("sha256", "sha512")
-#: Algorithms a bag manifest may use (RFC 8493 names them by hashlib name; SM3 is GB/T 32905).
-MANIFEST_ALGORITHMS = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512", "sm3")
+from archive.digests import BASE_DIGESTS, MANIFEST_ALGORITHMS
 
 
 class Settings(BaseSettings):
