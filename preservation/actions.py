@@ -52,8 +52,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+from archive.digests import hash_file
 from preservation import checks
-from preservation.digests import hash_file
 from preservation.policy import ACTIONS, ActionSpec, Role
 from preservation.tools import (
     NoSafeAction,

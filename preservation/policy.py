@@ -113,7 +113,7 @@ ACTIONS: dict[str, ActionSpec] = {
     )
 }
 
-#: Actions that are not chosen by format but by a finding (preservation/repair.py).
+#: Actions that are not chosen by format but by a finding (preservation/pdf_repair.py).
 REPAIR_ACTION = ActionSpec(
     "pdf-repair",
     "preservation",
