@@ -44,7 +44,6 @@ class Settings(BaseSettings):
     hash_workers: int = Field(default=0, description="Threads that hash files; 0 means one per core.")
     tool_timeout: float = Field(default=120.0, description="Seconds any external tool may run.")
     open_after_years: int = Field(default=25, description="Archives Law art. 27: years until records open.")
-    node_name: str = Field(default="pearl-node", description="This node's name in federation and reports.")
     # search (issue 3)
     elasticsearch_url: str | None = Field(
         default=None, description="Elasticsearch URL; unset means the embedded index (SQLite FTS5)."
@@ -66,6 +65,17 @@ class Settings(BaseSettings):
     )
     replica_root: Path | None = Field(
         default=None, description="A second OCFL storage root; fixity audits repair from it."
+    )
+    dispatch_interval: float = Field(
+        default=30.0, gt=0, description="Seconds between two drains of the migrate outbox by the beat."
+    )
+    audit_cycle_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="The nightly incremental audit checks objects not verified for this many days.",
+    )
+    task_max_retries: int = Field(
+        default=3, ge=0, description="Retries of a failing preservation task (exponential backoff)."
     )
 
     @field_validator("extra_digests", mode="before")
@@ -120,15 +130,6 @@ class Settings(BaseSettings):
     @property
     def celery_results(self) -> str:
         return self.result_backend or f"db+sqlite:///{self.home_dir / 'results.sqlite3'}"
-
-    @property
-    def search_db(self) -> Path:
-        """The embedded search index (SQLite FTS5), apart from the catalogue."""
-        return self.home_dir / "search.sqlite3"
-
-    @property
-    def audits_dir(self) -> Path:
-        return self.home_dir / "audits"
 
     @property
     def recorded_digests(self) -> tuple[str, ...]:
