@@ -93,6 +93,11 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown digest algorithm(s): {', '.join(unknown)}")
         return [v for v in value if v not in BASE_DIGESTS]
 
+    @field_validator("policy_file", "replica_root", mode="before")
+    @classmethod
+    def _blank_path_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("database_url")
     @classmethod
     def _normalise_url(cls, value: str | None) -> str | None:
