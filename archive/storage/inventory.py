@@ -28,6 +28,7 @@ __all__ = [
     "parse",
     "read_checked",
     "read_file",
+    "read_id",
     "sidecar_bytes",
     "sidecar_digest",
     "sidecar_matches",
@@ -118,6 +119,18 @@ def read_checked(directory: Path, object_id: str | None = None) -> dict[str, Any
     if object_id is not None and inventory.get("id") != object_id:
         raise InventoryError(f"{directory} holds object {inventory.get('id')!r}, not {object_id!r}")
     return inventory
+
+
+def read_id(directory: Path) -> str:
+    """The object id the inventory in ``directory`` names. The sidecar is not checked: an object's id never
+    changes between versions, so a half-replaced inventory still names it."""
+    try:
+        object_id = json.loads((directory / INVENTORY).read_bytes())["id"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InventoryError(f"cannot read the inventory in {directory}: {exc}") from None
+    if not isinstance(object_id, str):
+        raise InventoryError(f"the inventory in {directory} names no object id")
+    return object_id
 
 
 def fixity_by_path(inventory: Mapping[str, Any]) -> dict[str, dict[str, str]]:

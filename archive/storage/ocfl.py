@@ -82,6 +82,7 @@ from archive.storage.inventory import (
     inventory_bytes,
     iter_object_dirs,
     read_checked,
+    read_id,
     sidecar_bytes,
     sidecar_matches,
     version_number,
@@ -511,10 +512,7 @@ class OcflStore:
         """Ids of every committed object (directories without an object declaration are skipped)."""
         self._ready()
         for here in iter_object_dirs(self.root):
-            try:  # the id never changes between versions, so the sidecar need not be checked here
-                yield str(json.loads((here / INVENTORY).read_bytes())["id"])
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise InventoryError(f"cannot read the inventory in {here}: {exc}") from None
+            yield read_id(here)
 
     def content_files(self, object_id: str) -> Iterator[ContentFile]:
         """Every (version, logical path) of the object with its content file, sha512 and fixity values.

@@ -1,7 +1,7 @@
 """Running an audit: plan objects ahead, hash their content on every core, judge, record, report.
 
 Objects are planned and their content files hashed in a thread pool of ``workers`` threads (default
-``Settings.workers``: one per core; ``hashlib`` and ``readinto`` release the GIL). Up to
+``Settings.workers``: one per core; ``hashlib`` and file reads release the GIL). Up to
 :data:`LOOKAHEAD_OBJECTS` objects (or :data:`LOOKAHEAD_FILES` files) are planned ahead and their batches run
 largest first, so a big file does not end up hashing alone at the end while the other cores idle. Memory stays
 bounded by that look-ahead whatever the root holds (only the list of object ids in scope is kept whole).

@@ -11,7 +11,6 @@ catalogue, so the inventory is never older than the rows).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,8 +24,8 @@ from archive import db
 from archive.config import Settings
 from archive.errors import UnknownArchive
 from archive.models import Archive, File, Record, Transfer, TransferStatus
-from archive.storage import object_relpath
-from archive.storage.inventory import INVENTORY, iter_object_dirs
+from archive.storage import InventoryError, object_relpath
+from archive.storage.inventory import iter_object_dirs, read_id
 
 TRANSFER_OBJECT = "urn:pearl-archive:{archive}:transfer:{transfer}"
 CATALOGUE_CHUNK = 500
@@ -75,11 +74,9 @@ def _decode_object_dir(root: Path, obj_dir: Path) -> str | None:
         if candidate and root / object_relpath(candidate) == obj_dir:
             return candidate
     try:
-        data = json.loads((obj_dir / INVENTORY).read_bytes())
-        object_id = data.get("id") if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        object_id = None
-    return object_id if isinstance(object_id, str) else None
+        return read_id(obj_dir)
+    except InventoryError:
+        return None
 
 
 def _walk_root(root: Path) -> Iterator[tuple[str, Path]]:
