@@ -35,7 +35,7 @@ def test_demo_needs_no_setting_and_its_example_query_finds_open_records(tmp_path
     assert f"/search?q={EXAMPLE_QUERY}" in readme  # the README shows the same query
 
     settings = Settings(home=tmp_path / "archive-data")  # the default home, in the current directory
-    backend = EmbeddedBackend(settings.search_db)
+    backend = EmbeddedBackend(settings.home_dir / "search.sqlite3")
     assert drain(settings, backend).failed == 0  # what `archive serve` does in the background
     backend.close()
     from access_portal.app import create_app

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.preservation.test_worker import redis_url
+from tests.preservation.helpers import redis_url
 
 
 def health(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
