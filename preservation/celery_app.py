@@ -45,6 +45,7 @@ QUEUE = "preservation"
 DISPATCH_TASK = "preservation.dispatch_pending"
 MIGRATE_TASK = "preservation.migrate_file"
 AUDIT_TASK = "preservation.audit_incremental"
+HARVEST_TASK = "preservation.harvest_catalogue"
 
 
 def _env_number(name: str, default: float) -> float:
@@ -132,6 +133,12 @@ def make_app(settings: Settings | None = None) -> Celery:
             "incremental-fixity-audit": {
                 "task": AUDIT_TASK,
                 "schedule": crontab(hour=2, minute=0),
+            },
+            # the harvested regional catalogue (search.harvest): incremental OAI-PMH harvest of every peer
+            "harvest-regional-catalogue": {
+                "task": HARVEST_TASK,
+                "schedule": crontab(minute=17),
+                "options": {"expires": 3000.0},
             },
         },
     )
