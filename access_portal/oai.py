@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
-from xml.sax.saxutils import escape
 
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session, aliased
@@ -96,13 +95,24 @@ _MAX_ARG_CHARS = 2048
 
 
 def _x(text: object) -> str:
-    """Text content, escaped and stripped of what XML cannot carry."""
-    return escape(_NOT_XML.sub("", str(text)))
+    """Text content, escaped and stripped of what XML cannot carry (the common case — nothing to strip,
+    nothing to escape — costs three scans, no copy: this runs a dozen times per record)."""
+    t = str(text)
+    if _NOT_XML.search(t):
+        t = _NOT_XML.sub("", t)
+    if "&" in t:
+        t = t.replace("&", "&amp;")
+    if "<" in t:
+        t = t.replace("<", "&lt;")
+    if ">" in t:
+        t = t.replace(">", "&gt;")
+    return t
 
 
 def _a(text: object) -> str:
     """An attribute value (without its quotes)."""
-    return escape(_NOT_XML.sub("", str(text)), {'"': "&quot;"})
+    t = _x(text)
+    return t.replace('"', "&quot;") if '"' in t else t
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

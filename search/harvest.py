@@ -33,6 +33,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import quote, urlsplit
@@ -408,29 +409,40 @@ def harvest_source(
     own = client is None
     http = client or httpx.Client(timeout=settings.harvest_timeout, follow_redirects=False)
     index = index_for(settings, source_id)
-    index.ensure_ready()
     first_date: str | None = None
     seen: set[str] = set()
+    # Pages are stored by one worker thread while the next page is fetched and parsed (the index and the
+    # catalogue are written in page order, by that thread only; it owns the index's connection).
+    store = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvest-store")
+    pending: Future[int] | None = None
     try:
+        store.submit(index.ensure_ready).result()
         prefix = prefix or _choose_prefix(http, base)
         for page in _pages(http, base, prefix, set_spec, None if full else start):
             report.pages += 1
             first_date = first_date or page.response_date
             if page.no_records:
                 break
-            now = utcnow()
-            report.removed += _apply(settings, source_id, page, index, now)
+            if pending is not None:
+                report.removed += pending.result()
+            pending = store.submit(_apply, settings, source_id, page, index, utcnow())
             report.added += len(page.live)
             if full:
                 seen.update(i for i, _, _ in page.live)
+        if pending is not None:
+            report.removed += pending.result()
+            pending = None
         if full:
-            report.removed += _drop_unseen(settings, source_id, seen, index)
+            report.removed += store.submit(_drop_unseen, settings, source_id, seen, index).result()
     except HarvestError as exc:
         report.status, report.error = "error", exc.en
     finally:
+        if pending is not None:
+            pending.result()
+        store.submit(index.close).result()
+        store.shutdown()
         if own:
             http.close()
-        index.close()
     report.seconds = time.perf_counter() - t0
     with db.write_session(settings) as s:
         source = s.get(HarvestSource, source_id)
