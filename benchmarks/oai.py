@@ -27,7 +27,6 @@ import datetime as dt
 import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
