@@ -103,4 +103,5 @@ def test_closing_and_reopening(any_home: Settings, tmp_path: Path) -> None:
         record = services.get_record(s, "GZ", "GZ-3")
         record.security_class = "秘密"
         services.set_access(s, record, "open", today=TODAY)  # classified now: decided restricted
-    assert get_record(any_home, "GZ-3").find(".//o:header", NS).get("status") == "deleted"  # type: ignore[union-attr]
+    header = get_record(any_home, "GZ-3").find(".//o:header", NS)
+    assert header is not None and header.get("status") == "deleted"
