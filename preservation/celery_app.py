@@ -25,7 +25,8 @@ Choices made here:
   and jitter, ``ARCHIVE_TASK_MAX_RETRIES`` (default 3) times, backoff capped at 10 minutes.
 * **Schedule** (``archive beat`` or ``archive worker --beat``): drain the migrate outbox every
   ``ARCHIVE_DISPATCH_INTERVAL`` seconds (default 30); an incremental fixity audit every night at 02:00 UTC,
-  of the objects not verified for ``ARCHIVE_AUDIT_CYCLE_DAYS`` days (default 30), oldest-verified first.
+  of the objects not verified for ``ARCHIVE_AUDIT_CYCLE_DAYS`` days (default 30), oldest-verified first;
+  the incremental OAI-PMH harvest of every peer into the regional catalogue copy hourly (minute 17).
 * After fork, each worker child drops the parent's database connections (ours and the SQLite broker's).
 """
 
