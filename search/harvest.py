@@ -147,26 +147,42 @@ def _text(el: etree._Element | None) -> str | None:
     return el.text.strip() or None
 
 
+_NATIVE_TAGS = {
+    f"{PA}archivalCode": "archival_code",
+    f"{PA}title": "title",
+    f"{PA}creator": "creator",
+    f"{PA}date": "date",
+    f"{PA}retention": "retention",
+    f"{PA}fonds": "fonds",
+    f"{PA}description": "description",
+    f"{PA}language": "language",
+    f"{PA}url": "url",
+}
+
+
 def _native_fields(md: etree._Element) -> dict[str, Any] | None:
+    """The fields of a ``pearl_archive`` record, read in one pass over its children."""
     rec = md.find(f"{PA}record")
     if rec is None:
         return None
-    archive = rec.find(f"{PA}archive")
-    return {
-        "archive": archive.get("code") if archive is not None else None,
-        "archive_name": _text(archive),
-        "level": archive.get("level") if archive is not None else None,
-        "archival_code": _text(rec.find(f"{PA}archivalCode")),
-        "title": _text(rec.find(f"{PA}title")),
-        "creator": _text(rec.find(f"{PA}creator")),
-        "date": _text(rec.find(f"{PA}date")),
-        "retention": _text(rec.find(f"{PA}retention")),
-        "fonds": _text(rec.find(f"{PA}fonds")),
-        "description": _text(rec.find(f"{PA}description")),
-        "keywords": [k for k in (_text(e) for e in rec.findall(f"{PA}keyword")) if k],
-        "language": _text(rec.find(f"{PA}language")),
-        "url": _text(rec.find(f"{PA}url")),
-    }
+    fields: dict[str, Any] = dict.fromkeys(("archive", "archive_name", "level", *_NATIVE_TAGS.values()), None)
+    keywords: list[str] = []
+    for child in rec:
+        tag = child.tag
+        text = child.text.strip() if child.text else None
+        if tag == f"{PA}keyword":
+            if text:
+                keywords.append(text)
+        elif tag == f"{PA}archive":
+            fields["archive"], fields["level"], fields["archive_name"] = (
+                child.get("code"),
+                child.get("level"),
+                text,
+            )
+        elif tag in _NATIVE_TAGS:
+            fields[_NATIVE_TAGS[tag]] = text or None
+    fields["keywords"] = keywords
+    return fields
 
 
 def _dc_fields(md: etree._Element, identifier: str) -> dict[str, Any] | None:

@@ -105,3 +105,38 @@ def test_closing_and_reopening(any_home: Settings, tmp_path: Path) -> None:
         services.set_access(s, record, "open", today=TODAY)  # classified now: decided restricted
     header = get_record(any_home, "GZ-3").find(".//o:header", NS)
     assert header is not None and header.get("status") == "deleted"
+
+
+def test_lists_and_tokens(any_home: Settings, tmp_path: Path) -> None:
+    """ListSets, and ListIdentifiers one record a page with from/until, on both databases."""
+    store(any_home, tmp_path)
+    set_access(any_home, "GZ-3", "restricted")
+    settings = any_home.model_copy(update={"oai_page_size": 1})
+    with db.read_session(settings) as s:
+        sets = validated(oai.respond(settings, s, [("verb", "ListSets")], "http://node/oai").encode())
+        assert [e.text for e in sets.iterfind(".//o:setSpec", NS)] == [
+            "archive:GD",
+            "archive:GZ",
+            "archive:GZ-TH",
+        ]
+        start = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        args = [
+            ("verb", "ListIdentifiers"),
+            ("metadataPrefix", "oai_dc"),
+            ("from", start),
+            ("until", "2999-01-01T00:00:00Z"),
+        ]
+        seen: list[tuple[str | None, str | None]] = []
+        while True:
+            root = validated(oai.respond(settings, s, args, "http://node/oai").encode())
+            assert error_code(root) is None
+            seen += [
+                (h.findtext("o:identifier", namespaces=NS), h.get("status"))
+                for h in root.iterfind(".//o:header", NS)
+            ]
+            token = root.find(".//o:resumptionToken", NS)
+            if token is None or not token.text:
+                break
+            assert token.get("completeListSize") == "2"
+            args = [("verb", "ListIdentifiers"), ("resumptionToken", token.text)]
+    assert seen == [("oai:pearl-node:GZ/GZ-1", None), ("oai:pearl-node:GZ/GZ-3", "deleted")]
