@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import multiprocessing
 import re
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import quote, urlsplit
@@ -404,6 +405,30 @@ def _chunks(items: list[str], n: int) -> Iterator[list[str]]:
         yield items[i : i + n]
 
 
+#: The copy's index per source, in the process (thread or child) that stores pages.
+_OPEN: dict[int, EmbeddedBackend] = {}
+
+
+def _store_open(settings: Settings, source_id: int) -> None:
+    index = _OPEN.get(source_id) or index_for(settings, source_id)
+    index.ensure_ready()
+    _OPEN[source_id] = index
+
+
+def _store_page(settings: Settings, source_id: int, page: Page, now: dt.datetime) -> int:
+    return _apply(settings, source_id, page, _OPEN[source_id], now)
+
+
+def _store_drop_unseen(settings: Settings, source_id: int, seen: set[str]) -> int:
+    return _drop_unseen(settings, source_id, seen, _OPEN[source_id])
+
+
+def _store_close(settings: Settings, source_id: int) -> None:
+    index = _OPEN.pop(source_id, None)
+    if index is not None:
+        index.close()
+
+
 def harvest_source(
     settings: Settings, source_id: int, *, full: bool = False, client: httpx.Client | None = None
 ) -> HarvestReport:
@@ -424,15 +449,19 @@ def harvest_source(
     t0 = time.perf_counter()
     own = client is None
     http = client or httpx.Client(timeout=settings.harvest_timeout, follow_redirects=False)
-    index = index_for(settings, source_id)
     first_date: str | None = None
     seen: set[str] = set()
-    # Pages are stored by one worker thread while the next page is fetched and parsed (the index and the
-    # catalogue are written in page order, by that thread only; it owns the index's connection).
-    store = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvest-store")
+    # Pages are stored by one worker while the next page is fetched and parsed, in page order; the worker
+    # owns the copy's index. A full harvest (the big one) stores in a child process, so that tokenising for
+    # the index does not share one core (the GIL) with parsing; an incremental one in a thread.
+    store: Executor = (
+        ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        if full
+        else ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvest-store")
+    )
     pending: Future[int] | None = None
     try:
-        store.submit(index.ensure_ready).result()
+        store.submit(_store_open, settings, source_id).result()
         prefix = prefix or _choose_prefix(http, base)
         for page in _pages(http, base, prefix, set_spec, None if full else start):
             report.pages += 1
@@ -441,7 +470,7 @@ def harvest_source(
                 break
             if pending is not None:
                 report.removed += pending.result()
-            pending = store.submit(_apply, settings, source_id, page, index, utcnow())
+            pending = store.submit(_store_page, settings, source_id, page, utcnow())
             report.added += len(page.live)
             if full:
                 seen.update(i for i, _, _ in page.live)
@@ -449,13 +478,13 @@ def harvest_source(
             report.removed += pending.result()
             pending = None
         if full:
-            report.removed += store.submit(_drop_unseen, settings, source_id, seen, index).result()
+            report.removed += store.submit(_store_drop_unseen, settings, source_id, seen).result()
     except HarvestError as exc:
         report.status, report.error = "error", exc.en
     finally:
         if pending is not None:
             pending.result()
-        store.submit(index.close).result()
+        store.submit(_store_close, settings, source_id).result()
         store.shutdown()
         if own:
             http.close()
