@@ -454,9 +454,10 @@ def harvest_source(
     # Pages are stored by one worker while the next page is fetched and parsed, in page order; the worker
     # owns the copy's index. A full harvest (the big one) stores in a child process, so that tokenising for
     # the index does not share one core (the GIL) with parsing; an incremental one in a thread.
+    # (A Celery prefork child is a daemon process, which may not have children: a thread there.)
     store: Executor = (
         ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        if full
+        if full and not multiprocessing.current_process().daemon
         else ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvest-store")
     )
     pending: Future[int] | None = None
