@@ -109,3 +109,16 @@ def test_no_records_match_is_an_empty_success(home: Settings) -> None:
     assert (report.status, report.added) == ("ok", 0)
     answer = catalogue_search(home, "http://peer", SearchQuery())
     assert answer is not None and answer.total == 0
+
+
+def test_hourly_on_the_beat(home: Settings) -> None:
+    from preservation import tasks
+    from preservation.celery_app import HARVEST_TASK, make_app
+
+    entry = make_app(home).conf.beat_schedule["harvest-regional-catalogue"]
+    assert (
+        entry["task"] == HARVEST_TASK
+        and entry["schedule"].minute == {17}
+        and len(entry["schedule"].hour) == 24
+    )
+    assert tasks.app.tasks[HARVEST_TASK].name == tasks.harvest_catalogue.name == HARVEST_TASK
