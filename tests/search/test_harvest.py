@@ -69,6 +69,10 @@ def test_oai_dc_peer(home: Settings) -> None:
     hit = answer.hits[0]
     assert (hit["archive"], hit["archival_code"], hit["date"]) == ("SZ", "SZ-1", "1980-08")
     assert hit["source"] == "catalogue" and hit["url"] == "http://peer/records/SZ/SZ-1"
+    # 1- and 2-character Chinese queries work on the copy as on the node's own index
+    for q in ("深", "特区", "规划"):
+        one = catalogue_search(home, "http://peer", SearchQuery(q=q))
+        assert one is not None and one.total == 1, q
     by_year = catalogue_search(home, "http://peer", SearchQuery(q="规划", year_from=1980, year_to=1980))
     assert by_year is not None and by_year.total == 1
 
