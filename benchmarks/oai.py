@@ -67,7 +67,7 @@ def build_node(bench: Any, settings: Settings, records: int) -> None:
     with db.write_session(settings) as s:
         ids = {a.code: a.id for a in s.query(Archive)}
     now = dt.datetime.now(dt.UTC)
-    backend = EmbeddedBackend(settings.search_db)
+    backend = EmbeddedBackend(settings.home_dir / "search.sqlite3")
     backend.ensure_ready()
     for docs in bench.batched(bench.generate(records), 5_000):
         rows = [
