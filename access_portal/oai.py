@@ -11,7 +11,8 @@ come with HTTP 200 as the protocol says). Choices where the protocol leaves them
   here (``idDoesNotExist``), exactly like a record that does not exist at all.
 - **Datestamps** are the record's last public change (``public_changed_at``), at seconds granularity;
   ``from``/``until`` are inclusive and may be days or seconds (both of one kind).
-- **Identifiers**: ``oai:<ARCHIVE_OAI_REPOSITORY_ID or node name>:<ARCHIVE>/<档号 percent-encoded (UTF-8)>``.
+- **Identifiers**: ``oai:<ARCHIVE_OAI_REPOSITORY_ID, default pearl-node>:<ARCHIVE>/<档号 percent-encoded (UTF-8)>``;
+  ``repositoryName`` is ``ARCHIVE_OAI_REPOSITORY_NAME`` or the names of the archives on the node.
 - **Sets**: ``archive:<CODE>`` for each holding archive, ``archive:<CODE>:fonds:<全宗号>`` for each fonds with a
   record that was ever public; characters a setSpec cannot hold are written ``~XX`` (UTF-8 bytes in hex).
   A set holds the records of that archive (not of the archives under it) / that fonds.
@@ -128,7 +129,7 @@ def datestamp(value: dt.datetime) -> str:
 
 
 def repository_id(settings: Settings) -> str:
-    return settings.oai_repository_id or settings.node_name
+    return settings.oai_repository_id
 
 
 def make_identifier(settings: Settings, archive: str, code: str) -> str:
@@ -538,9 +539,11 @@ def _envelope(ctx: Context, request_attrs: dict[str, str], body: str) -> str:
 def _identify(ctx: Context, session: Session) -> str:
     earliest = session.execute(select(func.min(Record.public_changed_at))).scalar_one_or_none()
     s = ctx.settings
+    names = session.execute(select(Archive.name_zh).order_by(Archive.code)).scalars().all()
+    name = s.oai_repository_name or " / ".join(names) or "Pearl River Delta digital archives"
     return (
         "<Identify>"
-        f"<repositoryName>{_x(s.node_name)}</repositoryName>"
+        f"<repositoryName>{_x(name)}</repositoryName>"
         f"<baseURL>{_x(ctx.base_url)}</baseURL>"
         "<protocolVersion>2.0</protocolVersion>"
         f"<adminEmail>{_x(s.oai_admin_email)}</adminEmail>"

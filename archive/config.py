@@ -82,9 +82,14 @@ class Settings(BaseSettings):
     oai_page_size: int = Field(
         default=500, ge=1, le=10_000, description="Records or headers per OAI-PMH list response."
     )
-    oai_repository_id: str | None = Field(
+    oai_repository_id: str = Field(
+        default="pearl-node",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$",
+        description="Namespace of this node's OAI identifiers (oai:<id>:ARCHIVE/档号); keep it stable.",
+    )
+    oai_repository_name: str | None = Field(
         default=None,
-        description="Namespace of this node's OAI identifiers (oai:<id>:ARCHIVE/档号); default the node name.",
+        description="repositoryName in the OAI-PMH Identify answer; default the archives' names.",
     )
     oai_admin_email: str = Field(
         default="archives@localhost.localdomain", description="adminEmail in the OAI-PMH Identify answer."

@@ -81,6 +81,7 @@ def test_identify(client: TestClient) -> None:
     assert identify.findtext("o:deletedRecord", namespaces=NS) == "persistent"
     assert identify.findtext("o:granularity", namespaces=NS) == "YYYY-MM-DDThh:mm:ssZ"
     assert identify.findtext("o:baseURL", namespaces=NS) == "http://testserver/oai"
+    assert "广州市档案馆" in identify.findtext("o:repositoryName", namespaces=NS, default="")
     request = root.find("o:request", NS)
     assert request is not None and request.get("verb") == "Identify"
 
