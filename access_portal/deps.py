@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from access_portal.i18n import Lang, resolve_lang
+from access_portal.limits import Limits
 from archive import db
 from archive.config import Settings
 from search import SearchBackend
@@ -49,7 +50,16 @@ async def get_lang(request: Request) -> Lang:
     return resolve_lang(request)
 
 
+async def get_limits(request: Request) -> Limits:
+    """The request bounds (:mod:`access_portal.limits`); refuses a request with too many parameters. Every
+    router of the portal depends on it, so the count is checked before any handler runs."""
+    limits: Limits = request.app.state.limits
+    limits.check_params(len(request.query_params.multi_items()))
+    return limits
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 BackendDep = Annotated[SearchBackend, Depends(get_backend)]
 LangDep = Annotated[Lang, Depends(get_lang)]
+LimitsDep = Annotated[Limits, Depends(get_limits)]
