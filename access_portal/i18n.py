@@ -131,7 +131,9 @@ MESSAGES: dict[str, dict[str, str]] = {
 
 # Chinese names of the common formats, for the format facet and the file lists of Chinese pages (PRONOM names
 # are English). A family is matched by PRONOM id on the record page, and by the PRONOM name the facets are
-# keyed by (a pattern, so every version of the family reads alike); other formats keep their PRONOM name.
+# keyed by (a pattern; a version it captures as ``v`` is kept, so PDF 1.4 and 1.7 stay two facet values);
+# other formats keep their PRONOM name. DOC and DOCX differ only by PRONOM's name ("Microsoft Word Document"
+# for 97-2003, "Microsoft Word for Windows" for 2007 on), hence the anchored patterns.
 _FORMAT_FAMILIES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     (
         "PDF/A 长期保存版式文档",
@@ -141,21 +143,21 @@ _FORMAT_FAMILIES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     (
         "PDF 版式文档",
         ("fmt/14", "fmt/15", "fmt/16", "fmt/17", "fmt/18", "fmt/19", "fmt/20", "fmt/276", "fmt/1129"),
-        r"Portable Document Format|Acrobat PDF",
+        r"Acrobat PDF (?P<v>\d+\.\d+)|Portable Document Format|Acrobat PDF",
     ),
     ("OFD 版式文档", (), r"\bOFD\b|Open Fixed-layout Document"),
-    ("Word 文档（DOCX）", ("fmt/412",), r"Office Open XML Document|Word.*2007|DOCX"),
+    ("Word 文档（DOCX）", ("fmt/412",), r"^Microsoft Word for Windows$|Office Open XML Document|DOCX"),
     ("Word 文档（DOC）", ("fmt/37", "fmt/38", "fmt/39", "fmt/40"), r"Microsoft Word"),
     (
         "Excel 电子表格（XLSX）",
         ("fmt/214", "fmt/445"),
-        r"Excel.*(2007|Open XML)|Office Open XML Workbook|XLSX",
+        r"^Microsoft Excel for Windows$|Office Open XML Workbook|XLSX",
     ),
     ("Excel 电子表格（XLS）", ("fmt/59", "fmt/61", "fmt/62"), r"Microsoft Excel"),
     (
         "PowerPoint 演示文稿（PPTX）",
         ("fmt/215",),
-        r"PowerPoint.*(2007|Open XML)|Office Open XML Presentation|PPTX",
+        r"^Microsoft PowerPoint for Windows$|Office Open XML Presentation|PPTX",
     ),
     ("PowerPoint 演示文稿（PPT）", ("fmt/125", "fmt/126"), r"PowerPoint"),
     ("RTF 文档", ("fmt/45", "fmt/50", "fmt/52", "fmt/53", "fmt/355"), r"Rich Text Format"),
@@ -211,8 +213,9 @@ def format_zh(name: str | None, puid: str | None = None) -> str | None:
         return FORMAT_ZH_BY_PUID[puid]
     if name:
         for pattern, zh in _FORMAT_ZH_BY_NAME:
-            if pattern.search(name):
-                return zh
+            if found := pattern.search(name):
+                version = found.groupdict().get("v")
+                return f"{zh} {version}" if version else zh
     return None
 
 
