@@ -11,8 +11,11 @@ What is bounded, and how (the numbers are :class:`archive.config.Settings`, docu
   ``portal_max_filter_values`` (20), counted as sent, repeats included — beyond, ``POR002``;
 - one filter value: at most :data:`MAX_FILTER_CHARS` characters and no control character (a NUL byte is
   refused, not silently dropped so that ``format=%00x`` would act as no filter) — else ``POR003``;
-- the search text: cut at ``portal_max_query_chars`` (1,000) characters, control characters become spaces
-  (a long text is not an error: people paste whole paragraphs);
+- the search text: cut at ``portal_max_query_chars`` (256, what the search backends look at) characters,
+  control characters become spaces (a long text is not an error: people paste whole paragraphs);
+- the whole search as kept (text and filters, URL-encoded): at most ``portal_max_query_bytes`` (4,096) —
+  beyond, ``POR005``. Every link of a result page (facets, chips, pager, language) repeats it, so this
+  bounds the page: at most ~180 links of it beside 100 hits, well under a megabyte even at the bound;
 - ``size``: capped at ``portal_max_page_size`` (100), the answer says which size was used;
 - ``page``: at most the last page that exists (``POR004`` names it), and never deeper than the search window
   (:data:`search.MAX_WINDOW` results) even before searching. Page 1 always exists, even with no hits.
@@ -27,6 +30,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from archive.config import Settings
 from archive.errors import BadArgument
@@ -42,7 +46,7 @@ FILTERS: tuple[str, ...] = ("archive", "level", "fonds", "retention", "format")
 
 
 class OutOfBounds(BadArgument):
-    """A request beyond the portal's bounds (answered 422). ``code`` is one of ``POR001``–``POR004``."""
+    """A request beyond the portal's bounds (answered 422). ``code`` is one of ``POR001``–``POR005``."""
 
     status_code = 422
 
@@ -79,6 +83,15 @@ def bad_value(name: str) -> OutOfBounds:
     )
 
 
+def query_too_long(limit: int) -> OutOfBounds:
+    return OutOfBounds(
+        "POR005",
+        f"检索条件过长（编码后最多 {limit} 字节）",
+        f"The search is too long (at most {limit} bytes URL-encoded)",
+        limit=limit,
+    )
+
+
 def no_such_page(page: int, last: int) -> OutOfBounds:
     return OutOfBounds(
         "POR004",
@@ -93,7 +106,8 @@ def no_such_page(page: int, last: int) -> OutOfBounds:
 class Limits:
     max_params: int = 200
     max_filter_values: int = 20
-    max_query_chars: int = 1000
+    max_query_chars: int = 256
+    max_query_bytes: int = 4096
     max_page_size: int = 100
 
     @classmethod
@@ -102,6 +116,7 @@ class Limits:
             max_params=settings.portal_max_params,
             max_filter_values=settings.portal_max_filter_values,
             max_query_chars=settings.portal_max_query_chars,
+            max_query_bytes=settings.portal_max_query_bytes,
             max_page_size=settings.portal_max_page_size,
         )
 
@@ -163,7 +178,7 @@ def search_query(
     page = max(page, 1)
     if page > limits.deepest_page(size):
         raise no_such_page(page, limits.deepest_page(size))
-    return SearchQuery(
+    query = SearchQuery(
         q=clean_text(q, limits),
         archives=tuple(a.upper() for a in _values("archive", archive, limits)),
         levels=_values("level", level, limits),
@@ -176,6 +191,9 @@ def search_query(
         page=page,
         size=size,
     )
+    if len(urlencode(query_params(query))) > limits.max_query_bytes:
+        raise query_too_long(limits.max_query_bytes)
+    return query
 
 
 def check_page(page: int, pages: int) -> None:

@@ -79,7 +79,13 @@ class Settings(BaseSettings):
         default=20, ge=1, le=1000, description="Most values one search filter (archive=, fonds=…) may carry."
     )
     portal_max_query_chars: int = Field(
-        default=1000, ge=1, le=100_000, description="Search text beyond this many characters is cut."
+        default=256, ge=1, le=10_000, description="Search text beyond this many characters is cut."
+    )
+    portal_max_query_bytes: int = Field(
+        default=4096,
+        ge=512,
+        le=65_536,
+        description="Longest search (URL-encoded, as every link of a result page repeats it).",
     )
     portal_max_page_size: int = Field(default=100, ge=1, le=100, description="Most hits on one search page.")
     portal_max_params: int = Field(

@@ -46,7 +46,7 @@ async def search(
     limits: LimitsDep,
     q: Annotated[
         str,
-        Query(description="Plain text, never query syntax; cut at ARCHIVE_PORTAL_MAX_QUERY_CHARS (1,000)"),
+        Query(description="Plain text, never query syntax; cut at ARCHIVE_PORTAL_MAX_QUERY_CHARS (256)"),
     ] = "",
     archive: MultiQuery = None,
     level: MultiQuery = None,
