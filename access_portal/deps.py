@@ -8,8 +8,8 @@ The settings and the search backend are made once by :func:`access_portal.app.cr
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -20,6 +20,8 @@ from access_portal.limits import Limits
 from archive import db
 from archive.config import Settings
 from search import SearchBackend
+
+T = TypeVar("T")
 
 # The dependencies are ``async``: FastAPI runs a plain ``def`` dependency in a worker thread, a hop that
 # costs more than reading ``app.state`` or the request.
@@ -48,6 +50,17 @@ async def get_session(settings: Annotated[Settings, Depends(get_settings)]) -> A
 
 async def get_lang(request: Request) -> Lang:
     return resolve_lang(request)
+
+
+async def run_blocking(request: Request, fn: Callable[..., T], *args: object) -> T:
+    """Run the blocking part of a handler (search, catalogue reads, rendering): on the event loop itself when
+    every store it touches is local (the embedded index and a SQLite catalogue: CPU work, where a worker
+    thread only adds a hop and GIL contention between up to 40 threads, which stretched the slowest answers
+    under load), else in a worker thread, so that a network store (Elasticsearch, PostgreSQL) never stalls
+    the loop. ``create_app`` decides which (``app.state.inline``)."""
+    if request.app.state.inline:
+        return fn(*args)
+    return await run_in_threadpool(fn, *args)
 
 
 async def get_limits(request: Request) -> Limits:

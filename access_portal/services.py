@@ -122,6 +122,20 @@ def archives_tree(session: Session) -> list[ArchiveNode]:
     return out
 
 
+@dataclass(frozen=True)
+class ArchiveName:
+    code: str
+    name_zh: str
+    name_en: str | None
+
+
+def archive_names(session: Session) -> dict[str, ArchiveName]:
+    """The archives on the node by code, names only (what a result page shows; counting the open records of
+    each, as :func:`archives_tree` does, reads every record)."""
+    rows = session.execute(select(Archive.code, Archive.name_zh, Archive.name_en)).all()
+    return {code: ArchiveName(code, zh, en) for code, zh, en in rows}
+
+
 def get_public_archive(session: Session, code: str) -> Archive:
     """A holding archive by code; its existence is public (the home page lists it)."""
     clean = _clean(code.strip(), 64)

@@ -12,9 +12,12 @@
    HTTP/1.1 client in this process (it spends far less CPU per request than an HTTP library, and the machine
    has only 2 cores to share with the portal); its own CPU time is printed too.
 
-Prints p50/p95/p99 (ms), requests/s, errors (anything but a 200 with a body) and the portal's memory (RSS summed
-over its processes, peak during the run). Target: p95 ≤ 100 ms for both at that load. Everything it creates is
-deleted at the end. The machine is shared: run it more than once and read the spread.
+Prints p50/p95/p99 (ms), requests/s, errors (anything but a 200 with a body), the portal's memory (RSS summed
+over its processes, peak during the run) and the CPU it spent per request (summed over its processes). Target:
+p95 ≤ 100 ms for both at that load. The machine is shared, so latencies depend on what else runs (the load
+average is printed): the CPU per request does not, and bounds what a machine of the portal's own would give —
+with C cores busy, concurrency K answers in about K × CPU/request / C. Run it more than once and read the
+spread. Everything it creates is deleted at the end.
 """
 
 from __future__ import annotations
@@ -131,6 +134,19 @@ def tree(pid: int) -> list[int]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the live process tree."""
+    total = 0
+    for p in tree(pid):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     total = 0
     for p in tree(pid):
@@ -203,6 +219,9 @@ class Load:
     bytes: int = 0
     seconds: float = 0.0
     cpu: float = 0.0
+    #: CPU the portal spent (its process tree), in ms per request: what decides the latency on a machine
+    #: of its own, whatever else the shared machine runs.
+    server_cpu_ms: float = 0.0
 
 
 async def _drive(port: int, path: str, requests: int, concurrency: int) -> Load:
@@ -267,8 +286,10 @@ def run_setup(name: str, home: Path, workers: int, args: argparse.Namespace, wor
             ("api /api/v1/search", f"/api/v1/search?q={quote(WORD)}"),
         ):
             drive(port, path, args.warmup, args.concurrency)
+            cpu0 = cpu_seconds(proc.pid)
             with PeakRss(proc.pid) as peak:
                 load = drive(port, path, args.requests, args.concurrency)
+            load.server_cpu_ms = (cpu_seconds(proc.pid) - cpu0) * 1000 / args.requests
             rows.append(Row(name, label, load, peak.peak))
             print(f"  {name:28s} {label:20s} {summary(load)}   RSS {peak.peak:6.0f} MB", flush=True)
     finally:
@@ -281,7 +302,8 @@ def summary(load: Load) -> str:
     lat = load.latencies
     return (
         f"p50 {pct(lat, 50):6.1f}  p95 {pct(lat, 95):6.1f}  p99 {pct(lat, 99):6.1f} ms  "
-        f"{len(lat) / load.seconds:6.0f} req/s  errors {load.errors}  (driver CPU {load.cpu:4.1f} s)"
+        f"{len(lat) / load.seconds:5.0f} req/s  errors {load.errors}  portal CPU {load.server_cpu_ms:4.1f} ms/req  "
+        f"(driver CPU {load.cpu:3.1f} s)"
     )
 
 

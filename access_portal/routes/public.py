@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,14 +23,15 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
 
 from access_portal import services
-from access_portal.deps import BackendDep, LimitsDep, SessionDep, SettingsDep, get_limits
+from access_portal.deps import BackendDep, LimitsDep, SessionDep, SettingsDep, get_limits, run_blocking
 from access_portal.i18n import COOKIE, HTML_LANG, LANGS, format_label, label, resolve_lang, translator
 from access_portal.limits import query_params, search_query
 from access_portal.schemas import ArchiveOut, HitOut, RecordOut, catalogue_url, record_url
 from archive import db
+from archive.config import Settings
 from archive.home import is_initialised
 from archive.models import Archive
-from search import SearchQuery
+from search import SearchBackend, SearchQuery
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
 #: Pages are self-contained: styles from /static, no scripts.
@@ -163,14 +165,18 @@ def _search_url(query: SearchQuery, **changes: Any) -> str:
     return "/search" + ("?" + urlencode(params) if params else "")
 
 
+#: Values of each facet a page shows (the backend counts more; the API gives them all).
+FACET_VALUES_SHOWN = 12
+
+
 def _facet_links(
     query: SearchQuery, facets: Mapping[str, Mapping[str, int]]
 ) -> dict[str, list[dict[str, Any]]]:
-    """For each facet value: its count, whether it is selected, and the plain link that toggles it."""
+    """For each facet value shown: its count, whether it is selected, and the plain link that toggles it."""
     out: dict[str, list[dict[str, Any]]] = {}
     for facet, values in facets.items():
         links = []
-        for value, count in values.items():
+        for value, count in itertools.islice(values.items(), FACET_VALUES_SHOWN):
             if facet == "year":
                 try:
                     decade = int(value)
@@ -204,9 +210,9 @@ def _int(value: str | None) -> int | None:
 
 
 @router.get("/search", response_class=HTMLResponse, include_in_schema=False)
-def search_page(
+async def search_page(
     request: Request,
-    session: SessionDep,
+    settings: SettingsDep,
     backend: BackendDep,
     limits: LimitsDep,
     q: str = "",
@@ -237,8 +243,16 @@ def search_page(
         page=_int(page) or 1,
         size=_int(size) or 20,
     )
-    found = services.public_search(session, backend, query)
-    archives = {n.code: n for n in services.archives_tree(session)}
+    return await run_blocking(request, _search_page, request, settings, backend, query)
+
+
+def _search_page(
+    request: Request, settings: Settings, backend: SearchBackend, query: SearchQuery
+) -> HTMLResponse:
+    """The search, the catalogue re-check and the rendering: the blocking part of the page, in one go."""
+    with db.read_session(settings) as session:
+        found = services.public_search(session, backend, query)
+        archives = services.archive_names(session)
     filters = _active_filters(query)
     kept = query_params(replace(query, page=1))
     return render(
@@ -261,8 +275,8 @@ def search_page(
 
 
 def _active_filters(query: SearchQuery) -> list[dict[str, str]]:
-    """Chips for the filters in force, each with the link that removes it: one link per kept value, each
-    as long as the kept query, so the chips grow linearly with the (bounded) number of values."""
+    """Chips for the filters in force, each with the link that removes it: one link per kept value, each at
+    most as long as the kept query (bounded by ``ARCHIVE_PORTAL_MAX_QUERY_BYTES``), whatever was sent."""
     chips: list[dict[str, str]] = []
     for name, field in FACET_FIELDS.items():
         values: tuple[str, ...] = getattr(query, field)
