@@ -227,8 +227,6 @@ def create_app(settings: Settings | None = None, backend: SearchBackend | None =
     app.state.settings = settings
     app.state.backend = backend
     app.state.limits = Limits.of(settings)
-    # Local stores only (embedded index, SQLite catalogue): blocking work runs on the loop (deps.run_blocking)
-    app.state.inline = backend.name == "embedded" and settings.db_url.startswith("sqlite")
     app.add_exception_handler(NotFound, _on_not_found)
     app.add_exception_handler(OutOfBounds, _on_out_of_bounds)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)

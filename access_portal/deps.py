@@ -52,14 +52,9 @@ async def get_lang(request: Request) -> Lang:
     return resolve_lang(request)
 
 
-async def run_blocking(request: Request, fn: Callable[..., T], *args: object) -> T:
-    """Run the blocking part of a handler (search, catalogue reads, rendering): on the event loop itself when
-    every store it touches is local (the embedded index and a SQLite catalogue: CPU work, where a worker
-    thread only adds a hop and GIL contention between up to 40 threads, which stretched the slowest answers
-    under load), else in a worker thread, so that a network store (Elasticsearch, PostgreSQL) never stalls
-    the loop. ``create_app`` decides which (``app.state.inline``)."""
-    if request.app.state.inline:
-        return fn(*args)
+async def run_blocking(fn: Callable[..., T], *args: object) -> T:
+    """Run the blocking part of a handler (search, catalogue reads, rendering) in one worker-thread hop,
+    the session opened and closed there too: a ``def`` route with a SessionDep costs two or three."""
     return await run_in_threadpool(fn, *args)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from access_portal import services
 from access_portal.deps import BackendDep, LimitsDep, SessionDep, SettingsDep, get_limits, run_blocking
@@ -40,7 +40,6 @@ Page = Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1
 
 @router.get("/search", response_model=SearchOut, summary="Search the open records")
 async def search(
-    request: Request,
     settings: SettingsDep,
     backend: BackendDep,
     limits: LimitsDep,
@@ -73,11 +72,9 @@ async def search(
         page=page,
         size=size,
     )
-    # Everything that blocks (the search backend, the catalogue re-check, the JSON) in one go, the session
-    # opened and closed there too: inline for local stores, else one worker-thread hop (deps.run_blocking).
-    return Response(
-        await run_blocking(request, _search_json, settings, backend, query), media_type="application/json"
-    )
+    # Everything that blocks (the search backend, the catalogue re-check, the JSON) in one worker-thread
+    # hop, the session opened and closed there too: a ``def`` route with a SessionDep costs a second hop.
+    return Response(await run_blocking(_search_json, settings, backend, query), media_type="application/json")
 
 
 def _search_json(settings: Settings, backend: SearchBackend, query: SearchQuery) -> str:

@@ -10,7 +10,7 @@ import io
 import itertools
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -170,9 +170,10 @@ FACET_VALUES_SHOWN = 12
 
 
 def _facet_links(
-    query: SearchQuery, facets: Mapping[str, Mapping[str, int]]
+    query: SearchQuery, facets: Mapping[str, Mapping[str, int]], shown: Callable[[str, str], str]
 ) -> dict[str, list[dict[str, Any]]]:
-    """For each facet value shown: its count, whether it is selected, and the plain link that toggles it."""
+    """For each facet value shown: its count, label, whether it is selected, and the plain link that
+    toggles it."""
     out: dict[str, list[dict[str, Any]]] = {}
     for facet, values in facets.items():
         links = []
@@ -197,7 +198,15 @@ def _facet_links(
                 selected = key in current
                 kept = tuple(v for v in current if v != key) if selected else (*current, key)
                 url = _search_url(query, **{field: kept})
-            links.append({"value": value, "count": count, "selected": selected, "url": url})
+            links.append(
+                {
+                    "value": value,
+                    "label": shown(facet, value),
+                    "count": count,
+                    "selected": selected,
+                    "url": url,
+                }
+            )
         out[facet] = links
     return out
 
@@ -243,7 +252,7 @@ async def search_page(
         page=_int(page) or 1,
         size=_int(size) or 20,
     )
-    return await run_blocking(request, _search_page, request, settings, backend, query)
+    return await run_blocking(_search_page, request, settings, backend, query)
 
 
 def _search_page(
@@ -253,7 +262,14 @@ def _search_page(
     with db.read_session(settings) as session:
         found = services.public_search(session, backend, query)
         archives = services.archive_names(session)
-    filters = _active_filters(query)
+    # Labels are worked out here, not by template macros (~100 of them a page cost more than the rest).
+    lang = resolve_lang(request)
+    names = {a.code: a.name_en if lang == "en" and a.name_en else a.name_zh for a in archives.values()}
+
+    def shown(facet: str, value: str) -> str:
+        return names.get(value, value) if facet == "archive" else label(lang, facet, value)
+
+    filters = _active_filters(query, shown)
     kept = query_params(replace(query, page=1))
     return render(
         request,
@@ -262,8 +278,8 @@ def _search_page(
             "query": query,
             "found": found,
             "hits": [HitOut.of(h) for h in found.result.hits],
-            "facets": _facet_links(query, found.result.facets),
-            "archives": archives,
+            "facets": _facet_links(query, found.result.facets, shown),
+            "archive_names": names,
             "filters": filters,
             "hidden": [(k, v) for k, v in kept if k not in ("q", "sort")],
             "prev_url": _search_url(query, page=query.page - 1) if query.page > 1 else None,
@@ -274,7 +290,7 @@ def _search_page(
     )
 
 
-def _active_filters(query: SearchQuery) -> list[dict[str, str]]:
+def _active_filters(query: SearchQuery, shown: Callable[[str, str], str]) -> list[dict[str, str]]:
     """Chips for the filters in force, each with the link that removes it: one link per kept value, each at
     most as long as the kept query (bounded by ``ARCHIVE_PORTAL_MAX_QUERY_BYTES``), whatever was sent."""
     chips: list[dict[str, str]] = []
@@ -285,14 +301,17 @@ def _active_filters(query: SearchQuery) -> list[dict[str, str]]:
                 {
                     "facet": name,
                     "value": value,
+                    "label": shown(name, value),
                     "url": _search_url(query, **{field: tuple(v for v in values if v != value)}),
                 }
             )
     if query.year_from is not None or query.year_to is not None:
+        years = f"{query.year_from or ''}–{query.year_to or ''}"
         chips.append(
             {
                 "facet": "year",
-                "value": f"{query.year_from or ''}–{query.year_to or ''}",
+                "value": years,
+                "label": years,
                 "url": _search_url(query, year_from=None, year_to=None),
             }
         )
