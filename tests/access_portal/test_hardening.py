@@ -173,6 +173,29 @@ def test_size_is_capped_by_the_setting(portal_home: PortalHome) -> None:
         assert c.get("/api/v1/search", params={"archive": ["GD", "GZ", "GZ-TH", "GD"]}).status_code == 422
 
 
+def test_portal_codes_match_their_catalogue() -> None:
+    """The POR codes' messages as raised are the catalogue's (archive/codes/portal.toml), for the integrator's
+    move of every message into that catalogue."""
+    import tomllib
+    from pathlib import Path
+
+    from access_portal import limits
+
+    catalogue = tomllib.loads((Path(__file__).parents[2] / "archive/codes/portal.toml").read_text())
+    raised = [
+        limits.too_many_params(7),
+        limits.too_many_values("fonds", 7),
+        limits.bad_value("fonds"),
+        limits.no_such_page(9, 2),
+        limits.query_too_long(7),
+    ]
+    assert sorted(catalogue) == sorted(e.code for e in raised)
+    for error in raised:
+        entry = catalogue[error.code]
+        assert entry["zh"].format(**error.details) == error.zh
+        assert entry["en"].format(**error.details) == error.en
+
+
 # -- restricted and absent records cost the same -----------------------------------------------------------
 
 
