@@ -92,13 +92,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def serve(home: Path, workers: int, log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """``archive serve`` as production starts it (uvicorn; uvloop/httptools when installed)."""
+def serve(
+    home: Path, workers: int, log: Path, code: Path = _HERE.parent
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``archive serve`` as production starts it (uvicorn; uvloop/httptools when installed), from the
+    checkout ``code`` (another one with ``--baseline``)."""
     port = free_port()
     cmd = [sys.executable, "-m", "archive", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(workers), "--no-drain", "--log-level", "warning", "--no-access-log"]  # fmt: skip
-    env = {**os.environ, "ARCHIVE_HOME": str(home), "ARCHIVE_ELASTICSEARCH_URL": ""}
-    proc = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=_HERE.parent)
+           "--no-drain", "--log-level", "warning"]  # fmt: skip
+    if workers > 1:
+        cmd += ["--workers", str(workers), "--no-access-log"]
+    env = {**os.environ, "ARCHIVE_HOME": str(home), "ARCHIVE_ELASTICSEARCH_URL": "", "PYTHONPATH": str(code)}
+    proc = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=code)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -277,8 +282,10 @@ class Row:
     rss: float
 
 
-def run_setup(name: str, home: Path, workers: int, args: argparse.Namespace, work: Path) -> list[Row]:
-    proc, port = serve(home, workers, work / f"portal-{workers}.log")
+def run_setup(
+    name: str, home: Path, workers: int, args: argparse.Namespace, work: Path, code: Path = _HERE.parent
+) -> list[Row]:
+    proc, port = serve(home, workers, work / f"portal-{workers}.log", code)
     rows = []
     try:
         for label, path in (
@@ -322,6 +329,12 @@ def main() -> None:
         "--repeat", type=int, default=1, help="measure both setups this many times, alternately"
     )
     parser.add_argument("--target-p95", type=float, default=100.0)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout of the project (e.g. `git worktree add /tmp/base main`): its portal is measured "
+        "too, one process, in the same run",
+    )
     args = parser.parse_args()
 
     fast = [m for m in ("uvloop", "httptools") if importlib.util.find_spec(m)]
@@ -335,6 +348,10 @@ def main() -> None:
               f"load average {os.getloadavg()[0]:.1f} before the run")  # fmt: skip
         rows: list[Row] = []
         for _ in range(args.repeat):
+            if args.baseline:
+                rows += run_setup(
+                    "baseline: one process", work / "home", 1, args, work, args.baseline.resolve()
+                )
             rows += run_setup("one process (the issue's)", work / "home", 1, args, work)
             rows += run_setup(f"production: {args.workers} workers", work / "home", args.workers, args, work)
         print(f"\nsummary (target p95 ≤ {args.target_p95:.0f} ms; load average now {os.getloadavg()[0]:.1f})")
