@@ -103,7 +103,8 @@ def serve(
     if workers > 1:
         cmd += ["--workers", str(workers), "--no-access-log"]
     env = {**os.environ, "ARCHIVE_HOME": str(home), "ARCHIVE_ELASTICSEARCH_URL": "", "PYTHONPATH": str(code)}
-    proc = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=code)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=code)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
