@@ -17,6 +17,8 @@ What is bounded, and how (the numbers are :class:`archive.config.Settings`, docu
   beyond, ``POR005``. Every link of a result page (facets, chips, pager, language) repeats it, so this
   bounds the page: at most ~180 links of it beside 100 hits, well under a megabyte even at the bound;
 - ``size``: capped at ``portal_max_page_size`` (100), the answer says which size was used;
+- answers: besides the hits, an API answer lists at most :data:`MAX_FACET_VALUES` values of each facet
+  (most frequent first), a page 12, and every link is bounded as above;
 - ``page``: at most the last page that exists (``POR004`` names it), and never deeper than the search window
   (:data:`search.MAX_WINDOW` results) even before searching. Page 1 always exists, even with no hits.
 
@@ -40,6 +42,9 @@ from search import MAX_WINDOW, SearchQuery
 MAX_FILTER_CHARS = 255
 MIN_YEAR, MAX_YEAR = 1, 9999
 SORTS = ("relevance", "date_desc", "date_asc")
+
+#: Most values of one facet an API answer lists (most frequent first); a page shows 12.
+MAX_FACET_VALUES = 100
 
 #: Filter parameters of /search and /api/v1/search, in the order links carry them.
 FILTERS: tuple[str, ...] = ("archive", "level", "fonds", "retention", "format")

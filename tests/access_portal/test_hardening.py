@@ -160,6 +160,17 @@ def test_page_beyond_the_last_on_pages_and_catalogues(client: TestClient) -> Non
     assert client.get("/archives/GD/catalogue", params={"page": 999}).status_code == 422
 
 
+def test_api_facets_are_capped(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from access_portal import schemas
+
+    full = client.get("/api/v1/search").json()["facets"]
+    assert max(len(v) for v in full.values()) > 2
+    monkeypatch.setattr(schemas, "MAX_FACET_VALUES", 2)
+    capped = client.get("/api/v1/search").json()["facets"]
+    for name, values in capped.items():
+        assert values == full[name][:2]  # the most frequent ones
+
+
 def test_size_is_capped_by_the_setting(portal_home: PortalHome) -> None:
     from access_portal.app import create_app
 
