@@ -15,7 +15,6 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from access_portal.i18n import Lang, resolve_lang
 from access_portal.limits import Limits
 from archive import db
 from archive.config import Settings
@@ -48,10 +47,6 @@ async def get_session(settings: Annotated[Settings, Depends(get_settings)]) -> A
         await run_in_threadpool(session.close)
 
 
-async def get_lang(request: Request) -> Lang:
-    return resolve_lang(request)
-
-
 async def run_blocking(fn: Callable[..., T], *args: object) -> T:
     """Run the blocking part of a handler (search, catalogue reads, rendering) in one worker-thread hop,
     the session opened and closed there too: a ``def`` route with a SessionDep costs two or three."""
@@ -69,5 +64,4 @@ async def get_limits(request: Request) -> Limits:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 BackendDep = Annotated[SearchBackend, Depends(get_backend)]
-LangDep = Annotated[Lang, Depends(get_lang)]
 LimitsDep = Annotated[Limits, Depends(get_limits)]
