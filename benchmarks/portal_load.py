@@ -73,11 +73,11 @@ def build_node(home: Path, matching: int) -> tuple[int, int]:
             break
     settings = Settings(home=home)
     bench.fill_catalogue(settings, records)  # type: ignore[attr-defined]
-    bench.index_embedded(settings.search_db, records, 1000)  # type: ignore[attr-defined]
+    bench.index_embedded(settings.home_dir / "search.sqlite3", records, 1000)  # type: ignore[attr-defined]
     db.dispose_engines()
     from search import EmbeddedBackend, SearchQuery
 
-    backend = EmbeddedBackend(settings.search_db)
+    backend = EmbeddedBackend(settings.home_dir / "search.sqlite3")
     total = backend.search(SearchQuery(q=WORD, size=1)).total
     backend.close()
     return records, total
