@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from access_portal.i18n import resolve_lang, translator
 from access_portal.limits import Limits, OutOfBounds
-from access_portal.routes import api, public
+from access_portal.routes import api, oai, public
 from archive.config import Settings, get_settings
 from archive.errors import NotFound
 from search import SearchBackend, SearchError, get_backend
@@ -241,4 +241,5 @@ def create_app(settings: Settings | None = None, backend: SearchBackend | None =
     _mount_docs(app)
     app.include_router(public.router)
     app.include_router(api.router)
+    app.include_router(oai.router)
     return app

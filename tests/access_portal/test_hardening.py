@@ -270,6 +270,13 @@ def test_catalogue_csv_links_come_from_configuration_not_the_host(portal_home: P
     assert "public" in r.headers["cache-control"] and "max-age=" in r.headers["cache-control"]
 
 
+def test_oai_links_come_from_configuration_not_the_host(client: TestClient) -> None:
+    for params in ({"verb": "Identify"}, {"verb": "ListRecords", "metadataPrefix": "oai_dc"}):
+        r = client.get("/oai", params=params, headers={"Host": "evil.example"})
+        assert r.status_code == 200
+        assert "evil.example" not in r.text and "http://testserver/" in r.text
+
+
 def test_csv_retention_reads_as_on_the_pages(client: TestClient) -> None:
     text = client.get("/archives/GD/catalogue.csv").content.decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text)))
