@@ -25,9 +25,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from access_portal.i18n import resolve_lang, translator
 from access_portal.limits import Limits, OutOfBounds
-from access_portal.routes import api, oai, public
+from access_portal.routes import api, oai, public, staff
+from access_portal.staff import on_forbidden, on_not_authenticated
 from archive.config import Settings, get_settings
-from archive.errors import NotFound
+from archive.errors import Forbidden, NotAuthenticated, NotFound
 from search import SearchBackend, SearchError, get_backend
 
 log = logging.getLogger("access_portal")
@@ -229,6 +230,8 @@ def create_app(settings: Settings | None = None, backend: SearchBackend | None =
     app.state.limits = Limits.of(settings)
     app.add_exception_handler(NotFound, _on_not_found)
     app.add_exception_handler(OutOfBounds, _on_out_of_bounds)
+    app.add_exception_handler(NotAuthenticated, on_not_authenticated)
+    app.add_exception_handler(Forbidden, on_forbidden)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(SearchError, _on_search_error)
@@ -241,5 +244,6 @@ def create_app(settings: Settings | None = None, backend: SearchBackend | None =
     _mount_docs(app)
     app.include_router(public.router)
     app.include_router(api.router)
+    app.include_router(staff.router)
     app.include_router(oai.router)
     return app

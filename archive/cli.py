@@ -42,6 +42,14 @@ app.add_typer(records_app, name="records")
 app.add_typer(events_app, name="events")
 app.add_typer(config_app, name="config")
 app.add_typer(health_app, name="health")
+users_app = typer.Typer(no_args_is_help=True, help="Staff accounts and their roles (用户).")
+tokens_app = typer.Typer(
+    no_args_is_help=True, help="API tokens for the staff API (shown once, stored hashed)."
+)
+access_app = typer.Typer(no_args_is_help=True, help="Access decisions by staff (开放审核).")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(access_app, name="access")
 
 
 class LazyConsole:
@@ -356,6 +364,204 @@ def events_verify(as_json: JsonOpt = False) -> None:
             raise typer.Exit(1)
 
     run(body, as_json)
+
+
+def operator() -> str:
+    """The person running a staff command, the agent of its PREMIS event: the operating-system login
+    (the shell is the admin's own; the web and API record the signed-in person instead)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container's arbitrary uid)
+        return "unknown-operator"
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = typer.prompt("Password / 密码", hide_input=True, confirmation_prompt=True)
+    else:
+        raise BadArgument(
+            "没有终端可询问密码：请用 --password-stdin",
+            "No terminal to ask for the password: use --password-stdin",
+        )
+    if len(password) < 8:
+        raise BadArgument("密码至少 8 个字符", "The password needs at least 8 characters")
+    return password
+
+
+@users_app.command("add")
+def users_add(
+    login: str,
+    role: Annotated[list[str], typer.Option("--role", help="admin | archivist | auditor (repeatable)")],
+    archive: Annotated[
+        list[str] | None, typer.Option("--archive", help="An archive the archivist role covers (repeatable)")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Display name, e.g. 陈档案")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin")
+    ] = False,
+) -> None:
+    """Add a staff account with its roles; asks for the password twice (or reads it with --password-stdin)."""
+
+    def body(settings: Settings) -> None:
+        from archive import db
+        from archive.accounts import add_user
+        from archive.accounts.users import _check_grants
+
+        _check_grants(role, archive or [])
+        password = _read_password(password_stdin)
+        with db.write_session(settings) as s:
+            user = add_user(
+                s,
+                login,
+                roles=role,
+                archives=archive or [],
+                password=password,
+                display_name=name,
+                actor=operator(),
+            )
+            from archive.accounts.users import grant_names
+
+            out.print(f"added {user.login} ({', '.join(grant_names(user))})", highlight=False)
+
+    run(body)
+
+
+@users_app.command("list")
+def users_list(as_json: JsonOpt = False) -> None:
+    """List staff accounts and their roles."""
+
+    def body(settings: Settings) -> None:
+        from archive import db
+        from archive.accounts import list_users
+
+        with db.read_session(settings) as s:
+            rows = list_users(s)
+        if as_json:
+            print_json(rows)
+            return
+        table = new_table("login", "name", "roles", "archives", "disabled")
+        for r in rows:
+            table.add_row(
+                r["login"],
+                r["display_name"] or "",
+                ",".join(r["roles"]),
+                ",".join(r["archives"]),
+                "yes" if r["disabled"] else "",
+            )
+        out.print(table)
+
+    run(body, as_json)
+
+
+@users_app.command("disable")
+def users_disable(login: str) -> None:
+    """Disable an account: its tokens stop working at once (the account and its history stay)."""
+
+    def body(settings: Settings) -> None:
+        from archive import db
+        from archive.accounts import disable_user
+
+        with db.write_session(settings) as s:
+            changed = disable_user(s, login, actor=operator())
+        out.print(f"{login}: disabled" + ("" if changed else " (already)"), highlight=False)
+
+    run(body)
+
+
+@tokens_app.command("create")
+def tokens_create(
+    login: str,
+    expires: Annotated[int | None, typer.Option(help="Days until the token expires (default: never)")] = None,
+) -> None:
+    """Create an API token for LOGIN and print it alone on one line: it is shown this once only."""
+
+    def body(settings: Settings) -> None:
+        from archive import db
+        from archive.accounts import create_token
+
+        with db.write_session(settings) as s:
+            row, text = create_token(s, login, expires_days=expires, actor=operator())
+            expires_at = row.expires_at
+        sys.stdout.write(text + "\n")
+        err.print(
+            "store it now; it cannot be shown again"
+            + (f" (expires {expires_at:%Y-%m-%d %H:%M} UTC)" if expires_at else ""),
+            highlight=False,
+        )
+
+    run(body)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token: Annotated[str, typer.Argument(help="The token's id (arc_<id>…), a prefix, or the token")],
+) -> None:
+    """Revoke an API token."""
+
+    def body(settings: Settings) -> None:
+        from archive import db
+        from archive.accounts import revoke_token
+
+        with db.write_session(settings) as s:
+            row = revoke_token(s, token, actor=operator())
+            out.print(f"revoked token {row.id}", highlight=False)
+
+    run(body)
+
+
+@access_app.command("set")
+def access_set(
+    ref: Annotated[str, typer.Argument(help="ARCHIVE/CODE")],
+    status: Annotated[str, typer.Argument(help="open | restricted")],
+    reason: Annotated[str, typer.Option(help="Why (kept on the record and its event)")],
+    review_on: Annotated[
+        str | None, typer.Option("--review-on", help="Date of the next review, YYYY-MM-DD")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Decide a record's access as staff (an event whose agent is you; the public index follows)."""
+
+    def body(settings: Settings) -> None:
+        from archive import db, services
+
+        archive_code, code = services.split_record_ref(ref)
+        with db.write_session(settings) as s:
+            result = services.staff_set_access(
+                s,
+                archive_code,
+                code,
+                status,
+                reason=reason,
+                review_on=parse_date(review_on),
+                actor=operator(),
+                open_after_years=settings.open_after_years,
+            )
+        if as_json:
+            print_json(result)
+        else:
+            out.print(
+                f"{ref}: {result['access_status']}" + ("" if result["changed"] else " (unchanged)"),
+                highlight=False,
+            )
+
+    run(body, as_json)
+
+
+def parse_date(text: str | None) -> Any:
+    import datetime as dt
+
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise BadArgument(
+            f"日期应写作 YYYY-MM-DD，而不是 {text!r}", f"A date is YYYY-MM-DD, not {text!r}"
+        ) from None
 
 
 def _load_plugins() -> None:

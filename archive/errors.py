@@ -206,3 +206,50 @@ class UnknownHarvestSource(UsageError):
 
     def __init__(self, url: str) -> None:
         super().__init__(f"没有收割来源 {url}", f"No harvest source {url}", url=url)
+
+
+# -- staff accounts and the staff API's authorisation (issue 11; messages also in archive/codes/accounts.toml) --
+
+
+class NotAuthenticated(ArchiveError):
+    """No token, or one that is unknown, expired, revoked or belongs to a disabled account (HTTP 401).
+
+    One message for every case, so a caller cannot tell which tokens exist."""
+
+    code = "ARC020"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "需要有效的访问令牌（Authorization: Bearer …）",
+            "A valid token is required (Authorization: Bearer …)",
+        )
+
+
+class Forbidden(ArchiveError):
+    """The person is known but no role of theirs allows this action (HTTP 403)."""
+
+    code = "ARC021"
+
+    def __init__(self, action_zh: str, action_en: str) -> None:
+        super().__init__(f"无权{action_zh}", f"Not allowed to {action_en}")
+
+
+class UnknownUser(NotFound):
+    code = "ARC022"
+
+    def __init__(self, login: str) -> None:
+        super().__init__(f"没有用户 {login}", f"No user {login}", login=login)
+
+
+class UserExists(Conflict):
+    code = "ARC023"
+
+    def __init__(self, login: str) -> None:
+        super().__init__(f"用户 {login} 已存在", f"User {login} already exists", login=login)
+
+
+class UnknownToken(NotFound):
+    code = "ARC024"
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"没有唯一对应 {ref} 的令牌", f"No single token matches {ref}", token=ref)

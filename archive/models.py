@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -289,3 +290,62 @@ class HarvestedRecord(Base):
     datestamp: Mapped[str] = mapped_column(String(32))
     harvested_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# -- staff accounts (archive/accounts) ----------------------------------------------------------------------
+
+
+class Role(enum.StrEnum):
+    admin = "admin"  # users, archives, peers; may act for every archive
+    archivist = "archivist"  # ingest, describe, review access: only for the archives granted
+    auditor = "auditor"  # read-only across the node
+
+
+class User(Base):
+    """A member of staff who signs in (web, later) or calls the staff API with a token."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    #: Argon2id (``$argon2id$…``); NULL for an account that signs in only with tokens or single sign-on.
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    grants: Mapped[list[RoleGrant]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", order_by="RoleGrant.id"
+    )
+
+
+class RoleGrant(Base):
+    """One role held by a person; an archivist's grant names the archive (one row per archive)."""
+
+    __tablename__ = "role_grants"
+    __table_args__ = (UniqueConstraint("user_id", "role", "archive_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    archive_id: Mapped[int | None] = mapped_column(ForeignKey("archives.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    user: Mapped[User] = relationship(back_populates="grants")
+    archive: Mapped[Archive | None] = relationship()
+
+
+class ApiToken(Base):
+    """A bearer token for the staff API: only the SHA-256 of its secret is kept; the text is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # public part, printed in the token
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship()

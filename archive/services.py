@@ -184,9 +184,34 @@ def file_detail(f: File) -> dict[str, Any]:
     }
 
 
-def list_transfers(session: Session, limit: int = 100) -> Sequence[Transfer]:
+def list_transfers(
+    session: Session, limit: int = 100, archives: Sequence[str] | None = None
+) -> Sequence[Transfer]:
+    """The newest transfers, of ``archives`` only when given (codes; unknown codes match nothing)."""
     query = select(Transfer).options(selectinload(Transfer.archive)).order_by(Transfer.started_at.desc())
+    if archives is not None:
+        query = query.join(Archive, Transfer.archive_id == Archive.id).where(Archive.code.in_(archives))
     return session.execute(query.limit(limit)).scalars().all()
+
+
+def get_transfer(session: Session, transfer_id: str) -> Transfer:
+    transfer = session.execute(
+        select(Transfer).options(selectinload(Transfer.archive)).where(Transfer.id == transfer_id)
+    ).scalar_one_or_none()
+    if transfer is None:
+        raise NotFound(f"没有移交 {transfer_id}", f"No transfer {transfer_id}")
+    return transfer
+
+
+def transfer_record_refs(session: Session, transfer_id: str) -> list[str]:
+    """``ARCHIVE/CODE`` of the records a transfer stored."""
+    rows = session.execute(
+        select(Archive.code, Record.archival_code)
+        .join(Archive, Record.archive_id == Archive.id)
+        .where(Record.transfer_id == transfer_id)
+        .order_by(Record.archival_code)
+    ).all()
+    return [f"{a}/{c}" for a, c in rows]
 
 
 def transfer_summary(t: Transfer) -> dict[str, Any]:
@@ -230,12 +255,17 @@ def set_access(
     today: dt.date,
     open_after_years: int = 25,
     agent: str = AGENT,
+    agent_type: str = "software",
     note: str | None = None,
+    reason: str | None = None,
+    review_on: dt.date | None = None,
 ) -> bool:
     """Set the archivist's access request on ``record`` (open / restricted / auto), decide its status by
     :func:`archive.access.decide_access`, and — in the caller's transaction — log the decision as a PREMIS
     event, queue the record for (re)indexing or removal from the public index, and note the public change.
-    Closing a record again or withdrawing it is ``restricted``. Returns whether the status changed."""
+    Closing a record again or withdrawing it is ``restricted``. A staff decision passes the person as
+    ``agent`` (``agent_type="person"``) and its own ``reason`` and ``review_on`` (the next review), which the
+    record and the event keep instead of the rule's. Returns whether the status changed."""
     decision = decide_access(
         requested=requested,
         security_class=record.security_class,
@@ -246,8 +276,8 @@ def set_access(
     before = record.access_status
     record.access_requested = requested
     record.access_status = decision.status
-    record.access_reason = f"{decision.reason_zh} / {decision.reason_en}"
-    record.access_review_on = decision.review_on
+    record.access_reason = reason or f"{decision.reason_zh} / {decision.reason_en}"
+    record.access_review_on = review_on or decision.review_on
     changed = before != decision.status
     now = utcnow()
     if changed:
@@ -273,8 +303,61 @@ def set_access(
                 record_id=record.id,
                 detail=f"access {before} -> {decision.status} (requested {requested})"
                 + (f": {note}" if note else ""),
-                outcome_detail={"before": before, **decision.as_dict(), "requested": requested},
+                outcome_detail={
+                    "before": before,
+                    **decision.as_dict(),
+                    "requested": requested,
+                    **({"agent_type": agent_type} if agent_type != "software" else {}),
+                    **({"staff_reason": reason} if reason else {}),
+                    **({"review_on": review_on.isoformat()} if review_on else {}),
+                },
             )
         ],
     )
     return changed
+
+
+STAFF_STATUSES = ("open", "restricted")
+
+
+def staff_set_access(
+    session: Session,
+    archive: str,
+    code: str,
+    status: str,
+    *,
+    reason: str,
+    review_on: dt.date | None,
+    actor: str,
+    open_after_years: int = 25,
+    today: dt.date | None = None,
+) -> dict[str, Any]:
+    """A staff decision on a record's access (the CLI's ``archive access set`` and the staff API): the
+    person is the event's agent, and their reason and next review date stay on the record and the event."""
+    if status not in STAFF_STATUSES:
+        raise BadArgument(
+            f"开放状态应为 open 或 restricted，而不是 {status!r}",
+            f"The status is open or restricted, not {status!r}",
+        )
+    if not reason.strip():
+        raise BadArgument("需要说明理由（reason）", "A reason is required")
+    record = get_record(session, archive, code)
+    changed = set_access(
+        session,
+        record,
+        status,
+        today=today or dt.date.today(),
+        open_after_years=open_after_years,
+        agent=actor,
+        agent_type="person",
+        note=reason,
+        reason=reason,
+        review_on=review_on,
+    )
+    return {
+        "record": f"{record.archive.code}/{record.archival_code}",
+        "access_status": record.access_status,
+        "changed": changed,
+        "reason": record.access_reason,
+        "review_on": record.access_review_on.isoformat() if record.access_review_on else None,
+    }
