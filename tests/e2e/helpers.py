@@ -20,10 +20,11 @@ CSV_HEADER = "路径,档号,题名,责任者,日期,保管期限,密级,开放�
 
 
 def archive_cmd(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300, input_text: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "archive", *args],
+        input=input_text,
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
