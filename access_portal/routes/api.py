@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from access_portal import services
+from access_portal import regional, services
 from access_portal.deps import BackendDep, SessionDep, SettingsDep
 from access_portal.schemas import (
     ArchiveOut,
@@ -24,6 +24,7 @@ from access_portal.schemas import (
 )
 from archive import db
 from archive.config import Settings
+from archive.federation.identity import has_identity
 from search import SearchBackend, SearchQuery
 
 router = APIRouter(prefix="/api/v1", tags=["public"], responses={404: {"model": ErrorOut}})
@@ -32,10 +33,7 @@ MultiQuery = Annotated[list[str] | None, Query()]
 Page = Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1")]
 
 
-@router.get("/search", response_model=SearchOut, summary="Search the open records")
-async def search(
-    settings: SettingsDep,
-    backend: BackendDep,
+def search_query(
     q: Annotated[str, Query(description="Plain text, never query syntax; cut at 1,000 characters")] = "",
     archive: MultiQuery = None,
     level: MultiQuery = None,
@@ -47,8 +45,9 @@ async def search(
     sort: Literal["relevance", "date_desc", "date_asc"] = "relevance",
     page: Page = 1,
     size: Annotated[int, Query(ge=1, description="Hits per page; capped at 100")] = 20,
-) -> Response:
-    query = services.build_query(
+) -> SearchQuery:
+    """The search parameters of ``/api/v1/search`` (and ``/federation/v1/search``) as a query."""
+    return services.build_query(
         q,
         archives=archive,
         levels=level,
@@ -61,6 +60,29 @@ async def search(
         page=page,
         size=size,
     )
+
+
+SearchQueryDep = Annotated[SearchQuery, Depends(search_query)]
+
+
+@router.get("/search", response_model=SearchOut, summary="Search the open records")
+async def search(
+    request: Request,
+    settings: SettingsDep,
+    backend: BackendDep,
+    query: SearchQueryDep,
+    scope: Annotated[
+        Literal["local", "region"] | None,
+        Query(description="local: this node; region: every peer too (the default on a node with peers)"),
+    ] = None,
+) -> Response:
+    if scope != "local" and has_identity(settings):  # two stat() calls; a node without identity is local
+        ctx = await run_in_threadpool(regional.node_context, settings)
+        if (scope or ctx.default_scope) == "region" and ctx.identity is not None:
+            result = await regional.regional_search(
+                request.app.state.federation, settings, backend, ctx, query
+            )
+            return Response(regional.regional_out(result).model_dump_json(), media_type="application/json")
     # Everything that blocks (the search backend, the catalogue re-check, the JSON) in one worker-thread
     # hop, the session opened and closed there too: a ``def`` route with a SessionDep costs a second hop.
     return Response(

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
+from anyio import from_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
 
-from access_portal import services
+from access_portal import regional, services
 from access_portal.deps import BackendDep, SessionDep, SettingsDep
 from access_portal.i18n import COOKIE, HTML_LANG, LANGS, label, resolve_lang, translator
 from access_portal.schemas import ArchiveOut, HitOut, RecordOut, catalogue_url, record_url
@@ -191,9 +192,11 @@ def _int(value: str | None) -> int | None:
 @router.get("/search", response_class=HTMLResponse, include_in_schema=False)
 def search_page(
     request: Request,
+    settings: SettingsDep,
     session: SessionDep,
     backend: BackendDep,
     q: str = "",
+    scope: str | None = None,
     archive: MultiQuery = None,
     level: MultiQuery = None,
     fonds: MultiQuery = None,
@@ -219,27 +222,55 @@ def search_page(
         page=_int(page) or 1,
         size=_int(size) or 20,
     )
-    found = services.public_search(session, backend, query)
-    archives = {n.code: n for n in services.archives_tree(session)}
+    archives: dict[str, Any] = {n.code: n for n in services.archives_tree(session)}
+    ctx = regional.node_context(settings)
+    chosen = scope if scope in ("local", "region") else ctx.default_scope
+    nodes: list[Any] = []
+    if chosen == "region" and ctx.identity is not None:
+        result = from_thread.run(
+            regional.regional_search, request.app.state.federation, settings, backend, ctx, query
+        )
+        out = regional.regional_out(result)
+        hits, facets, nodes = out.hits, result.facets, out.nodes
+        total, total_exact, pages = out.total, out.total_exact, out.pages
+        archives = {**ctx.peer_archives, **archives}
+    else:
+        chosen = "local"
+        found = services.public_search(session, backend, query)
+        hits = [HitOut.of(h) for h in found.result.hits]
+        facets = found.result.facets
+        total, total_exact, pages = found.total, found.result.total_exact, found.pages
     filters = _active_filters(request, query)
     return render(
         request,
         "search.html",
         {
             "query": query,
-            "found": found,
-            "hits": [HitOut.of(h) for h in found.result.hits],
-            "facets": _facet_links(request, found.result.facets),
+            "total": total,
+            "total_exact": total_exact,
+            "pages": pages,
+            "hits": hits,
+            "facets": _facet_links(request, facets),
             "archives": archives,
             "filters": filters,
+            "scope": chosen,
+            "has_peers": bool(ctx.peers),
+            "scope_urls": {
+                "local": _with_params(request, scope="local", page=None),
+                "region": _with_params(request, scope="region", page=None),
+            },
+            "nodes": nodes,
+            "missing": [n for n in nodes if n.status != "ok"],
             "hidden": [
                 (k, v)
                 for k, v in request.query_params.multi_items()
                 if k not in ("q", "page", "sort", "lang")
             ],
             "prev_url": _with_params(request, page=str(query.page - 1)) if query.page > 1 else None,
-            "next_url": _with_params(request, page=str(query.page + 1)) if query.page < found.pages else None,
-            "clear_url": "/search?" + urlencode({"q": query.q}) if filters else None,
+            "next_url": _with_params(request, page=str(query.page + 1)) if query.page < pages else None,
+            "clear_url": "/search?" + urlencode({"q": query.q, **({"scope": scope} if scope else {})})
+            if filters
+            else None,
         },
     )
 

@@ -12,6 +12,7 @@ Exception tree::
     ├── PeerUnreachable            the peer's descriptor could not be fetched (FED004)
     ├── BadDescriptor              the peer answered something that is not a node descriptor (FED005)
     ├── UnknownPeer                no peer with that node id (FED007; a NotFound)
+    ├── HolderUnavailable          the node holding a remote record cannot be asked now (FED008)
     └── SignatureRejected          a node-to-node call failed verification (FED010–FED015): 401
 """
 
@@ -154,3 +155,17 @@ _MESSAGES = {
         "The signature does not verify: the request was altered or signed with another key",
     ),
 }
+
+
+class HolderUnavailable(ArchiveError):
+    """The node holding a remote record could not be asked (the page says so; answered 502)."""
+
+    code = "FED008"
+
+    def __init__(self, node: str, reason: str) -> None:
+        super().__init__(
+            f"保管该档案的档案馆（{node}）暂时无法访问，请稍后再试",
+            f"The archive holding this record ({node}) cannot be reached now; please try again later",
+            node=node,
+            reason=reason,
+        )
