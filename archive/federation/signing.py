@@ -74,10 +74,13 @@ class _Keys(HTTPSignatureKeyResolver):
         return self.public
 
 
-def sign_request(request: httpx.Request, identity: NodeIdentity, ttl: int = 60) -> None:
-    """Add ``Signature-Input``, ``Signature`` (and ``Content-Digest`` when there is a body) to ``request``."""
+def sign_request(
+    request: httpx.Request, identity: NodeIdentity, ttl: int = 60, *, now: float | None = None
+) -> None:
+    """Add ``Signature-Input``, ``Signature`` (and ``Content-Digest`` when there is a body) to ``request``;
+    ``now`` backdates the signature (tests of expiry)."""
     ttl = max(1, min(ttl, MAX_LIFETIME))
-    now = int(time.time())
+    now = int(time.time() if now is None else now)
     body = request.content  # bytes of a non-streaming request
     signer = HTTPMessageSigner(signature_algorithm=ALG, key_resolver=_Keys(private=identity.private_key))
     signer.sign(
