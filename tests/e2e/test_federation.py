@@ -14,6 +14,7 @@ own ARCHIVE_HOME, identity and records, peered over real HTTP with ``archive pee
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -119,10 +120,8 @@ class Node:
     def stop(self) -> None:
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             self.proc.send_signal(signal.SIGCONT)
-        except ProcessLookupError:
-            pass
         self.proc.terminate()
         try:
             self.proc.wait(timeout=15)
@@ -233,7 +232,7 @@ def region(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Node]
             node.start()
         for node in nodes.values():  # the outbox is drained by each portal: wait for its open records
             wait_for(
-                lambda n=node: _local_total(n) == 2,  # type: ignore[misc]
+                lambda n=node: _local_total(n) == 2,
                 60,
                 f"{node.key} did not index its records",
             )
@@ -428,7 +427,7 @@ def test_restricted_records_are_absent_from_every_federation_exit(region: dict[s
         f"/remote/{gz.node_id}/records/GZ/{secret_code}",
         f"/api/v1/remote/{gz.node_id}/records/GZ/{secret_code}",
         f"/remote/{gz.node_id}/records/GZ/{secret_code}/files/originals/{secret_code}/x.txt",
-        f"/remote/no-such-node/records/GZ/GZ-F-0001",
+        "/remote/no-such-node/records/GZ/GZ-F-0001",
     ):
         r = httpx.get(gd.url + path, timeout=30)
         assert r.status_code == 404 and SECRET not in r.text, path
@@ -543,3 +542,62 @@ def test_key_rotation_is_announced_to_peers(region: dict[str, Node]) -> None:
     listed = {p["node_id"]: p for p in json.loads(gd.cmd("peers", "list", "--json").stdout)}
     assert listed[gz.node_id]["fingerprint"] == new["fingerprint"]
     wait_for(lambda: all_ok(gd) and all_ok(gz), 30, "the region did not accept the new key")
+
+
+def _free_run(n: int) -> int:
+    """The first of ``n`` consecutive free ports."""
+    for _ in range(50):
+        base = _free_port()
+        if base + n > 65535:
+            continue
+        try:
+            socks = []
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    pytest.fail("no run of free ports")
+
+
+def test_demo_region_starts_three_peered_nodes(tmp_path: Path) -> None:
+    base = _free_run(3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "archive",
+            "demo",
+            "--region",
+            "--workdir",
+            str(tmp_path / "region"),
+            "--base-port",
+            str(base),
+            "--detach",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    pids = json.loads((tmp_path / "region" / "pids.json").read_text()) if proc.returncode == 0 else {}
+    try:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "kill -STOP" in proc.stdout and f"http://127.0.0.1:{base}/search" in proc.stdout
+        body = httpx.get(
+            f"http://127.0.0.1:{base}/api/v1/search", params={"q": "广州", "scope": "region"}, timeout=30
+        ).json()
+        assert [n["status"] for n in body["nodes"]] == ["ok", "ok", "ok"]
+        assert {h["archive"] for h in body["hits"]} == {"GD", "GZ", "GZ-TH"}
+        assert "绝密" not in json.dumps(body, ensure_ascii=False)
+    finally:
+        for pid in pids.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
