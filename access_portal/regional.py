@@ -63,8 +63,30 @@ class NodeContext:
         return "region" if self.identity is not None and self.peers else "local"
 
 
+#: How long a process reuses the peer list it read for fan-out (``archive peers add/remove`` apply to
+#: regional queries within this time, without a restart). Signature checks never use it: they read the
+#: peer's key from the catalogue on every call, so a removed peer is refused at once.
+CONTEXT_TTL = 1.0
+_CONTEXTS: dict[str, tuple[float, NodeContext]] = {}
+
+
+def cached_context(settings: Settings) -> NodeContext | None:
+    """The node context if one was read less than :data:`CONTEXT_TTL` ago (no I/O), else None."""
+    hit = _CONTEXTS.get(str(settings.home_dir))
+    return hit[1] if hit and time.monotonic() - hit[0] < CONTEXT_TTL else None
+
+
 def node_context(settings: Settings) -> NodeContext:
-    """This node's identity and its peers, read per request so peer changes apply without a restart."""
+    """This node's identity and its peers (read from the catalogue at most every :data:`CONTEXT_TTL`)."""
+    cached = cached_context(settings)
+    if cached is not None:
+        return cached
+    ctx = _read_context(settings)
+    _CONTEXTS[str(settings.home_dir)] = (time.monotonic(), ctx)
+    return ctx
+
+
+def _read_context(settings: Settings) -> NodeContext:
     if not has_identity(settings):
         return NodeContext(None, [])
     identity = load_identity(settings)

@@ -77,7 +77,9 @@ async def search(
     ] = None,
 ) -> Response:
     if scope != "local" and has_identity(settings):  # two stat() calls; a node without identity is local
-        ctx = await run_in_threadpool(regional.node_context, settings)
+        ctx = regional.cached_context(settings)
+        if ctx is None:
+            ctx = await run_in_threadpool(regional.node_context, settings)
         if (scope or ctx.default_scope) == "region" and ctx.identity is not None:
             result = await regional.regional_search(
                 request.app.state.federation, settings, backend, ctx, query

@@ -475,6 +475,8 @@ def test_peer_changes_apply_without_a_restart(region: dict[str, Node]) -> None:
     gd, th = region["gd"], region["th"]
     assert gd.cmd("peers", "remove", th.node_id).returncode == 0
     try:
+        # the fan-out re-reads the peers within a second (signature checks at once: below)
+        wait_for(lambda: th.name not in statuses(region_search(gd, q="档案")), 10, "removal not seen")
         body = region_search(gd, q="档案")
         assert th.name not in statuses(body) and {h["archive"] for h in body["hits"]} == {"GD", "GZ"}
         # trust is mutual: th's calls to gd are now refused
