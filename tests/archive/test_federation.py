@@ -265,3 +265,21 @@ def test_private_key_never_in_node_show(home: Settings, tmp_path: Path) -> None:
     pem = (node_dir(home) / "node-key.pem").read_text()
     body = pem.splitlines()[1]
     assert body not in str(ident.descriptor([]))
+
+
+def test_every_federation_code_is_in_the_catalogue() -> None:
+    import inspect
+    import tomllib
+
+    from archive.errors import ArchiveError
+
+    catalogue = tomllib.loads((Path(errors.__file__).parents[1] / "codes" / "federation.toml").read_text())
+    raised = {
+        cls.code
+        for _, cls in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(cls, ArchiveError) and cls.__module__ == errors.__name__
+    }
+    assert raised == set(catalogue)
+    assert all(set(entry) == {"zh", "en"} for entry in catalogue.values())
+    for code, (zh, en) in errors._MESSAGES.items():
+        assert catalogue[code] == {"zh": zh, "en": en}
