@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from access_portal.i18n import resolve_lang, translator
 from access_portal.regional import ContactLog
-from access_portal.routes import api, federation, public
+from access_portal.routes import api, federation, oai, public
 from archive.config import Settings, get_settings
 from archive.errors import NotFound
 from archive.federation.errors import HolderUnavailable, NodeNotInitialised, SignatureRejected
@@ -235,4 +235,5 @@ def create_app(settings: Settings | None = None, backend: SearchBackend | None =
     app.include_router(public.router)
     app.include_router(api.router)
     app.include_router(federation.router)
+    app.include_router(oai.router)
     return app

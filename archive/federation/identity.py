@@ -149,7 +149,7 @@ def init_identity(
     else:
         meta = {"node_id": secrets.token_hex(8), "created_at": _now()}
     meta["url"] = base
-    meta["name"] = name or meta.get("name") or settings.node_name
+    meta["name"] = name or meta.get("name") or urlsplit(base).hostname or base  # default: the host
     if previous is None or rotate_key:
         if previous is not None:
             retired = d / "retired"
