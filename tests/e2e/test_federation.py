@@ -533,6 +533,38 @@ def test_a_dead_node_gives_a_partial_answer(region: dict[str, Node]) -> None:
     wait_for(lambda: all_ok(gd), 30, "the region did not recover after the restart")
 
 
+def test_a_dead_node_is_answered_from_the_harvested_catalogue(region: dict[str, Node]) -> None:
+    """th harvests gz's open catalogue over OAI-PMH (``archive harvest``, the other half of issue 10); when gz
+    is dead, th's regional answer carries gz's records from that copy, marked as such — open ones only."""
+    th, gz = region["th"], region["gz"]
+    for args in (("harvest", "add", gz.url), ("harvest", "run")):
+        proc = th.cmd(*args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert gz.proc is not None
+    gz.proc.kill()
+    gz.proc.wait(timeout=15)
+    gz.proc = None
+    try:
+        start = time.monotonic()
+        body = region_search(th, q="港口")
+        assert time.monotonic() - start < DEADLINE + MARGIN
+        node = next(n for n in body["nodes"] if n["node_id"] == gz.node_id)
+        assert node["status"] in ("unreachable", "timeout", "skipped") and node["source"] == "catalogue"
+        assert node["harvested_at"]
+        from_copy = [h for h in body["hits"] if h["archive"] == "GZ"]
+        assert [h["archival_code"] for h in from_copy] == ["GZ-F-0001"]
+        assert from_copy[0]["source"] == "catalogue" and from_copy[0]["harvested_at"]
+        assert from_copy[0]["url"].startswith(f"/remote/{gz.node_id}/records/GZ/")
+        assert {h["source"] for h in body["hits"] if h["archive"] != "GZ"} == {"live"}
+        for q in (PROBE, "港口", "档案", "GZ-S-0009"):
+            assert SECRET not in json.dumps(region_search(th, q=q, size=100), ensure_ascii=False)
+        page = httpx.get(th.url + "/search", params={"q": "港口"}, timeout=30)
+        assert "目录副本" in page.text and gz.name in page.text and SECRET not in page.text
+    finally:
+        gz.start()
+    wait_for(lambda: all_ok(th), 30, "the region did not recover after the restart")
+
+
 def test_key_rotation_is_announced_to_peers(region: dict[str, Node]) -> None:
     gz, gd = region["gz"], region["gd"]
     proc = gz.cmd("node", "init", "--url", gz.url, "--rotate-key")
