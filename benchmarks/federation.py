@@ -31,6 +31,8 @@ closing note, never into assertions.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
 import datetime as dt
 import importlib.util
 import os
@@ -60,7 +62,7 @@ from archive.federation.peers import add_peer, remember_nonce  # noqa: E402
 from archive.federation.signing import sign_request, verify_request  # noqa: E402
 from archive.home import init_home  # noqa: E402
 from archive.models import Archive, Record, Transfer  # noqa: E402
-from search import EmbeddedBackend, RecordDoc  # noqa: E402
+from search import EmbeddedBackend, RecordDoc, SearchQuery  # noqa: E402
 
 
 def _search_bench() -> Any:
@@ -224,6 +226,84 @@ def regional_vs_direct(portals: list[Portal], rounds: int) -> None:
     )
 
 
+def _query(params: dict[str, Any]) -> SearchQuery:
+    one = {k: [v] for k, v in params.items() if k in ("archive", "level", "fonds", "retention", "format")}
+    from access_portal.services import build_query
+
+    return build_query(
+        params.get("q", ""),
+        archives=one.get("archive"),
+        levels=one.get("level"),
+        fonds=one.get("fonds"),
+        retentions=one.get("retention"),
+        formats=one.get("format"),
+        year_from=params.get("year_from"),
+        year_to=params.get("year_to"),
+        sort=params.get("sort", "relevance"),
+        page=params.get("page", 1),
+    )
+
+
+def code_cost(portals: list[Portal], rounds: int) -> None:
+    """What the federation code itself costs the asking node per regional query, apart from the searches:
+    the peers' real answers (recorded once through signed calls) are replayed through httpx.MockTransport
+    and the local answer is precomputed, so the clock sees signing, the fan-out, parsing, RRF merge, facet
+    sums and the JSON of the answer — and no contention with the peers' processes."""
+    from access_portal import regional
+    from search.federation import SEARCH_PATH, Federation, query_params, windows
+
+    settings = portals[0].settings
+    ctx = regional.node_context(settings)
+    assert ctx.identity is not None
+    identity = ctx.identity
+    backend = EmbeddedBackend(settings.home_dir / "search.sqlite3")
+    recorded: dict[str, bytes] = {}
+    local: dict[int, Any] = {}
+    queries = [_query(p) for p in QUERY_MIX]
+    with httpx.Client(timeout=60) as client:
+        for i, q in enumerate(queries):
+            top = q.page * q.size
+            local[i] = regional.local_answer(settings, backend, q, top, identity)
+            for peer in ctx.peers:
+                for page, size in windows(top):
+                    req = client.build_request(
+                        "GET", peer.url + SEARCH_PATH, params=query_params(q, page, size)
+                    )
+                    sign_request(req, identity)
+                    recorded[str(req.url)] = client.send(req).content
+
+    def replay(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, content=recorded[str(request.url)], headers={"content-type": "application/json"}
+        )
+
+    fed = Federation(settings, transport=httpx.MockTransport(replay), catalogue=None)
+    wall: list[float] = []
+    cpu: list[float] = []
+
+    async def run() -> None:
+        for r in range(rounds + 1):
+            for i, q in enumerate(queries):
+                answer = local[i]
+
+                async def local_part(query: SearchQuery, top: int, a: Any = answer) -> Any:
+                    return dataclasses.replace(a)
+
+                t0, c0 = time.perf_counter(), time.process_time()
+                result = await fed.search(identity, ctx.peers, q, local=local_part)
+                regional.regional_out(result).model_dump_json()
+                if r:
+                    wall.append((time.perf_counter() - t0) * 1000)
+                    cpu.append((time.process_time() - c0) * 1000)
+        await fed.aclose()
+
+    asyncio.run(run())
+    backend.close()
+    print("\nthe federation code on the asking node, per regional query (peers' answers replayed, no search)")
+    print(line("CPU time", cpu))
+    print(line("wall time", wall))
+
+
 def one_stopped(portals: list[Portal], rounds: int, label: str) -> list[float]:
     first, stopped = portals[0], portals[-1]
     assert stopped.proc is not None
@@ -269,11 +349,12 @@ def signature_cost(settings: Settings, n: int) -> None:
         sign_request(req, ident)
         verify(req, memory_nonce)
     batch = requests(n)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for req in batch:
         sign_request(req, ident)
         verify(req, memory_nonce)
     crypto = (time.perf_counter() - t0) / n * 1000
+    crypto_cpu = (time.process_time() - c0) / n * 1000
     batch = requests(n)
     t0 = time.perf_counter()
     for req in batch:
@@ -281,19 +362,18 @@ def signature_cost(settings: Settings, n: int) -> None:
     sign_only = (time.perf_counter() - t0) / n * 1000
     m = max(n // 10, 50)
     batch = requests(m)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for req in batch:
         sign_request(req, ident)
         verify(req, lambda k, nonce, e: remember_nonce(settings, k, nonce, e))
     with_db = (time.perf_counter() - t0) / m * 1000
+    with_db_cpu = (time.process_time() - c0) / m * 1000
     print("\nsignatures (RFC 9421, Ed25519, http-message-signatures), per call, in this process")
-    print(
-        f"  sign + verify                                {crypto:7.3f} ms   (target ≤ 1 ms: {'met' if crypto <= 1 else 'MISSED'})"
-    )
-    print(f"    of which signing                           {sign_only:7.3f} ms")
-    print(
-        f"  sign + verify + nonce stored in the catalogue {with_db:6.3f} ms   (SQLite WAL, what a real call costs)"
-    )
+    print(f"  sign + verify                                {crypto_cpu:7.3f} ms CPU, {crypto:7.3f} ms wall   "
+          f"(target ≤ 1 ms: {'met' if crypto_cpu <= 1 else 'MISSED'} on CPU time, {'met' if crypto <= 1 else 'MISSED'} on wall time)")  # fmt: skip
+    print(f"    of which signing                           {sign_only:7.3f} ms wall")
+    print(f"  sign + verify + nonce stored in the catalogue {with_db_cpu:6.3f} ms CPU, {with_db:7.3f} ms wall   "
+          "(SQLite WAL, what a real call costs)")  # fmt: skip
 
 
 def oai_harvest_rates(portals: list[Portal]) -> None:
@@ -340,6 +420,7 @@ def main() -> None:
                     add_peer(p.settings, other.url, load_identity(other.settings).fingerprint)
 
         regional_vs_direct(portals, args.rounds)
+        code_cost(portals, args.rounds)
 
         print(
             f"\none node stopped (SIGSTOP), regional from node 1; target p95 ≤ {timeout * 1000 + 50:.0f} ms"
