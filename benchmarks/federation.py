@@ -21,7 +21,8 @@ signatures — in one run, three real portals on this machine.
    through ``http-message-signatures``; target ≤ 1 ms), and the nonce's write to the catalogue that a
    real verification adds (SQLite, WAL).
 5. OAI-PMH: the full-harvest rate (records/s) beside reading the same records through ``/api/v1/search``
-   pages belongs to the OAI-PMH provider (another branch): :func:`oai_harvest_rates` is its place.
+   pages is measured by ``benchmarks/oai.py`` (the OAI-PMH provider's own benchmark);
+   :func:`oai_harvest_rates` is the place to run it over these three nodes, if one run is wanted.
 
 The machine is shared and has 2 cores: the three portals and this client compete for them, so a regional
 query (three searches at once) pays for CPU the sequential direct queries do not. Figures go in the
