@@ -204,7 +204,8 @@ def run_region_demo(workdir: Path, base_port: int, detach: bool, console: Consol
         "\n[bold]See a node stopped[/]\n"
         f"  kill -STOP {pids['th']}    # 天河区档案馆 hangs: reload the search; it answers within "
         f"ARCHIVE_FEDERATION_TIMEOUT (2 s) and says 天河区档案馆 could not be asked,\n"
-        "                          # then skips it for 30 s (circuit breaker) so pages are fast again\n"
+        "                          # then skips it for 30 s (circuit breaker) so pages are fast again;\n"
+        "                          # with the harvested catalogue its records still show, marked 目录副本\n"
         f"  kill -CONT {pids['th']}    # it answers again after the cool-down\n",
         highlight=False,
     )
