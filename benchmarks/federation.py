@@ -229,15 +229,16 @@ def regional_vs_direct(portals: list[Portal], rounds: int) -> None:
 
 def _query(params: dict[str, Any]) -> SearchQuery:
     one = {k: [v] for k, v in params.items() if k in ("archive", "level", "fonds", "retention", "format")}
-    from access_portal.services import build_query
+    from access_portal.limits import Limits, search_query
 
-    return build_query(
+    return search_query(
+        Limits.of(Settings()),
         params.get("q", ""),
-        archives=one.get("archive"),
-        levels=one.get("level"),
+        archive=one.get("archive"),
+        level=one.get("level"),
         fonds=one.get("fonds"),
-        retentions=one.get("retention"),
-        formats=one.get("format"),
+        retention=one.get("retention"),
+        format=one.get("format"),
         year_from=params.get("year_from"),
         year_to=params.get("year_to"),
         sort=params.get("sort", "relevance"),

@@ -34,7 +34,7 @@ from starlette.background import BackgroundTask
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from access_portal import regional, services
-from access_portal.deps import BackendDep, SessionDep, SettingsDep
+from access_portal.deps import BackendDep, SessionDep, SettingsDep, get_limits
 from access_portal.routes.api import SearchQueryDep, _search_json
 from access_portal.routes.public import content_disposition, render
 from access_portal.schemas import ArchiveOut, RecordOut
@@ -46,7 +46,7 @@ from archive.federation.signing import verify_request
 
 log = logging.getLogger("access_portal.federation")
 
-router = APIRouter(tags=["federation"])
+router = APIRouter(tags=["federation"], dependencies=[Depends(get_limits)])
 
 PROBLEM = "application/problem+json"
 
