@@ -14,6 +14,7 @@ holder's address, which may be a private network address.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ import httpx
 from fastapi.concurrency import run_in_threadpool
 
 from access_portal import services
+from access_portal.limits import MAX_FACET_VALUES
 from access_portal.schemas import FileOut, HitOut, NodeOut, RecordOut, SearchOut
 from archive import db
 from archive.config import Settings
@@ -192,8 +194,10 @@ def regional_out(result: RegionalResult) -> SearchOut:
         pages=result.pages,
         sort=q.sort,
         hits=hits,
+        # summed over the nodes, most frequent first, cut like a local answer (each peer sends its top
+        # MAX_FACET_VALUES, so a value beyond a peer's top counts only where it was listed)
         facets={
-            name: [{"value": v, "count": n} for v, n in values.items()]
+            name: [{"value": v, "count": n} for v, n in itertools.islice(values.items(), MAX_FACET_VALUES)]
             for name, values in result.facets.items()
         },
         scope="region",
