@@ -68,6 +68,8 @@ def require_role(*roles: str) -> Callable[[Staff], Coroutine[Any, Any, Staff]]:
     return dependency
 
 
+#: An archivist (of some archive; each route then checks :func:`require_archive`): submitting transfers.
+ArchivistDep = Annotated[Staff, Depends(require_role(Role.archivist))]
 #: Anyone on the staff (read routes; each then checks the object's archive with :func:`check_read`).
 ReaderDep = Annotated[Staff, Depends(require_role(Role.admin, Role.archivist, Role.auditor))]
 #: Someone who may change things (admin, archivist; each then checks :func:`require_archive`).

@@ -361,3 +361,32 @@ def staff_set_access(
         "reason": record.access_reason,
         "review_on": record.access_review_on.isoformat() if record.access_review_on else None,
     }
+
+
+def register_upload(
+    session: Session, transfer_id: str, archive: str, *, source: str, bag_name: str, actor: str
+) -> Transfer:
+    """Register a transfer uploaded through the staff API (status ``received``) before its ingest is queued,
+    so its status URL answers at once; the person is the agent of its ``transfer`` event."""
+    arch = get_archive(session, archive)
+    transfer = Transfer(
+        id=transfer_id, archive_id=arch.id, source=source, bag_name=bag_name, status="received"
+    )
+    session.add(transfer)
+    session.flush()
+    append_events(
+        session,
+        [
+            NewEvent(
+                event_type="transfer",
+                outcome="success",
+                agent=actor,
+                object_type="transfer",
+                object_id=transfer_id,
+                transfer_id=transfer_id,
+                detail=f"bag {bag_name} uploaded for {arch.code} by {actor}; ingest queued",
+                outcome_detail={"agent_type": "person"},
+            )
+        ],
+    )
+    return transfer

@@ -156,13 +156,20 @@ class _Plan:
 class Ingest:
     """One transfer going through the pipeline (use :func:`ingest`)."""
 
-    def __init__(self, settings: Settings, source: Path, archive: Archive, reporter: Reporter) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        source: Path,
+        archive: Archive,
+        reporter: Reporter,
+        transfer_id: str | None = None,
+    ) -> None:
         self.settings = settings
         self.source = source
         self.archive = archive
         self.reporter = reporter
         self.store: OcflStore = store_for(settings)
-        self.transfer_id = new_transfer_id()
+        self.transfer_id = transfer_id or new_transfer_id()
         self.work = settings.staging_dir / self.transfer_id
         self.problems: list[Problem] = []
         self.timings: dict[str, float] = {}
@@ -194,17 +201,23 @@ class Ingest:
     def run(self) -> IngestResult:
         started = time.perf_counter()
         with db.write_session(self.settings) as s:
-            s.add(
-                Transfer(
-                    id=self.transfer_id,
-                    archive_id=self.archive.id,
-                    source=str(self.source),
-                    bag_name=self.source.name,
-                    status=TransferStatus.received,
-                    host=socket.gethostname(),
-                    pid=os.getpid(),
+            # an upload through the staff API registered its transfer (status received) before queueing it
+            registered = s.get(Transfer, self.transfer_id)
+            if registered is None:
+                s.add(
+                    Transfer(
+                        id=self.transfer_id,
+                        archive_id=self.archive.id,
+                        source=str(self.source),
+                        bag_name=self.source.name,
+                        status=TransferStatus.received,
+                        host=socket.gethostname(),
+                        pid=os.getpid(),
+                    )
                 )
-            )
+            else:
+                registered.host = socket.gethostname()
+                registered.pid = os.getpid()
         try:
             with open_journal(self.settings.journal_dir, self.transfer_id) as journal:
                 try:
@@ -761,14 +774,20 @@ class Ingest:
 
 
 def ingest(
-    source: Path, archive_code: str, settings: Settings, reporter: Reporter | None = None
+    source: Path,
+    archive_code: str,
+    settings: Settings,
+    reporter: Reporter | None = None,
+    *,
+    transfer_id: str | None = None,
 ) -> IngestResult:
-    """Ingest one transfer (a bag directory, .zip, .tar or .tar.gz) into ``archive_code``."""
+    """Ingest one transfer (a bag directory, .zip, .tar or .tar.gz) into ``archive_code``; ``transfer_id``
+    is that of a transfer already registered by an upload (:func:`archive.services.register_upload`)."""
     if not source.exists():
         raise BadArgument(f"找不到 {source}", f"{source} does not exist")
     with db.read_session(settings) as s:
         archive = get_archive(s, archive_code)
-    return Ingest(settings, source.resolve(), archive, reporter or _Silent()).run()
+    return Ingest(settings, source.resolve(), archive, reporter or _Silent(), transfer_id).run()
 
 
 def payload_fingerprint(files: dict[str, str]) -> str:

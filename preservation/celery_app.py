@@ -47,6 +47,7 @@ DISPATCH_TASK = "preservation.dispatch_pending"
 MIGRATE_TASK = "preservation.migrate_file"
 AUDIT_TASK = "preservation.audit_incremental"
 HARVEST_TASK = "preservation.harvest_catalogue"
+INGEST_TASK = "preservation.ingest_transfer"
 
 
 def lease_seconds(settings: Settings) -> float:

@@ -291,6 +291,16 @@ def send(settings: Settings, work: Iterable[Work]) -> int:
     return len(work)
 
 
+def send_ingest(settings: Settings, transfer_id: str, path: str, archive: str) -> None:
+    """Queue the ingest of an uploaded bag (``POST /api/v1/transfers``) for a worker."""
+    from preservation.celery_app import INGEST_TASK
+
+    celery = app_for(settings)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*noload.*", category=DeprecationWarning)  # as in send()
+        celery.send_task(INGEST_TASK, args=[transfer_id, path, archive], queue=QUEUE)
+
+
 def dispatch(settings: Settings, *, policy: Policy | None = None, limit: int = 500) -> DispatchResult:
     """Drain the migrate outbox: expand new rows into jobs, re-queue stale ones, send their tasks."""
     total = DispatchResult()

@@ -40,6 +40,7 @@ from preservation.celery_app import (
     AUDIT_TASK,
     DISPATCH_TASK,
     HARVEST_TASK,
+    INGEST_TASK,
     MIGRATE_TASK,
     app,
     dispose_broker_engines,
@@ -157,6 +158,24 @@ def harvest_catalogue(self: PreservationTask) -> list[dict[str, Any]]:
     from search.harvest import run
 
     return [r.as_dict() for r in run(self.settings)]
+
+
+@app.task(base=PreservationTask, bind=True, name=INGEST_TASK, max_retries=0)
+def ingest_transfer(self: PreservationTask, transfer_id: str, path: str, archive: str) -> dict[str, Any]:
+    """Ingest a bag uploaded through the staff API (``POST /api/v1/transfers``) under the transfer id the
+    upload registered; the upload is removed once the ingest has decided (stored or rejected). Not retried:
+    a rejection is an outcome, and a worker killed mid-ingest is rolled back by the journal's recovery."""
+    import shutil
+    from pathlib import Path
+
+    from ingest.pipeline import ingest  # ingest stands beside preservation; the worker runs its long work
+
+    source = Path(path)
+    try:
+        result = ingest(source, archive, self.settings, transfer_id=transfer_id)
+    finally:
+        shutil.rmtree(source.parent, ignore_errors=True)
+    return {"transfer_id": transfer_id, "status": str(result.status)}
 
 
 @worker_process_init.connect

@@ -7,15 +7,20 @@ Who may call what is decided in :mod:`access_portal.staff`; the handlers call se
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Form, HTTPException, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from access_portal.deps import SettingsDep
 from access_portal.schemas import ErrorOut
 from access_portal.staff import (
     ActorDep,
+    ArchivistDep,
     ReaderDep,
     check_read,
     readable_archives,
@@ -23,7 +28,8 @@ from access_portal.staff import (
     require_archive_read,
 )
 from archive import db, services
-from archive.errors import NotFound, UnknownArchive
+from archive.config import Settings
+from archive.errors import ArchiveError, BadArgument, NotFound, RejectedInput, UnknownArchive
 
 router = APIRouter(
     prefix="/api/v1",
@@ -34,6 +40,11 @@ router = APIRouter(
         404: {"model": ErrorOut},
     },
 )
+
+
+def refused(exc: ArchiveError, status: int = 422) -> HTTPException:
+    """A request the service refused (a coded error) as an HTTP answer with its code and both messages."""
+    return HTTPException(status, detail={**exc.as_dict(), "detail": exc.en, "detail_zh": exc.zh})
 
 
 class AccessChangeIn(BaseModel):
@@ -107,6 +118,8 @@ def change_access(
             )
         except UnknownArchive:
             raise NotFound("未找到", "Not Found") from None
+        except BadArgument as exc:
+            raise refused(exc) from None
 
 
 @router.get("/transfers", response_model=TransferListOut, summary="Transfers of the archives you may see")
@@ -148,3 +161,102 @@ def get_transfer(transfer_id: str, staff: ReaderDep, settings: SettingsDep) -> A
         },
         "records": records,
     }
+
+
+class TransferQueued(BaseModel):
+    transfer_id: str
+    status_url: str
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "transfer_id": "20261206T223000-1a2b3c4d",
+                    "status_url": "/api/v1/transfers/20261206T223000-1a2b3c4d",
+                }
+            ]
+        }
+    }
+
+
+#: What a bag may be sent as (the ingest reads the archive's content, not its name; the name is the bag's).
+BAG_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+CHUNK = 1 << 20
+
+
+def _bag_name(filename: str | None) -> str:
+    name = Path(filename or "").name
+    if not name or name.startswith(".") or not name.lower().endswith(BAG_SUFFIXES) or "\x00" in name:
+        raise BadArgument(
+            "上传的包应为 .zip、.tar 或 .tar.gz 文件",
+            "The bag must be uploaded as a .zip, .tar or .tar.gz file",
+        )
+    return name
+
+
+def _store_upload(settings: Settings, upload: UploadFile, transfer_id: str, name: str) -> Path:
+    """Copy the uploaded bag under ``$ARCHIVE_HOME/uploads/<transfer>/``, refusing more than the transfer
+    limit (``ARCHIVE_MAX_TRANSFER_BYTES``); the worker's task removes the folder after the ingest."""
+    folder = settings.home_dir / "uploads" / transfer_id
+    folder.mkdir(parents=True, exist_ok=False)
+    target = folder / name
+    limit = settings.transfer_byte_limit()
+    written = 0
+    with open(target, "wb") as out:
+        while chunk := upload.file.read(CHUNK):
+            written += len(chunk)
+            if written > limit:
+                out.close()
+                shutil.rmtree(folder, ignore_errors=True)
+                raise RejectedInput(
+                    f"上传超过移交大小上限（{limit} 字节）",
+                    f"The upload exceeds the transfer limit ({limit} bytes)",
+                )
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return target
+
+
+def _register(settings: Settings, transfer_id: str, archive: str, path: Path, actor: str) -> None:
+    with db.write_session(settings) as s:
+        services.register_upload(s, transfer_id, archive, source=str(path), bag_name=path.name, actor=actor)
+
+
+def _queue(settings: Settings, transfer_id: str, path: Path, archive: str) -> None:
+    from preservation.jobs import send_ingest
+
+    send_ingest(settings, transfer_id, str(path), archive)
+
+
+@router.post(
+    "/transfers",
+    status_code=202,
+    response_model=TransferQueued,
+    summary="Submit a bag (archivist of the archive); the ingest runs on a worker",
+    description="Multipart form: `archive` (code) and `file` (the bag as .zip, .tar or .tar.gz). Answers 202 "
+    "at once with the transfer's status URL; a worker ingests it (status received → validating → storing → "
+    "stored | rejected, with every problem).\n\n"
+    "    curl -H 'Authorization: Bearer TOKEN' -F archive=GZ -F file=@bag.zip https://node/api/v1/transfers",
+)
+async def submit_transfer(
+    request: Request,
+    staff: ArchivistDep,
+    settings: SettingsDep,
+    archive: Annotated[str, Form(description="The archive's code, e.g. GZ")],
+    file: UploadFile,
+) -> Any:
+    from ingest.pipeline import new_transfer_id
+
+    require_archive(staff, archive)
+    try:
+        name = _bag_name(file.filename)
+        transfer_id = new_transfer_id()
+        path = await run_in_threadpool(_store_upload, settings, file, transfer_id, name)
+    except BadArgument as exc:
+        raise refused(exc) from None
+    except RejectedInput as exc:
+        raise refused(exc, 413) from None
+    await run_in_threadpool(_register, settings, transfer_id, archive, path, staff.login)
+    await run_in_threadpool(_queue, settings, transfer_id, path, archive)
+    return {"transfer_id": transfer_id, "status_url": f"/api/v1/transfers/{transfer_id}"}
