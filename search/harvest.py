@@ -16,8 +16,14 @@ Choices:
   harvest (so a record changed while a harvest ran is fetched again next time, never lost); ``--full``
   harvests everything and then drops what the peer no longer lists. Deleted records
   (``status="deleted"``, the provider's ``deletedRecord=persistent``) leave the copy at the next harvest.
-  A failed harvest changes nothing of the next ``from``; the pages it stored are kept (each page is one
-  transaction, and applying a page twice is harmless).
+  A failed harvest changes nothing of the next ``from``; the rows of the pages it stored are kept (each
+  page is one transaction, and applying a page twice is harmless).
+- **A full harvest rebuilds the copy's index** rather than updating it: the pages go into a side file
+  (``source-N.sqlite3.full-PID``) written without journal or fsync — it is rebuildable from the origin, and
+  nothing reads it — which replaces the index in one transaction at the end (SQLite's backup API, as
+  ``archive reindex`` does). A full harvest that fails or dies half-way leaves the index as it was and its
+  side file is thrown away (by the next full harvest, if the process died). Pages are fetched and parsed
+  while a worker thread stores the ones before (up to :data:`DEPTH` ahead).
 - **Where the copy lives.** The rows in the catalogue database (``harvested_records``, with the origin and
   the harvest time of each record), and one embedded search index (SQLite FTS5, the same backend as the
   node's own default index) per origin under ``$ARCHIVE_HOME/harvest/`` — never in the node's own index,
@@ -30,11 +36,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import multiprocessing
+import os
 import re
 import time
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import quote, urlsplit
@@ -59,6 +66,8 @@ NATIVE = "pearl_archive"
 _LEVELS = ("province", "city", "county")
 _DATE = re.compile(r"^(\d{4})(?:-?(\d{2})(?:-?(\d{2}))?)?$")
 _HARVESTED = cast("Table", HarvestedRecord.__table__)
+#: Pages handed to the storing worker and not yet stored, at most: the fetcher runs this far ahead.
+DEPTH = 2
 
 #: What :func:`catalogue_search` takes: the existing search interface's query (:class:`SearchQuery`).
 SearchParams = SearchQuery
@@ -405,14 +414,23 @@ def _chunks(items: list[str], n: int) -> Iterator[list[str]]:
         yield items[i : i + n]
 
 
-#: The copy's index per source, in the process (thread or child) that stores pages.
+#: The index pages are stored into, per source, in the process (thread or child) that stores pages: the
+#: copy's index itself (incremental), or a side file that replaces it at the end (full).
 _OPEN: dict[int, EmbeddedBackend] = {}
 
 
-def _store_open(settings: Settings, source_id: int) -> None:
-    index = _OPEN.get(source_id) or index_for(settings, source_id)
+def _side_index(settings: Settings, source_id: int) -> EmbeddedBackend:
+    live = index_for(settings, source_id).path
+    return EmbeddedBackend(live.with_name(f"{live.name}.full-{os.getpid()}"), durable=False)
+
+
+def _store_open(settings: Settings, source_id: int, full: bool) -> int:
+    index = _side_index(settings, source_id) if full else index_for(settings, source_id)
+    if full:
+        index.remove_files()  # left by a run that died half-way
     index.ensure_ready()
     _OPEN[source_id] = index
+    return 0
 
 
 def _store_page(settings: Settings, source_id: int, page: Page, now: dt.datetime) -> int:
@@ -423,10 +441,24 @@ def _store_drop_unseen(settings: Settings, source_id: int, seen: set[str]) -> in
     return _drop_unseen(settings, source_id, seen, _OPEN[source_id])
 
 
-def _store_close(settings: Settings, source_id: int) -> None:
+def _store_close(settings: Settings, source_id: int, full: bool, ok: bool) -> None:
+    """Close the index pages went into; after a full harvest, copy the side file into the copy's index if
+    the harvest succeeded, and delete it in any case (a failed full harvest leaves the index as it was)."""
     index = _OPEN.pop(source_id, None)
-    if index is not None:
-        index.close()
+    if index is None:
+        return
+    index.close()
+    if not full:
+        return
+    try:
+        if ok:
+            live = index_for(settings, source_id)
+            try:
+                live.replace_with(index.path)
+            finally:
+                live.close()
+    finally:
+        index.remove_files()
 
 
 def harvest_source(
@@ -451,41 +483,37 @@ def harvest_source(
     http = client or httpx.Client(timeout=settings.harvest_timeout, follow_redirects=False)
     first_date: str | None = None
     seen: set[str] = set()
-    # Pages are stored by one worker while the next page is fetched and parsed, in page order; the worker
-    # owns the copy's index. A full harvest (the big one) stores in a child process, so that tokenising for
-    # the index does not share one core (the GIL) with parsing; an incremental one in a thread.
-    # (A Celery prefork child is a daemon process, which may not have children: a thread there.)
-    store: Executor = (
-        ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        if full and not multiprocessing.current_process().daemon
-        else ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvest-store")
-    )
-    pending: Future[int] | None = None
+    # Pages are stored by one worker thread while the next pages are fetched and parsed, in page order; the
+    # worker owns the index pages go into. (A child process for storing cost more than it saved once storing
+    # got cheap: spawning it re-imports the project, ~1 CPU-second, and every page is pickled across.)
+    store = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvest-store")
+    pending: deque[Future[int]] = deque()
+    stored = False
     try:
-        store.submit(_store_open, settings, source_id).result()
+        pending.append(store.submit(_store_open, settings, source_id, full))
         prefix = prefix or _choose_prefix(http, base)
         for page in _pages(http, base, prefix, set_spec, None if full else start):
             report.pages += 1
             first_date = first_date or page.response_date
             if page.no_records:
                 break
-            if pending is not None:
-                report.removed += pending.result()
-            pending = store.submit(_store_page, settings, source_id, page, utcnow())
+            while len(pending) >= DEPTH:
+                report.removed += pending.popleft().result()
+            pending.append(store.submit(_store_page, settings, source_id, page, utcnow()))
             report.added += len(page.live)
             if full:
                 seen.update(i for i, _, _ in page.live)
-        if pending is not None:
-            report.removed += pending.result()
-            pending = None
+        while pending:
+            report.removed += pending.popleft().result()
         if full:
             report.removed += store.submit(_store_drop_unseen, settings, source_id, seen).result()
+        stored = True
     except HarvestError as exc:
         report.status, report.error = "error", exc.en
     finally:
-        if pending is not None:
-            pending.result()
-        store.submit(_store_close, settings, source_id).result()
+        while pending:
+            pending.popleft().result()
+        store.submit(_store_close, settings, source_id, full, stored).result()
         store.shutdown()
         if own:
             http.close()
