@@ -166,10 +166,13 @@ CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
 
 def tokens(text: str | None, uni: set[str] | None = None) -> list[str]:
     """Index tokens of ``text``: bigrams for CJK runs, whole words otherwise; CJK characters go to ``uni``."""
+    return _split(normalise(text), uni) if text else []
+
+
+def _split(folded: str, uni: set[str] | None) -> list[str]:
+    """:func:`tokens` of text already normalised."""
     out: list[str] = []
-    if not text:
-        return out
-    for run, word in TOKEN.findall(normalise(text)):
+    for run, word in TOKEN.findall(folded):
         if not run:
             out.append(word)
             continue
@@ -187,12 +190,21 @@ def fts_values(doc: RecordDoc) -> tuple[str, ...]:
     meta_chars: set[str] = set()
     text_chars: set[str] = set()
     body = "\n".join(filter(None, [doc.description, *doc.keywords]))
+    fields = [doc.archival_code, doc.title, doc.creator or "", body, doc.text]
+    joined = "\0".join(fields)
+    # One normalisation for the five texts: NUL is a starter that NFKC and case folding keep and nothing
+    # composes with, so the joined text folds field by field (a field holding NUL itself: one by one).
+    if joined.count("\0") == len(fields) - 1:
+        fields = normalise(joined).split("\0")
+    else:
+        fields = [normalise(f) for f in fields]
+    code, title, creator, body, text = fields
     return (
-        " ".join(tokens(doc.archival_code, meta_chars)),
-        " ".join(tokens(doc.title, meta_chars)),
-        " ".join(tokens(doc.creator, meta_chars)),
-        " ".join(tokens(body, meta_chars)),
-        " ".join(tokens(doc.text, text_chars)),
+        " ".join(_split(code, meta_chars)),
+        " ".join(_split(title, meta_chars)),
+        " ".join(_split(creator, meta_chars)),
+        " ".join(_split(body, meta_chars)),
+        " ".join(_split(text, text_chars)),
         " ".join(sorted(meta_chars)),
         " ".join(sorted(text_chars)),
     )
@@ -421,9 +433,7 @@ class EmbeddedBackend:
                     rowid, doc.id, code_key(doc.archival_code), doc.archive, doc.archival_code, doc.title,
                     doc.creator, doc.date_text, start, _iso(doc.date_end), doc.archive_level, doc.fonds,
                     doc.retention, doc.language, doc.description,
-                    json.dumps(list(doc.keywords), ensure_ascii=False),
-                    json.dumps(list(doc.formats), ensure_ascii=False),
-                    json.dumps(list(doc.puids)),
+                    _json_list(doc.keywords), _json_list(doc.formats), _json_list(doc.puids),
                     int(doc.text_truncated),
                 )
             )  # fmt: skip
@@ -834,6 +844,10 @@ def _facet_values(doc: RecordDoc, formats: Iterable[str]) -> list[tuple[str, str
     values = [("archive", doc.archive), ("level", doc.archive_level), ("fonds", doc.fonds),
               ("year", doc.decade), ("retention", doc.retention), *(("format", f) for f in formats)]  # fmt: skip
     return [(facet, value) for facet, value in values if value is not None]
+
+
+def _json_list(values: Sequence[str]) -> str:
+    return json.dumps(list(values), ensure_ascii=False) if values else "[]"
 
 
 def _marks(values: Sequence[Any]) -> str:

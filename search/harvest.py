@@ -252,12 +252,26 @@ class Page:
 
 
 def parse_page(content: bytes, prefix: str) -> Page:
+    return read_page(_xml(content), prefix)
+
+
+def _xml(content: bytes) -> etree._Element:
     try:
-        root = etree.fromstring(
+        return etree.fromstring(
             content, etree.XMLParser(no_network=True, resolve_entities=False, huge_tree=True)
         )
     except etree.XMLSyntaxError as exc:
         raise HarvestError("收到的不是 XML", f"the answer is not XML: {exc}") from None
+
+
+def _token(root: etree._Element) -> str | None:
+    """The resumption token of a ListRecords answer, if any (read before the rest of the page)."""
+    token = root.find(f"{OAI}ListRecords/{OAI}resumptionToken")
+    text = (token.text or "").strip() if token is not None else ""
+    return text or None
+
+
+def read_page(root: etree._Element, prefix: str) -> Page:
     if root.tag != f"{OAI}OAI-PMH":
         raise HarvestError("收到的不是 OAI-PMH 应答", "the answer is not an OAI-PMH document")
     page = Page(response_date=(root.findtext(f"{OAI}responseDate") or "").strip())
@@ -290,9 +304,7 @@ def parse_page(content: bytes, prefix: str) -> Page:
             log.warning("skipping %s: no archive or archival code in its metadata", identifier)
             continue
         page.live.append((identifier, stamp, fields))
-    token = body.find(f"{OAI}resumptionToken")
-    if token is not None and token.text and token.text.strip():
-        page.token = token.text.strip()
+    page.token = _token(root)
     return page
 
 
@@ -350,38 +362,52 @@ def _choose_prefix(client: httpx.Client, base: str) -> str:
     raise HarvestError("对方不提供 oai_dc", f"{base} offers neither {NATIVE} nor oai_dc")
 
 
+def _fetch(client: httpx.Client, url: str, params: dict[str, str]) -> etree._Element:
+    return _xml(_get(client, url, params))
+
+
 def _pages(
     client: httpx.Client, base: str, prefix: str, set_spec: str | None, start: str | None
 ) -> Iterator[Page]:
+    """The pages of the list. A fetcher thread asks for each page as soon as the one before gave its
+    resumption token, so the peer prepares the next page while this one is read and stored."""
     params = {"verb": "ListRecords", "metadataPrefix": prefix}
     if set_spec:
         params["set"] = set_spec
     if start:
         params["from"] = start
-    while True:
-        page = parse_page(_get(client, base, params), prefix)
-        yield page
-        if not page.token:
-            return
-        params = {"verb": "ListRecords", "resumptionToken": page.token}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvest-fetch") as fetcher:
+        answer = fetcher.submit(_fetch, client, base, params)
+        while True:
+            root = answer.result()
+            token = _token(root)
+            if token:
+                answer = fetcher.submit(
+                    _fetch, client, base, {"verb": "ListRecords", "resumptionToken": token}
+                )
+            page = read_page(root, prefix)
+            yield page
+            if not page.token:
+                return
 
 
-def _apply(settings: Settings, source_id: int, page: Page, index: EmbeddedBackend, now: dt.datetime) -> int:
-    """One page into the copy: rows and index together (rows first; both are upserts, so a retry heals)."""
+def _store_rows(settings: Settings, source_id: int, page: Page, now: dt.datetime) -> list[str]:
+    """One page's rows (upserts, one transaction); the index ids of the records it lists as deleted that
+    the copy held. The page's index writes run beside it (:func:`_store_index`): rows and index are both
+    upserts, so a retry heals, and a hit whose row is missing is not shown."""
     gone = page.deleted + [i for i, _, _ in page.live]
     deleted = set(page.deleted)
     removed_docs: list[str] = []
     with db.write_session(settings) as s:
         conn = s.connection()
-        removed = 0
         for chunk in _chunks(gone, 500):
-            old = conn.execute(
-                select(_HARVESTED.c.identifier, _HARVESTED.c.doc_id).where(
-                    _HARVESTED.c.source_id == source_id, _HARVESTED.c.identifier.in_(chunk)
-                )
-            ).all()
-            removed_docs += [d for i, d in old if i in deleted]
-            removed += sum(1 for i, _ in old if i in deleted)
+            if deleted:
+                old = conn.execute(
+                    select(_HARVESTED.c.identifier, _HARVESTED.c.doc_id).where(
+                        _HARVESTED.c.source_id == source_id, _HARVESTED.c.identifier.in_(chunk)
+                    )
+                ).all()
+                removed_docs += [d for i, d in old if i in deleted]
             conn.execute(
                 delete(_HARVESTED).where(
                     _HARVESTED.c.source_id == source_id, _HARVESTED.c.identifier.in_(chunk)
@@ -402,11 +428,19 @@ def _apply(settings: Settings, source_id: int, page: Page, index: EmbeddedBacken
                     for ident, stamp, f in page.live
                 ],
             )
+    return removed_docs
+
+
+def _store_index(source_id: int, page: Page, rows: Future[list[str]]) -> int:
+    """One page into the index pages go into; the number of records it removed from the copy (those the
+    page lists as deleted, known once its rows are stored)."""
+    index = _OPEN[source_id]
+    removed_docs = rows.result() if page.deleted else []
     if removed_docs:
         index.delete(removed_docs)
     if page.live:
         index.index(to_doc(f) for _, _, f in page.live)
-    return removed
+    return len(removed_docs)
 
 
 def _chunks(items: list[str], n: int) -> Iterator[list[str]]:
@@ -431,10 +465,6 @@ def _store_open(settings: Settings, source_id: int, full: bool) -> int:
     index.ensure_ready()
     _OPEN[source_id] = index
     return 0
-
-
-def _store_page(settings: Settings, source_id: int, page: Page, now: dt.datetime) -> int:
-    return _apply(settings, source_id, page, _OPEN[source_id], now)
 
 
 def _store_drop_unseen(settings: Settings, source_id: int, seen: set[str]) -> int:
@@ -483,14 +513,16 @@ def harvest_source(
     http = client or httpx.Client(timeout=settings.harvest_timeout, follow_redirects=False)
     first_date: str | None = None
     seen: set[str] = set()
-    # Pages are stored by one worker thread while the next pages are fetched and parsed, in page order; the
-    # worker owns the index pages go into. (A child process for storing cost more than it saved once storing
-    # got cheap: spawning it re-imports the project, ~1 CPU-second, and every page is pickled across.)
-    store = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvest-store")
-    pending: deque[Future[int]] = deque()
+    # While the next pages are fetched and parsed, one worker thread stores each page's rows and another its
+    # index entries, each in page order; the index worker owns the index pages go into. Both spend much of
+    # their time in SQLite, which releases the GIL. (A child process for storing cost more than it saved
+    # once storing got cheap: spawning it re-imports the project, ~1 CPU-second, and every page is pickled.)
+    rows = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvest-rows")
+    store = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvest-index")
+    pending: deque[tuple[Future[list[str]] | None, Future[int]]] = deque()
     stored = False
     try:
-        pending.append(store.submit(_store_open, settings, source_id, full))
+        pending.append((None, store.submit(_store_open, settings, source_id, full)))
         prefix = prefix or _choose_prefix(http, base)
         for page in _pages(http, base, prefix, set_spec, None if full else start):
             report.pages += 1
@@ -498,25 +530,29 @@ def harvest_source(
             if page.no_records:
                 break
             while len(pending) >= DEPTH:
-                report.removed += pending.popleft().result()
-            pending.append(store.submit(_store_page, settings, source_id, page, utcnow()))
+                report.removed += _wait(pending.popleft())
+            rows_done = rows.submit(_store_rows, settings, source_id, page, utcnow())
+            pending.append((rows_done, store.submit(_store_index, source_id, page, rows_done)))
             report.added += len(page.live)
             if full:
                 seen.update(i for i, _, _ in page.live)
         while pending:
-            report.removed += pending.popleft().result()
+            report.removed += _wait(pending.popleft())
         if full:
             report.removed += store.submit(_store_drop_unseen, settings, source_id, seen).result()
         stored = True
     except HarvestError as exc:
         report.status, report.error = "error", exc.en
     finally:
-        while pending:
-            pending.popleft().result()
-        store.submit(_store_close, settings, source_id, full, stored).result()
-        store.shutdown()
-        if own:
-            http.close()
+        try:
+            while pending:
+                _wait(pending.popleft())
+        finally:  # the worker stores what is queued before it closes, so close even if a page failed
+            store.submit(_store_close, settings, source_id, full, stored).result()
+            store.shutdown()
+            rows.shutdown()
+            if own:
+                http.close()
     report.seconds = time.perf_counter() - t0
     with db.write_session(settings) as s:
         source = s.get(HarvestSource, source_id)
@@ -536,6 +572,13 @@ def harvest_source(
         )
         report.records = source.record_count
     return report
+
+
+def _wait(stored: tuple[Future[list[str]] | None, Future[int]]) -> int:
+    rows_done, index_done = stored
+    if rows_done is not None:
+        rows_done.result()
+    return index_done.result()
 
 
 def _drop_unseen(settings: Settings, source_id: int, seen: set[str], index: EmbeddedBackend) -> int:
