@@ -132,6 +132,19 @@ class Settings(BaseSettings):
     replica_root: Path | None = Field(
         default=None, description="A second OCFL storage root; fixity audits repair from it."
     )
+    # federation (issue 10)
+    federation_timeout: float = Field(
+        default=2.0, gt=0, description="Seconds each peer may take to answer a regional query."
+    )
+    federation_breaker_failures: int = Field(
+        default=3, ge=1, description="Consecutive failures after which a peer is skipped for a cool-down."
+    )
+    federation_cooldown: float = Field(
+        default=30.0, ge=0, description="Seconds a failing peer is skipped before it is tried again."
+    )
+    federation_signature_ttl: int = Field(
+        default=60, ge=1, le=300, description="Lifetime (seconds) of the signatures this node makes."
+    )
     # public portal
     public_url: str = Field(
         default="http://127.0.0.1:8000",
