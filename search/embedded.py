@@ -327,6 +327,8 @@ class EmbeddedBackend:
         it commits and see the new index after; the live file is never renamed under open connections
         (renaming a WAL database under live readers can pair it with the wrong ``-wal`` file). The copy
         gets a new generation number, so every process's result cache is stale."""
+        if not Path(built).is_file():  # connecting would create an empty index and copy that
+            raise SearchError(f"cannot copy {built} into the search index {self.path}: no such file")
         self.ensure_ready()  # the live file exists and has our schema
         source = sqlite3.connect(built, isolation_level=None)
         target = sqlite3.connect(self.path, timeout=BUSY_MS / 1000)

@@ -22,8 +22,9 @@ Choices:
   (``source-N.sqlite3.full-PID``) written without journal or fsync — it is rebuildable from the origin, and
   nothing reads it — which replaces the index in one transaction at the end (SQLite's backup API, as
   ``archive reindex`` does). A full harvest that fails or dies half-way leaves the index as it was and its
-  side file is thrown away (by the next full harvest, if the process died). Pages are fetched and parsed
-  while a worker thread stores the ones before (up to :data:`DEPTH` ahead).
+  side file is thrown away (if the process died, it stays behind until a full harvest run by a process of
+  the same id removes it: delete ``*.full-PID`` files of dead processes by hand). Pages are fetched and parsed
+  while two worker threads store the ones before, rows and index (up to :data:`DEPTH` pages ahead).
 - **Where the copy lives.** The rows in the catalogue database (``harvested_records``, with the origin and
   the harvest time of each record), and one embedded search index (SQLite FTS5, the same backend as the
   node's own default index) per origin under ``$ARCHIVE_HOME/harvest/`` — never in the node's own index,
