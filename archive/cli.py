@@ -18,6 +18,8 @@ import typer
 from archive.errors import ArchiveError, BadArgument
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from rich.console import Console
     from rich.table import Table
 
@@ -409,9 +411,9 @@ def users_add(
     def body(settings: Settings) -> None:
         from archive import db
         from archive.accounts import add_user
-        from archive.accounts.users import _check_grants
+        from archive.accounts.users import check_grants
 
-        _check_grants(role, archive or [])
+        check_grants(role, archive or [])
         password = _read_password(password_stdin)
         with db.write_session(settings) as s:
             user = add_user(
@@ -551,7 +553,7 @@ def access_set(
     run(body, as_json)
 
 
-def parse_date(text: str | None) -> Any:
+def parse_date(text: str | None) -> dt.date | None:
     import datetime as dt
 
     if text is None:

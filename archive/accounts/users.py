@@ -19,7 +19,7 @@ LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 ROLES = tuple(r.value for r in Role)
 
 
-def _check_grants(roles: Sequence[str], archives: Sequence[str]) -> None:
+def check_grants(roles: Sequence[str], archives: Sequence[str]) -> None:
     if not roles:
         raise BadArgument("至少需要一个角色（--role）", "At least one role is needed (--role)")
     for role in roles:
@@ -58,7 +58,7 @@ def add_user(
             f"登录名 {login!r} 无效（字母、数字、._@-，最多 64 个字符）",
             f"Invalid login {login!r} (letters, digits, ._@-, at most 64 characters)",
         )
-    _check_grants(roles, archives)
+    check_grants(roles, archives)
     if session.execute(select(User.id).where(User.login == login)).first():
         raise UserExists(login)
     user = User(

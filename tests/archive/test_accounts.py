@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from pathlib import Path
 
 from sqlalchemy import select, text
 
@@ -13,7 +14,7 @@ from archive import db
 from archive.accounts import authenticate, create_token, verify_password
 from archive.config import Settings
 from archive.models import ApiToken, Event, User
-from tests.e2e.helpers import archive_cmd
+from tests.e2e.helpers import archive_cmd, ingest_json, simple_bag
 
 
 def add(login: str, *args: str, password: str = "correct horse battery") -> None:
@@ -113,3 +114,27 @@ def test_expired_token(home: Settings) -> None:
         )
     with db.read_session(home) as s:
         assert authenticate(s, token) is None
+
+
+def test_access_set_cli(home: Settings, tmp_path: Path) -> None:
+    bag = simple_bag(tmp_path / "bag", [("卷1", "GZ-800-1990-永久-0001", "开放测试", b"text")])
+    code, result = ingest_json(bag, "GZ")
+    assert code == 0, result
+    ref = "GZ/GZ-800-1990-永久-0001"
+    proc = archive_cmd(
+        "access", "set", ref, "restricted", "--reason", "涉及个人隐私", "--review-on", "2030-01-01", "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    body = json.loads(proc.stdout)
+    assert body["access_status"] == "restricted" and body["changed"] is True
+    assert body["reason"] == "涉及个人隐私" and body["review_on"] == "2030-01-01"
+    with db.read_session(home) as s:
+        event = (
+            s.execute(select(Event).where(Event.object_id == ref).order_by(Event.id.desc())).scalars().first()
+        )
+        assert event is not None and event.outcome_detail["agent_type"] == "person"
+        assert event.outcome_detail["review_on"] == "2030-01-01"
+    bad = archive_cmd("access", "set", ref, "open", "--reason", "x", "--review-on", "2030-13-01")
+    assert bad.returncode == 2 and "ARC003" in bad.stderr
+    auto = archive_cmd("access", "set", ref, "auto", "--reason", "x")
+    assert auto.returncode == 2 and "ARC003" in auto.stderr
