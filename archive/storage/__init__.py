@@ -24,7 +24,7 @@ from archive.storage.errors import (
     VersionConflict,
 )
 from archive.storage.layout import object_relpath, validate_logical_path
-from archive.storage.ocfl import ContentFile, ObjectBuilder, OcflStore
+from archive.storage.ocfl import ContentFile, ObjectBuilder, OcflStore, StagingBatch
 from archive.storage.validation import validate_root
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "ObjectNotFound",
     "OcflStore",
     "PathConflict",
+    "StagingBatch",
     "StagingError",
     "StorageError",
     "VersionConflict",
