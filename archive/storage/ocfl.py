@@ -207,7 +207,12 @@ class ObjectBuilder:
             self._object_stage = None
             self.version_dir = txn_dir / self.version
         self._content_dir = self.version_dir / CONTENT_DIRECTORY
-        self._content_dir.mkdir(parents=True)
+        if chain_dir is None:
+            self._content_dir.mkdir(parents=True)
+        else:  # txn_dir is new: two mkdirs, not pathlib's failed attempt first
+            self.version_dir.mkdir()
+            self._content_dir.mkdir()
+        self._dirs_made: set[Path] = {self._content_dir}  # folders under content/ known to exist
         # digest -> content paths; content path -> {algorithm: value}; logical path -> digest
         self._manifest: dict[str, list[str]] = {}
         self._fixity: dict[str, dict[str, str]] = {}
@@ -261,16 +266,45 @@ class ObjectBuilder:
             by_folder.setdefault(target.parent, []).append(logical_path)
         for folder, members in by_folder.items():
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                fresh = self._make_folder(folder)
             except (FileExistsError, NotADirectoryError):
                 raise PathConflict(
                     f"a parent of {self.version}/content/{members[0]} is already a content file"
                 ) from None
+            if fresh:  # created just now: nothing in it to clash with
+                continue
             present = set(os.listdir(folder))
             taken = next((m for m in members if targets[m].name in present), None)
             if taken is not None:
                 raise PathConflict(f"content path {self.version}/content/{taken} is already taken")
         return targets
+
+    def _prune(self, folder: Path) -> None:
+        """Remove ``folder`` and its parents under content/ while empty (and forget which folders exist)."""
+        _fs.prune_empty_dirs(folder, self._content_dir)
+        self._dirs_made = {self._content_dir}
+
+    def _make_folder(self, folder: Path) -> bool:
+        """Create ``folder`` (under the content directory) and its missing parents, top down, one mkdir each;
+        True if ``folder`` itself was created now (so it is empty)."""
+        if folder in self._dirs_made:
+            return False
+        missing = []
+        d = folder
+        while d not in self._dirs_made:
+            missing.append(d)
+            d = d.parent
+        fresh = False
+        for d in reversed(missing):
+            try:
+                d.mkdir()
+                fresh = True
+            except FileExistsError:
+                if not d.is_dir():
+                    raise
+                fresh = False
+            self._dirs_made.add(d)
+        return fresh
 
     def add_written(
         self,
@@ -334,7 +368,7 @@ class ObjectBuilder:
             self._fixity.pop(content, None)
             staged = self.version_dir.parent / content
             staged.unlink()
-            _fs.prune_empty_dirs(staged.parent, self._content_dir)
+            self._prune(staged.parent)
 
     # -- internals --------------------------------------------------------------------------------------
 
@@ -373,14 +407,14 @@ class ObjectBuilder:
             for algorithm, value in fixity.items():
                 if algorithm in known and known[algorithm] != value:
                     staged.unlink()
-                    _fs.prune_empty_dirs(staged.parent, self._content_dir)
+                    self._prune(staged.parent)
                     raise ContentMismatch(
                         f"{logical_path!r}: same sha512 as stored content but a different {algorithm}"
                     )
             for algorithm, value in fixity.items():  # a new algorithm's value is worth keeping
                 known.setdefault(algorithm, value)
             staged.unlink()
-            _fs.prune_empty_dirs(staged.parent, self._content_dir)
+            self._prune(staged.parent)
         else:
             content = f"{self.version}/{CONTENT_DIRECTORY}/{logical_path}"
             self._manifest[sha512] = [content]
@@ -417,7 +451,7 @@ class ObjectBuilder:
         expected = set(self._new_content.values())
         for dirpath, dirs, files in os.walk(self._content_dir, topdown=False):
             if not files and not dirs and Path(dirpath) != self._content_dir:
-                _fs.prune_empty_dirs(Path(dirpath), self._content_dir)  # e.g. a content_path() never used
+                self._prune(Path(dirpath))  # e.g. a content_path() never used
             for name in files:
                 rel = Path(dirpath, name).relative_to(self.version_dir.parent).as_posix()
                 if rel not in expected:
@@ -762,7 +796,11 @@ class OcflStore:
                 if top != target:  # the missing n-tuple directories move in with the object, as one rename
                     chain_top = builder._chain_dir
                     staged_target = chain_top.joinpath(*target.relative_to(top).parts)
-                    staged_target.parent.mkdir(parents=True)
+                    d = chain_top
+                    d.mkdir()
+                    for part in target.relative_to(top).parts[:-1]:
+                        d = d / part
+                        d.mkdir()
                     os.rename(stage, staged_target)
                     builder._object_stage = staged_target
                     staged.append((builder, chain_top, top, stage))

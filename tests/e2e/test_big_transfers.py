@@ -41,6 +41,7 @@ def _limit_open_files(n: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_fifty_thousand_records_under_a_low_open_file_limit(
     home: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
