@@ -487,7 +487,8 @@ class Ingest:
             "access": decision.as_dict(),
             "files": {plan.logical[bp]: self._file_facts(bp) for bp in plan.spec.files},
         }
-        return json.dumps(body, ensure_ascii=False, indent=2, sort_keys=True, default=str).encode()
+        # One line: json's C encoder (indent= would take the pure-Python one, ~0.2 ms per file described)
+        return json.dumps(body, ensure_ascii=False, sort_keys=True, default=str).encode()
 
     def _record_events(self, plan: _Plan, decision: Any) -> list[NewEvent]:
         common: dict[str, Any] = {
