@@ -16,10 +16,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-#: Digest algorithms always recorded in the catalogue for every stored file.
-BASE_DIGESTS = ("sha256", "sha512")
-#: Algorithms a bag manifest may use (RFC 8493 names them by hashlib name; SM3 is GB/T 32905).
-MANIFEST_ALGORITHMS = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512", "sm3")
+from archive.digests import BASE_DIGESTS, MANIFEST_ALGORITHMS
 
 
 class Settings(BaseSettings):
@@ -52,7 +49,6 @@ class Settings(BaseSettings):
     hash_workers: int = Field(default=0, description="Threads that hash files; 0 means one per core.")
     tool_timeout: float = Field(default=120.0, description="Seconds any external tool may run.")
     open_after_years: int = Field(default=25, description="Archives Law art. 27: years until records open.")
-    node_name: str = Field(default="pearl-node", description="This node's name in federation and reports.")
     # search (issue 3)
     elasticsearch_url: str | None = Field(
         default=None, description="Elasticsearch URL; unset means the embedded index (SQLite FTS5)."
@@ -75,6 +71,59 @@ class Settings(BaseSettings):
     replica_root: Path | None = Field(
         default=None, description="A second OCFL storage root; fixity audits repair from it."
     )
+    # public portal
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The portal's public address, for every absolute link (never taken from the request).",
+    )
+    portal_max_filter_values: int = Field(
+        default=20, ge=1, le=1000, description="Most values one search filter (archive=, fonds=…) may carry."
+    )
+    portal_max_query_chars: int = Field(
+        default=256, ge=1, le=10_000, description="Search text beyond this many characters is cut."
+    )
+    portal_max_query_bytes: int = Field(
+        default=4096,
+        ge=512,
+        le=65_536,
+        description="Longest search (URL-encoded, as every link of a result page repeats it).",
+    )
+    portal_max_page_size: int = Field(default=100, ge=1, le=100, description="Most hits on one search page.")
+    portal_max_params: int = Field(
+        default=200, ge=10, le=10_000, description="Most query parameters one portal request may carry."
+    )
+    dispatch_interval: float = Field(
+        default=30.0, gt=0, description="Seconds between two drains of the migrate outbox by the beat."
+    )
+    audit_cycle_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="The nightly incremental audit checks objects not verified for this many days.",
+    )
+    task_max_retries: int = Field(
+        default=3, ge=0, description="Retries of a failing preservation task (exponential backoff)."
+    )
+
+    # OAI-PMH and the harvested catalogue (issue 10)
+    oai_page_size: int = Field(
+        default=500, ge=1, le=10_000, description="Records or headers per OAI-PMH list response."
+    )
+    oai_repository_id: str = Field(
+        default="pearl-node",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$",
+        description="Namespace of this node's OAI identifiers (oai:<id>:ARCHIVE/档号); keep it stable.",
+    )
+    oai_repository_name: str | None = Field(
+        default=None,
+        description="repositoryName in the OAI-PMH Identify answer; default the archives' names.",
+    )
+    oai_admin_email: str = Field(
+        default="archives@localhost.localdomain", description="adminEmail in the OAI-PMH Identify answer."
+    )
+    oai_token_ttl: int = Field(
+        default=86_400, ge=60, description="Seconds an OAI-PMH resumption token stays valid."
+    )
+    harvest_timeout: float = Field(default=60.0, description="Seconds the harvester waits for one OAI page.")
 
     @field_validator("extra_digests", mode="before")
     @classmethod
@@ -91,6 +140,11 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown digest algorithm(s): {', '.join(unknown)}")
         return [v for v in value if v not in BASE_DIGESTS]
 
+    @field_validator("policy_file", "replica_root", mode="before")
+    @classmethod
+    def _blank_path_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("database_url")
     @classmethod
     def _normalise_url(cls, value: str | None) -> str | None:
@@ -99,6 +153,16 @@ class Settings(BaseSettings):
         if value and value.startswith("postgresql://"):
             return "postgresql+psycopg://" + value.removeprefix("postgresql://")
         return value or None
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"public_url must be an absolute http(s) URL without query, not {value!r}")
+        return value.strip().rstrip("/")
 
     @cached_property
     def home_dir(self) -> Path:
@@ -130,18 +194,14 @@ class Settings(BaseSettings):
         return self.result_backend or f"db+sqlite:///{self.home_dir / 'results.sqlite3'}"
 
     @property
-    def search_db(self) -> Path:
-        """The embedded search index (SQLite FTS5), apart from the catalogue."""
-        return self.home_dir / "search.sqlite3"
+    def oai_secret_file(self) -> Path:
+        """The key that signs OAI-PMH resumption tokens (made on first use, mode 0600)."""
+        return self.home_dir / "oai-token.key"
 
     @property
-    def transfers_dir(self) -> Path:
-        """One folder per transfer that found problems, holding ``problems.jsonl`` (every one of them)."""
-        return self.home_dir / "transfers"
-
-    @property
-    def audits_dir(self) -> Path:
-        return self.home_dir / "audits"
+    def harvest_dir(self) -> Path:
+        """The harvested regional catalogue's search index files, one per origin (apart from our own)."""
+        return self.home_dir / "harvest"
 
     @property
     def recorded_digests(self) -> tuple[str, ...]:

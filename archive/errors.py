@@ -80,3 +80,97 @@ class Conflict(ArchiveError):
 
 class RejectedInput(ArchiveError):
     code = "ARC006"
+
+
+# -- OAI-PMH provider and harvester (issue 10; messages also in archive/codes/oai.toml) -------------------
+
+
+class OaiError(ArchiveError):
+    """An OAI-PMH protocol error, answered inside a 200 OAI-PMH document (``oai_code`` is the spec's code)."""
+
+    code = "OAI000"
+    oai_code = "badArgument"
+
+    def __init__(self, zh: str, en: str, **details: Any) -> None:
+        super().__init__(zh, en, **details)
+
+
+class OaiBadVerb(OaiError):
+    code = "OAI001"
+    oai_code = "badVerb"
+
+
+class OaiBadArgument(OaiError):
+    code = "OAI002"
+    oai_code = "badArgument"
+
+
+class OaiBadResumptionToken(OaiError):
+    code = "OAI003"
+    oai_code = "badResumptionToken"
+
+    def __init__(self, en_reason: str = "invalid") -> None:
+        super().__init__(
+            "续传令牌无效或已过期，请重新开始收割",
+            f"The resumption token is {en_reason}; start the list again",
+            reason=en_reason,
+        )
+
+
+class OaiCannotDisseminateFormat(OaiError):
+    code = "OAI004"
+    oai_code = "cannotDisseminateFormat"
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__(
+            f"不提供元数据格式 {prefix}（可用 ListMetadataFormats 查询）",
+            f"Metadata format {prefix!r} is not offered (see ListMetadataFormats)",
+            prefix=prefix,
+        )
+
+
+class OaiIdDoesNotExist(OaiError):
+    code = "OAI005"
+    oai_code = "idDoesNotExist"
+
+    def __init__(self, identifier: str) -> None:
+        super().__init__(
+            "本库没有该标识符的记录",
+            "No record with this identifier in this repository",
+            identifier=identifier,
+        )
+
+
+class OaiNoRecordsMatch(OaiError):
+    code = "OAI006"
+    oai_code = "noRecordsMatch"
+
+    def __init__(self) -> None:
+        super().__init__("没有符合条件的记录", "No records match the request")
+
+
+class OaiNoSetHierarchy(OaiError):
+    """Kept for completeness: this repository has sets, so it never answers this code."""
+
+    code = "OAI007"
+    oai_code = "noSetHierarchy"
+
+
+class HarvestError(ArchiveError):
+    """A harvest of a peer's OAI-PMH repository failed (unreachable, not OAI-PMH, an OAI error)."""
+
+    code = "OAI010"
+
+
+class HarvestSourceExists(Conflict):
+    code = "OAI011"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"已登记收割来源 {url}", f"Harvest source {url} is already registered", url=url)
+
+
+class UnknownHarvestSource(UsageError):
+    code = "OAI012"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"没有收割来源 {url}", f"No harvest source {url}", url=url)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
-from archive.access import AccessDecision
+from archive.access import AccessDecision, is_public
 from archive.events import NewEvent, append_many
 from archive.models import BagFingerprint, File, Fonds, Outbox, Record, Transfer, TransferStatus, utcnow
 from ingest.bag import FileFixity
@@ -113,6 +113,8 @@ def _record_row(t: StoredTransfer, r: StoredRecord, fonds_id: int | None, now: d
         "extra": {"row": spec.row, "path": spec.path},
         "created_at": now,
         "updated_at": now,
+        # what archive.services.note_public_change(record, was_public=False) sets on an ORM row
+        "public_changed_at": now if is_public(decision.status) else None,
     }
 
 

@@ -131,6 +131,11 @@ class IngestResult:
         }
 
 
+def problem_file(settings: Settings, transfer_id: str) -> Path:
+    """Where every problem of a transfer is kept, one JSON object a line (its record holds a bounded account)."""
+    return settings.home_dir / "transfers" / transfer_id / "problems.jsonl"
+
+
 def object_id_for(archive: str, archival_code: str) -> str:
     return f"urn:pearl-archive:{archive}:{archival_code}"
 
@@ -609,9 +614,7 @@ class Ingest:
         """The bounded account of the problems; every one goes to ``transfers/<id>/problems.jsonl``."""
         file = None
         if self.problems:
-            file = write_problem_file(
-                self.settings.transfers_dir / self.transfer_id / "problems.jsonl", self.problems
-            )
+            file = write_problem_file(problem_file(self.settings, self.transfer_id), self.problems)
         return summarise(self.problems, self.settings.problems_shown, file)
 
     def _transfer_event(self, outcome: str, summary: dict[str, Any]) -> NewEvent:

@@ -128,7 +128,7 @@ def test_thousands_of_problems_are_kept_whole_in_a_file_and_shown_bounded(
     assert all("另有" in m["message_zh"] and "more" in m["message_en"] for m in more.values())
     # every problem is in the file beside the transfer
     problem_file = Path(result["problem_file"])
-    assert problem_file == home.transfers_dir / result["transfer_id"] / "problems.jsonl"
+    assert problem_file == pipeline.problem_file(home, result["transfer_id"])
     lines = problem_file.read_text(encoding="utf-8").splitlines()
     assert len(lines) == sum(counts.values())
     assert {json.loads(line)["code"] for line in lines} == set(counts)
