@@ -313,9 +313,6 @@ def report(
         print(
             f"  archive validate ≥ 1.8 × bagit p1:    {bagit1 / v:.2f}  {'OK' if bagit1 / v >= 1.8 else 'MISSED'}"
         )
-    print(
-        f"  archive ingest ≥ 0.5 × hash limit:    {limit / i:.2f}  {'OK' if limit / i >= 0.5 else 'MISSED'}"
-    )
     peak = max(results["archive validate"].rss, ingest.rss)
     print(f"  peak RSS (validate, ingest): {peak:.0f} MB (target < 300 MB at 10 GiB)")
     if timings:
@@ -338,6 +335,12 @@ def report(
             f"  archive ingest ≥ 0.7 × its CPU floor: floor = (hashing {hashing:.1f} + Siegfried {sf.cpu:.1f} "
             f"CPU-s) / {cores} cores = {floor:.2f} s; ingest {i:.2f} s → {ratio:.2f} × the floor  "
             f"{'OK' if ratio >= 0.7 else 'MISSED'}"
+        )
+        # On a busy shared machine wall times stretch; the CPU each spent does not: what a quiet machine
+        # would show at best (ingest's CPU / cores as its time)
+        print(
+            f"  the same by CPU (quiet-machine bound): floor / (ingest CPU {ingest.cpu:.1f} / {cores}) = "
+            f"{floor / (ingest.cpu / cores):.2f} × the floor"
         )
 
 

@@ -11,9 +11,8 @@ Choices made here:
   lives in the child, and a call of :data:`BATCH` files or more stops the child when Siegfried is done, so
   that the rest of an ingest does not carry it.
 * **MIME.** ``mime`` is libmagic's answer from the content (python-magic, one cookie per thread, ``workers``
-  threads; libmagic's C code runs without the GIL); Siegfried's is kept as ``siegfried_mime``. libmagic
-  takes each batch of files once Siegfried has answered for it, while Siegfried's process works on the next
-  batch (Siegfried alone leaves a core partly idle). libmagic's soft-magic rule base costs ~0.6 ms per *text* file (every
+  threads; libmagic's C code runs without the GIL); Siegfried's is kept as ``siegfried_mime``. Siegfried
+  runs first. libmagic's soft-magic rule base costs ~0.6 ms per *text* file (every
   rule is tried before the text tests), so files Siegfried already matched as plain text by content
   (x-fmt/111, "text match") get libmagic's built-in tests only (encoding, CSV, JSON; ~15x faster); all other
   files get the full rule base.
@@ -47,7 +46,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
@@ -310,15 +309,10 @@ if hasattr(os, "register_at_fork"):
 
 
 def _siegfried(
-    paths: list[Path],
-    workers: int,
-    timeout: float,
-    progress: Callable[[int], None] | None = None,
-    batch_done: Callable[[dict[Path, dict[str, Any]]], None] | None = None,
+    paths: list[Path], workers: int, timeout: float, progress: Callable[[int], None] | None = None
 ) -> dict[Path, dict[str, Any]]:
     """Siegfried's report per file. A batch that fails (timeout, crash) is retried file by file, so that only
-    the file at fault is reported as such (``failed`` set: IDN010). ``progress(files done)`` after a batch;
-    ``batch_done({path: report})`` with that batch's reports."""
+    the file at fault is reported as such (``failed`` set: IDN010). ``progress(files done)`` after a batch."""
     out: dict[Path, dict[str, Any]] = {}
     for start in range(0, len(paths), BATCH):
         if progress is not None:
@@ -335,8 +329,6 @@ def _siegfried(
             if found is None and position < len(files):
                 found = files[position]
             out[path] = found or {"errors": "no result from Siegfried", "matches": []}
-        if batch_done is not None:
-            batch_done({path: out[path] for path in chunk})
     if progress is not None:
         progress(len(paths))
     return out
@@ -703,20 +695,13 @@ def identify_files(
     workers = max(1, workers)
     if not unique:
         return _with_tools(found, order)
-    # libmagic (C, without the GIL) runs in this process's threads on each batch Siegfried has answered,
-    # while the Siegfried process works on the next one: Siegfried alone leaves a core partly idle.
+    reports = _siegfried(unique, workers, timeout, progress)
+    if len(unique) >= BATCH:  # a big batch leaves Go's heap at ~150 MB: give it back before what follows
+        release_siegfried()
+    jobs = [(path, _plain_text(reports[path])) for path in unique]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="identify") as pool:
-        pending: list[Future[list[tuple[str | None, dict[str, Any] | None]]]] = []  # in the order of unique
-
-        def batch_done(batch: dict[Path, dict[str, Any]]) -> None:
-            jobs = [(path, _plain_text(report)) for path, report in batch.items()]
-            for i in range(0, len(jobs), _MAGIC_CHUNK):
-                pending.append(pool.submit(_magic_chunk, jobs[i : i + _MAGIC_CHUNK]))
-
-        reports = _siegfried(unique, workers, timeout, progress, batch_done)
-        if len(unique) >= BATCH:  # a big batch leaves Go's heap at ~150 MB: give it back before what follows
-            release_siegfried()
-        magic_results = [r for future in pending for r in future.result()]
+        chunks = [jobs[i : i + _MAGIC_CHUNK] for i in range(0, len(jobs), _MAGIC_CHUNK)]
+        magic_results = [r for result in pool.map(_magic_chunk, chunks) for r in result]
 
     for path, (mime, image_props) in zip(unique, magic_results, strict=True):
         ident = _from_siegfried(path, reports[path])
