@@ -145,12 +145,18 @@ def _file_row(
 
 
 def _outbox_row(
-    topic: str, key: str, record_id: int, payload: dict[str, Any], now: dt.datetime
+    topic: str,
+    key: str,
+    record_id: int,
+    payload: dict[str, Any],
+    now: dt.datetime,
+    file_id: int | None = None,
 ) -> dict[str, Any]:
     return {
         "topic": topic,
         "key": key,
         "record_id": record_id,
+        "file_id": file_id,
         "payload": payload,
         "created_at": now,
         "available_at": now,
@@ -198,7 +204,7 @@ def write_stored(s: Session, t: StoredTransfer, fonds_ids: Mapping[str, int]) ->
             conn.execute(
                 insert(_OUTBOX),
                 [
-                    _outbox_row("migrate", f"migrate:file:{file_id}", record_id, {"puid": puid}, now)
+                    _outbox_row("migrate", f"migrate:file:{file_id}", record_id, {"puid": puid}, now, file_id)
                     for file_id, record_id, puid in ids
                 ],
             )

@@ -18,7 +18,7 @@ import ingest.pipeline as pipeline
 from archive import db
 from archive.config import Settings
 from archive.home import leftover_staging
-from archive.models import Transfer
+from archive.models import File, Outbox, Transfer
 from ingest.bagwriter import make_bag, write_payload
 from tests.e2e.helpers import CSV_HEADER, archive_cmd, catalogue_counts, ingest_json, stored_objects
 
@@ -94,9 +94,15 @@ def test_open_descriptors_do_not_grow_with_the_record_count(
     result = pipeline.ingest(bag, "GZ", home)
     assert result.stored and len(result.records) == count, result.problems
     assert seen.keys() >= {"ingest:verified", "ingest:journaled", "ingest:object-stored"}
-    assert max(seen.values()) <= 16, (
-        seen
-    )  # a journal, a lock, a database connection or two, Siegfried's pipes
+    # a journal, a lock, a database connection or two, Siegfried's pipes
+    assert max(seen.values()) <= 16, seen
+    with db.read_session(home) as s:  # the catalogue's multi-row INSERTs: one migrate row per file, by id
+        files = set(s.execute(select(File.id)).scalars())
+        migrate = list(s.execute(select(Outbox.file_id).where(Outbox.topic == "migrate")).scalars())
+        indexed = s.execute(select(Outbox.record_id).where(Outbox.topic == "index")).scalars().all()
+    assert None not in migrate and sorted(m for m in migrate if m is not None) == sorted(files)
+    assert len(files) == count
+    assert len(set(indexed)) == count
 
 
 def bad_rows_bag(root: Path, count: int) -> Path:
