@@ -6,8 +6,10 @@ Exception tree, so callers catch at the level they mean::
     ├── UsageError               the command was asked for something that cannot be (exit 2)
     │   ├── NotInitialised       ARCHIVE_HOME has no catalogue yet (ARC001)
     │   ├── UnknownArchive       no holding archive with that code (ARC002)
-    │   └── BadArgument          an argument is malformed (ARC003)
+    │   ├── BadArgument          an argument is malformed (ARC003)
+    │   └── InsecureSetting      a secret setting holds a placeholder or an empty password (ARC010)
     ├── NotFound                 a record/transfer does not exist (ARC004, exit 1)
+    ├── Unhealthy                a health check (`archive health …`) failed (ARC011, exit 1)
     ├── Conflict                 e.g. an archive code registered twice (ARC005, exit 1)
     └── RejectedInput            a transfer was refused; carries its problems (exit 1)
 """
@@ -80,6 +82,36 @@ class Conflict(ArchiveError):
 
 class RejectedInput(ArchiveError):
     code = "ARC006"
+
+
+class InsecureSetting(UsageError):
+    """A secret-bearing setting still holds a placeholder (``change-me``) or an empty password.
+
+    The message names the variable and never repeats its value."""
+
+    code = "ARC010"
+
+    def __init__(self, variable: str, problem_zh: str, problem_en: str) -> None:
+        super().__init__(
+            f"{variable} {problem_zh}：请设置真实的密码（docker compose 读取 .env）；"
+            "仅开发环境（ARCHIVE_ENV=development）接受占位值",
+            f"{variable} {problem_en}: set a real secret (docker compose reads it from .env); "
+            "only ARCHIVE_ENV=development accepts placeholders",
+            variable=variable,
+        )
+
+
+class Unhealthy(ArchiveError):
+    """A health check found a component not serving (the portal, a worker)."""
+
+    code = "ARC011"
+
+    def __init__(self, component: str, reason_zh: str, reason_en: str) -> None:
+        super().__init__(
+            f"{component} 不健康：{reason_zh}",
+            f"{component} is not healthy: {reason_en}",
+            component=component,
+        )
 
 
 # -- OAI-PMH provider and harvester (issue 10; messages also in archive/codes/oai.toml) -------------------
