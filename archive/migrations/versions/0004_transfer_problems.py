@@ -1,14 +1,14 @@
 """transfers keep a bounded problem account: counts per code and where the full problem file is
 
-Revision ID: 0002_transfer_problems
-Revises: 0003_oai (chained after the migration main held when this branch merged it; re-chain as needed)
+Revision ID: 0004_transfer_problems
+Revises: 0003_oai
 Create Date: 2026-12-06 21:20:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_transfer_problems"
+revision = "0004_transfer_problems"
 down_revision = "0003_oai"
 branch_labels = None
 depends_on = None
