@@ -9,12 +9,18 @@ from the recorded events.
 
 from __future__ import annotations
 
+import json
+import os
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
+
+from archive.services import more_problems
 
 Severity = Literal["error", "warning"]
 
@@ -113,3 +119,39 @@ def errors(problems: Iterable[Problem]) -> list[Problem]:
 
 def warnings(problems: Iterable[Problem]) -> list[Problem]:
     return [p for p in problems if p.severity == "warning"]
+
+
+def summarise(problems: Sequence[Problem], shown: int, file: Path | None = None) -> dict[str, Any]:
+    """A bounded account of ``problems``: the first ``shown`` of each code (``errors``, ``warnings``, as
+    dicts), the count of every code (``counts``), for each code with more than that how many more (``more``,
+    with a zh/en sentence) and the file that holds them all (``file``). Its size does not grow with the
+    number of problems, only with the number of distinct codes."""
+    counts = Counter(p.code for p in problems)
+    seen: Counter[str] = Counter()
+    shown_errors: list[dict[str, Any]] = []
+    shown_warnings: list[dict[str, Any]] = []
+    for p in problems:
+        seen[p.code] += 1
+        if seen[p.code] <= shown:
+            (shown_errors if p.severity == "error" else shown_warnings).append(p.as_dict())
+    where = str(file) if file else None
+    return {
+        "errors": shown_errors,
+        "warnings": shown_warnings,
+        "counts": dict(sorted(counts.items())),
+        "more": more_problems(counts, {c: min(n, shown) for c, n in counts.items()}, where),
+        "total": len(problems),
+        "file": where,
+    }
+
+
+def write_problem_file(path: Path, problems: Iterable[Problem]) -> Path:
+    """Write every problem as one JSON object per line (``problems.jsonl``); replaced in one rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for p in problems:
+            fh.write(json.dumps(p.as_dict(), ensure_ascii=False))
+            fh.write("\n")
+    os.replace(tmp, path)
+    return path

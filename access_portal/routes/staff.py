@@ -75,6 +75,11 @@ class TransferOut(BaseModel):
     started_at: str | None
     finished_at: str | None
     problems: list[Any]
+    #: the problem lists are bounded (the first of each code): every code's count, how many more, and
+    #: the file on the node that holds them all
+    problem_counts: dict[str, int]
+    more_problems: list[Any]
+    problem_file: str | None
     records: list[str]
 
 
@@ -157,7 +162,19 @@ def get_transfer(transfer_id: str, staff: ReaderDep, settings: SettingsDep) -> A
         records = services.transfer_record_refs(s, transfer_id)
     return {
         **{
-            k: summary[k] for k in ("id", "status", "archive", "bag", "started_at", "finished_at", "problems")
+            k: summary[k]
+            for k in (
+                "id",
+                "status",
+                "archive",
+                "bag",
+                "started_at",
+                "finished_at",
+                "problems",
+                "problem_counts",
+                "more_problems",
+                "problem_file",
+            )
         },
         "records": records,
     }

@@ -1,14 +1,14 @@
 """accounts: staff users, role grants and API tokens (issue 11)
 
 Revision ID: 0004_accounts
-Revises: 0003_oai
+Revises: 0004_transfer_problems
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0004_accounts'
-down_revision = '0003_oai'  # the integrator chains this after the head of main if they differ
+down_revision = '0004_transfer_problems'  # chained after the bounded problem lists (main) when the branches met
 branch_labels = None
 depends_on = None
 
