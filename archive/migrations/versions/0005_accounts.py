@@ -1,14 +1,14 @@
 """accounts: staff users, role grants and API tokens (issue 11)
 
-Revision ID: 0004_accounts
+Revision ID: 0005_accounts
 Revises: 0004_transfer_problems
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0004_accounts'
-down_revision = '0004_transfer_problems'  # chained after the bounded problem lists (main) when the branches met
+revision = '0005_accounts'
+down_revision = '0004_transfer_problems'
 branch_labels = None
 depends_on = None
 
