@@ -90,7 +90,7 @@ def run(action: Callable[[Settings], T], as_json: bool = False, *, needs_home: b
         try:
             settings = get_settings()
         except ValueError as exc:  # pydantic's ValidationError / SettingsError: a bad ARCHIVE_* variable
-            raise BadArgument(f"配置有误：{exc}", f"Invalid configuration: {exc}") from None
+            raise BadArgument(variant="config", error=exc) from None
         if needs_home:
             from archive.home import open_home
 

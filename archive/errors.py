@@ -1,28 +1,66 @@
-"""Typed errors with stable codes and archivist-readable messages (Chinese and English).
+"""One error tree for the whole project: every error has a stable code and a Chinese and English message.
 
-Exception tree, so callers catch at the level they mean::
+The texts come from the one catalogue, ``archive/codes/*.toml`` (:mod:`archive.codes`), keyed by code; an
+error is raised with its parameters only, e.g. ``raise ObjectNotFound(object_id=oid)`` or, where one class
+covers several situations, with the catalogue variant of the situation: ``raise PathConflict(variant="added",
+path=p, version="v2")`` (code STO007, text of ``STO007.added``). Catch by class at the level you mean::
 
-    ArchiveError                 base; ``code``, ``zh``, ``en``, ``exit_code``
-    ├── UsageError               the command was asked for something that cannot be (exit 2)
-    │   ├── NotInitialised       ARCHIVE_HOME has no catalogue yet (ARC001)
-    │   ├── UnknownArchive       no holding archive with that code (ARC002)
-    │   └── BadArgument          an argument is malformed (ARC003)
-    ├── NotFound                 a record/transfer does not exist (ARC004, exit 1)
-    ├── Conflict                 e.g. an archive code registered twice (ARC005, exit 1)
-    └── RejectedInput            a transfer was refused; carries its problems (exit 1)
+    ArchiveError                      ARC000  base: ``code``, ``zh``, ``en``, ``details``, ``exit_code`` (1)
+    ├── UsageError                    ARC007  the command was asked for something that cannot be (exit 2)
+    │   ├── NotInitialised            ARC001  ARCHIVE_HOME has no catalogue yet
+    │   ├── UnknownArchive            ARC002  no holding archive with that code
+    │   └── BadArgument               ARC003  an argument or setting is malformed
+    ├── NotFound                      ARC004  a record/transfer/file does not exist
+    ├── Conflict                      ARC005  e.g. an archive code registered twice
+    ├── Unavailable                   ARC019  the node cannot do it now; retry when fixed (exit 3)
+    │   ├── ServiceUnavailable        ARC020  a service cannot be reached: ``service``, ``url``, ``reason``
+    │   │   ├── DatabaseUnavailable   ARC021  the catalogue database (PostgreSQL)
+    │   │   ├── BrokerUnavailable     ARC022  the task broker (Redis)
+    │   │   └── search.elastic.ElasticUnavailable  SRC001 (also a SearchError)
+    │   └── DiskFull                  ARC030  no space left on the device holding ``path``
+    ├── archive.storage.StorageError  STO000  the OCFL storage root (archive/storage/errors.py)
+    ├── search.SearchError            SRC000  the search index (search/backend.py); NotPublic SRC004 is
+    │                                         also a ValueError
+    ├── preservation.tools.PreservationError  PRS000  tools, migrations, policy (preservation/tools.py);
+    │                                         ToolMissing PRS006 (exit 3)
+    └── ingest.identify.SiegfriedFailed  IDN020  the identification child died or hung
+
+A rejected transfer is not an exception: it is a normal outcome with a report of coded problems
+(:mod:`ingest.problems`, codes BAG/UNP/META/IDN/ING from the same catalogue), and the CLI exits 1 for it.
+(ARC006, once ``RejectedInput``, which nothing raised, is retired; codes are never reused.)
+
+Exit codes of the ``archive`` command: 0 ok, 1 rejected input or nothing found, 2 usage error, 3 the node
+could not do it now (a service down, the disk full, a tool missing): the same command may succeed later.
+
+The earlier constructor shape ``ArchiveError(zh, en, **details)`` still works (the two texts are used as
+given), for code written before the catalogue; move such texts into a ``*.toml`` here under the class's code
+(mechanically: the f-string fields become ``{name}`` and the values keyword arguments).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from archive.codes import render
+
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
 
 class ArchiveError(Exception):
-    code = "ARC000"
-    exit_code = 1
+    code: str = "ARC000"
+    exit_code: int = EXIT_REJECTED
 
-    def __init__(self, zh: str, en: str, **details: Any) -> None:
+    def __init__(self, *messages: str, variant: str | None = None, **details: Any) -> None:
+        if messages:
+            if len(messages) != 2:
+                raise TypeError("ArchiveError takes no message, or exactly (zh, en)")
+            zh, en = messages
+        else:
+            zh, en = render(self.code, details, variant)
         super().__init__(en)
+        self.variant = variant
         self.zh = zh
         self.en = en
         self.details = details
@@ -32,38 +70,42 @@ class ArchiveError(Exception):
             "code": self.code,
             "message_zh": self.zh,
             "message_en": self.en,
+            **({"variant": self.variant} if self.variant else {}),
             **{k: str(v) for k, v in self.details.items()},
         }
 
     def __str__(self) -> str:
         return f"{self.code}: {self.zh} / {self.en}"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take their own arguments; rebuild from the finished state (Celery pickles results).
+        return (_rebuild, (type(self), self.__dict__))
+
+
+def _rebuild(cls: type[ArchiveError], state: dict[str, Any]) -> ArchiveError:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, state.get("en", ""))
+    exc.__dict__.update(state)
+    return exc
+
 
 class UsageError(ArchiveError):
-    code = "ARC003"
-    exit_code = 2
+    code = "ARC007"
+    exit_code = EXIT_USAGE
 
 
 class NotInitialised(UsageError):
     code = "ARC001"
 
     def __init__(self, home: object) -> None:
-        super().__init__(
-            f"{home} 尚未初始化，请先运行 archive init",
-            f"{home} is not initialised; run 'archive init' first",
-            home=home,
-        )
+        super().__init__(home=home)
 
 
 class UnknownArchive(UsageError):
     code = "ARC002"
 
     def __init__(self, archive: str) -> None:
-        super().__init__(
-            f"档案馆代码 {archive} 未登记（archive archives add）",
-            f"No archive with code {archive} (see 'archive archives add')",
-            archive=archive,
-        )
+        super().__init__(archive=archive)
 
 
 class BadArgument(UsageError):
@@ -78,5 +120,57 @@ class Conflict(ArchiveError):
     code = "ARC005"
 
 
-class RejectedInput(ArchiveError):
-    code = "ARC006"
+class Unavailable(ArchiveError):
+    """The node cannot do this now (a service is down, the disk is full, a tool is missing); retry later."""
+
+    code = "ARC019"
+    exit_code = EXIT_UNAVAILABLE
+
+
+class ServiceUnavailable(Unavailable):
+    """A service the node needs cannot be reached. Details: ``service``, ``url`` (no password), ``reason``."""
+
+    code = "ARC020"
+    service_name = "service"
+
+    def __init__(
+        self, *messages: str, service: str = "", url: object = "", reason: object = "", **details: Any
+    ) -> None:
+        super().__init__(
+            *messages,
+            service=service or self.service_name,
+            url=redact_url(str(url)),
+            reason=_reason(reason),
+            **details,
+        )
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    code = "ARC021"
+    service_name = "PostgreSQL"
+
+
+class BrokerUnavailable(ServiceUnavailable):
+    code = "ARC022"
+    service_name = "Redis"
+
+
+class DiskFull(Unavailable):
+    code = "ARC030"
+
+
+def _reason(reason: object) -> str:
+    """The first line of an underlying error's text (drivers often add pages of context)."""
+    text = str(reason) or (type(reason).__name__ if isinstance(reason, BaseException) else "")
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (``postgresql://user:***@host/db``), fit for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    auth, _, host = rest.partition("@")
+    user = auth.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in auth else url

@@ -23,15 +23,9 @@ def add_archive(
 ) -> Archive:
     code = code.strip().upper()
     if not ARCHIVE_CODE.match(code):
-        raise BadArgument(
-            f"档案馆代码 {code!r} 不合规：只能用大写字母、数字、- 和 _",
-            f"Archive code {code!r} is malformed: use capital letters, digits, '-' and '_'",
-        )
+        raise BadArgument(variant="archive_code", archive=code)
     if level not in {lv.value for lv in Level}:
-        raise BadArgument(
-            f"级别 {level!r} 无效（province/city/county）",
-            f"Level {level!r} is not one of province, city, county",
-        )
+        raise BadArgument(variant="level", level=level)
     parent_row = get_archive(session, parent) if parent else None
     archive = Archive(
         code=code,
@@ -44,7 +38,7 @@ def add_archive(
     try:
         session.flush()
     except IntegrityError as exc:
-        raise Conflict(f"档案馆代码 {code} 已登记", f"Archive code {code} is already registered") from exc
+        raise Conflict(variant="archive_code", archive=code) from exc
     append_events(
         session,
         [
@@ -113,9 +107,7 @@ def list_records(session: Session, archive: str | None = None, limit: int | None
 def split_record_ref(ref: str) -> tuple[str, str]:
     archive, sep, code = ref.partition("/")
     if not sep or not archive or not code:
-        raise BadArgument(
-            f"记录应写作 档案馆代码/档号，而不是 {ref!r}", f"A record is named ARCHIVE/CODE, not {ref!r}"
-        )
+        raise BadArgument(variant="record_ref", ref=ref)
     return archive, code
 
 
@@ -127,7 +119,7 @@ def get_record(session: Session, archive: str, code: str) -> Record:
         .where(Record.archive_id == arch.id, Record.archival_code == code)
     ).scalar_one_or_none()
     if record is None:
-        raise NotFound(f"{arch.code} 没有档号为 {code} 的档案", f"{arch.code} holds no record {code}")
+        raise NotFound(variant="record", archive=arch.code, archival_code=code)
     return record
 
 

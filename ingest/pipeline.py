@@ -764,7 +764,7 @@ def ingest(
 ) -> IngestResult:
     """Ingest one transfer (a bag directory, .zip, .tar or .tar.gz) into ``archive_code``."""
     if not source.exists():
-        raise BadArgument(f"找不到 {source}", f"{source} does not exist")
+        raise BadArgument(variant="no_path", path=source)
     with db.read_session(settings) as s:
         archive = get_archive(s, archive_code)
     return Ingest(settings, source.resolve(), archive, reporter or _Silent()).run()

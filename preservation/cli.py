@@ -98,9 +98,7 @@ def migrate(
         from preservation.celery_app import close_apps
 
         if pending == (record is not None):
-            raise BadArgument(
-                "请指定 --pending 或 --record 之一", "Give exactly one of --pending or --record"
-            )
+            raise BadArgument(variant="pending_or_record")
         try:
             result = (
                 jobs.queue_record(settings, split_record_ref(record)) if record else jobs.dispatch(settings)
@@ -136,9 +134,7 @@ def jobs_cmd(
         known = {s.value for s in jobs.JobState}
         bad = [s for s in state or [] if s not in known]
         if bad:
-            raise BadArgument(
-                f"未知的状态 {', '.join(bad)}", f"Unknown state(s) {', '.join(bad)}: {sorted(known)}"
-            )
+            raise BadArgument(variant="job_state", states=", ".join(bad), known=sorted(known))
         found = jobs.list_jobs(
             settings, states=state, record=split_record_ref(record) if record else None, limit=limit
         )
@@ -173,10 +169,7 @@ def _since(value: str | None) -> dt.datetime | None:
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise BadArgument(
-            f"日期应写作 YYYY-MM-DD[THH:MM]，而不是 {value!r}",
-            f"--since takes YYYY-MM-DD[THH:MM], not {value!r}",
-        ) from None
+        raise BadArgument(variant="since", value=value) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 

@@ -236,12 +236,9 @@ def _load(settings: Settings, file_id: int, spec: ActionSpec) -> tuple[_Original
     with db.read_session(settings) as s:
         file = s.get(File, file_id)
         if file is None:
-            raise NotFound(f"没有编号为 {file_id} 的文件", f"No file with id {file_id}")
+            raise NotFound(variant="file", file_id=file_id)
         if file.role != FileRole.original:
-            raise BadArgument(
-                f"文件 {file_id} 是派生文件，只迁移原件",
-                f"File {file_id} is a derivative; only originals migrate",
-            )
+            raise BadArgument(variant="derivative", file_id=file_id)
         record = s.get(Record, file.record_id)
         assert record is not None
         siblings = s.execute(
@@ -306,8 +303,7 @@ def migrate(settings: Settings, file_id: int, action: str) -> MigrationOutcome:
     source = _content_path(store, original.object_id, original.logical_path)
     if source is None:
         raise NotFound(
-            f"对象 {original.object_id} 中没有 {original.logical_path}",
-            f"{original.logical_path} is not in the head of {original.object_id}",
+            variant="logical_path", object_id=original.object_id, logical_path=original.logical_path
         )
     derived_from = original.file_id
     repaired: MigrationOutcome | None = None

@@ -306,7 +306,7 @@ class EmbeddedBackend:
             con.execute("COMMIT")
         except sqlite3.Error as exc:
             con.execute("ROLLBACK")
-            raise SearchError(f"cannot prepare the search index {self.path}: {exc}") from exc
+            raise SearchError(variant="prepare", path=self.path, reason=exc) from exc
 
     @staticmethod
     def _recount(con: sqlite3.Connection) -> None:
@@ -341,7 +341,7 @@ class EmbeddedBackend:
         try:
             self._conn().execute("SELECT 1 FROM meta LIMIT 1").fetchall()
         except sqlite3.Error as exc:
-            raise SearchError(f"search index {self.path} unusable: {exc}") from exc
+            raise SearchError(variant="unusable", path=self.path, reason=exc) from exc
 
     def index(self, docs: Iterable[RecordDoc]) -> int:
         batch = require_public(docs)
@@ -521,7 +521,7 @@ class EmbeddedBackend:
         try:
             return self._search(query)
         except sqlite3.OperationalError as exc:
-            raise SearchError(f"search failed: {exc}") from exc
+            raise SearchError(variant="query", reason=exc) from exc
 
     def _search(self, query: SearchQuery) -> SearchResult:
         con = self._conn()
