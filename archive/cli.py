@@ -1,7 +1,9 @@
 """The ``archive`` command line.
 
-Exit codes: 0 ok, 1 rejected input (or nothing found), 2 usage error. Errors print a coded message in Chinese
-and English on stderr. Packages standing on ``archive`` add their own commands through the
+Exit codes: 0 ok, 1 rejected input (or nothing found), 2 usage error, 3 the node cannot do it now (a service
+down, the disk full, a tool missing; see :mod:`archive.errors`). Every :class:`~archive.errors.ArchiveError`
+becomes one coded line on stderr, ``CODE 中文 / English`` (with ``--json`` an ``{"ok": false, "error": …}``
+object on stdout), here and nowhere else; no expected failure prints a traceback. Packages standing on ``archive`` add their own commands through the
 ``archive.commands`` entry-point group (see pyproject.toml), so this module imports none of them.
 """
 
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from archive.errors import ArchiveError, BadArgument
+from archive.errors import ArchiveError, BadArgument, DiskFull, is_disk_full
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -78,7 +80,9 @@ def fail(exc: ArchiveError, as_json: bool = False) -> typer.Exit:
     if as_json:
         print_json({"ok": False, "error": exc.as_dict()})
     else:
-        err.print(f"[bold red]{exc.code}[/] {exc.zh}\n       {exc.en}", highlight=False)
+        from rich.markup import escape
+
+        err.print(f"[bold red]{exc.code}[/] {escape(exc.zh)} / {escape(exc.en)}", highlight=False)
     return typer.Exit(exc.exit_code)
 
 
@@ -102,6 +106,11 @@ def run(action: Callable[[Settings], T], as_json: bool = False, *, needs_home: b
         return action(settings)
     except ArchiveError as exc:
         raise fail(exc, as_json) from None
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        # the writes that fill a disk are translated where they happen; this catches any other one
+        raise fail(DiskFull(path=exc.filename or "", reason=exc), as_json) from None
 
 
 @app.command()
@@ -288,5 +297,8 @@ def _load_plugins() -> None:
 
 
 def main() -> None:
-    _load_plugins()
-    app()
+    try:
+        _load_plugins()
+        app()
+    except ArchiveError as exc:  # raised outside run(): a plugin's import, a command without run()
+        sys.exit(fail(exc).exit_code)

@@ -32,13 +32,16 @@ A rejected transfer is not an exception: it is a normal outcome with a report of
 Exit codes of the ``archive`` command: 0 ok, 1 rejected input or nothing found, 2 usage error, 3 the node
 could not do it now (a service down, the disk full, a tool missing): the same command may succeed later.
 
-The earlier constructor shape ``ArchiveError(zh, en, **details)`` still works (the two texts are used as
-given), for code written before the catalogue; move such texts into a ``*.toml`` here under the class's code
-(mechanically: the f-string fields become ``{name}`` and the values keyword arguments).
+The earlier constructor shapes still work, for code written before the catalogue: ``ArchiveError(zh, en,
+**details)`` uses the two texts as given; ``SearchError("why")`` fills the code's ``{reason}``. Moving such
+texts into the catalogue is mechanical: add ``[CODE]`` (or ``[CODE.situation]``) with the zh/en templates to a
+``archive/codes/*.toml`` (the f-string fields become ``{name}``) and raise with ``variant="situation"`` and the
+values as keyword arguments. ``tests/archive/test_errors.py`` lists the raise sites that still carry texts.
 """
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 from archive.codes import render
@@ -53,12 +56,14 @@ class ArchiveError(Exception):
     exit_code: int = EXIT_REJECTED
 
     def __init__(self, *messages: str, variant: str | None = None, **details: Any) -> None:
-        if messages:
-            if len(messages) != 2:
-                raise TypeError("ArchiveError takes no message, or exactly (zh, en)")
+        if len(messages) == 2:
             zh, en = messages
-        else:
+        elif len(messages) <= 1:
+            if messages:
+                details = {"reason": messages[0], **details}
             zh, en = render(self.code, details, variant)
+        else:
+            raise TypeError("ArchiveError takes keyword details, one reason, or (zh, en)")
         super().__init__(en)
         self.variant = variant
         self.zh = zh
@@ -156,11 +161,30 @@ class BrokerUnavailable(ServiceUnavailable):
 
 
 class DiskFull(Unavailable):
+    """No space (or quota) left where the node writes. Details: ``path``, ``reason``."""
+
     code = "ARC030"
+
+    def __init__(self, *messages: str, path: object = "", reason: object = "", **details: Any) -> None:
+        super().__init__(*messages, path=path, reason=_reason(reason), **details)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """An OSError saying the device (or the user's quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _reason(reason: object) -> str:
-    """The first line of an underlying error's text (drivers often add pages of context)."""
+    """What went wrong underneath, in a few words: the operating system's words when an OSError is at the
+    root of the chain ("Connection refused", "No space left on device"), else the first line of the text
+    (drivers often add pages of context)."""
+    cause: BaseException | None = reason if isinstance(reason, BaseException) else None
+    for _ in range(10):
+        if cause is None:
+            break
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
     text = str(reason) or (type(reason).__name__ if isinstance(reason, BaseException) else "")
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[0] if lines else ""

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from archive.errors import DiskFull, is_disk_full
+
 __all__ = ["ALGORITHMS", "HashJob", "HashResult", "Progress", "hash_file", "hash_files"]
 
 #: Algorithms every deployment can compute (``sm3`` comes from OpenSSL through ``hashlib.new``).
@@ -131,6 +133,8 @@ class _Worker:
                 job, size, {a: h.hexdigest() for a, h in zip(self.algorithms, hashers, strict=True)}
             )
         except OSError as exc:
+            if job.destination is not None and is_disk_full(exc):  # our disk, not the transfer, is at fault
+                raise DiskFull(path=job.destination, reason=exc) from exc
             return HashResult(job, error=f"{exc.strerror or exc} ({exc.filename or job.source})")
         finally:
             os.close(fd)

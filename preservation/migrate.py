@@ -160,7 +160,7 @@ def spec_for(action: str) -> ActionSpec:
     if action == REPAIR_ACTION.name:
         return REPAIR_ACTION
     if action not in ACTIONS:
-        raise NoSafeAction(f"未知的处理方式 {action}", f"Unknown preservation action {action}", action=action)
+        raise NoSafeAction(variant="unknown_action", action=action)
     return ACTIONS[action]
 
 
@@ -415,10 +415,7 @@ def _commit(
             time.sleep(min(2.0, 0.05 * 2**attempt))
         finally:
             store.abort(builder)
-    raise MigrationBusy(
-        f"档案对象 {original.object_id} 正被其他迁移修改，稍后重试",
-        f"The object {original.object_id} kept changing during the migration; it will be retried",
-    )
+    raise MigrationBusy(object_id=original.object_id)
 
 
 def _migration_event(
@@ -539,10 +536,7 @@ def _complete(
         identity.sha256,
     )
     if identity.sha512 != digest or identity.sha256 != expected_256:
-        raise PreservationError(
-            f"{target} 已存入 {version}，但内容与清单摘要不符",
-            f"{target} was stored in {version} but its content does not match the inventory digests",
-        )
+        raise PreservationError(variant="stored_mismatch", target=target, version=version)
     found = _MESSAGE_TOOL.search(inventory["versions"][version].get("message", ""))
     tool, tool_version = (found["tool"], found["version"]) if found else (spec.tool, "unknown")
     output = _Output(content, identity, tool, tool_version, {"completed_from_inventory": True})
