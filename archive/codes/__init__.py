@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any, Literal
 
 Severity = Literal["error", "warning"]
@@ -81,8 +82,13 @@ def _entry(code: str, variant: str | None, table: Any, area: str) -> CodeInfo:
 @cache
 def catalogue() -> Mapping[str, CodeInfo]:
     """Every known code and variant (``"STO003"``, ``"STO003.foreign"``), read once from ``archive/codes/``."""
+    return load(resources.files(__name__))
+
+
+def load(folder: Traversable) -> dict[str, CodeInfo]:
+    """The entries of every ``*.toml`` in ``folder``; :class:`CatalogueError` for a code defined twice."""
     entries: dict[str, CodeInfo] = {}
-    for file in sorted(resources.files(__name__).iterdir(), key=lambda e: e.name):
+    for file in sorted(folder.iterdir(), key=lambda e: e.name):
         if not file.name.endswith(".toml"):
             continue
         area = file.name.removesuffix(".toml")

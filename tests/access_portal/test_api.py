@@ -88,7 +88,13 @@ def test_restricted_and_missing_are_the_same_404(client: TestClient) -> None:
     c = client.get(api_record_url("NOPE", "x"))
     assert a.status_code == b.status_code == c.status_code == 404
     assert a.content == b.content == c.content
-    assert a.json() == {"detail": "Not Found", "detail_zh": "未找到"}
+    assert a.json() == {
+        "code": "ARC004",
+        "message_zh": "未找到",
+        "message_en": "Not Found",
+        "detail": "Not Found",
+        "detail_zh": "未找到",
+    }
 
 
 def test_archives_tree(client: TestClient, portal_home: PortalHome) -> None:
