@@ -138,8 +138,9 @@ def test_every_variant_raised_is_in_the_catalogue() -> None:
                 continue
             for cls in by_name[name]:
                 checked += 1
-                if f"{cls.code}.{variant.value}" not in catalogue():
-                    missing.append(f"{path.relative_to(ROOT)}:{node.lineno} {cls.code}.{variant.value}")
+                key = f"{cls.code}.{variant.value!s}"
+                if key not in catalogue():
+                    missing.append(f"{path.relative_to(ROOT)}:{node.lineno} {key}")
     assert checked > 80
     assert missing == []
 
