@@ -129,7 +129,10 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_ingest_onto_a_full_disk(full_disk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("packed", [False, True], ids=["directory", "zip"])
+def test_ingest_onto_a_full_disk(
+    full_disk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, packed: bool
+) -> None:
     monkeypatch.setenv("ARCHIVE_HOME", str(full_disk / "home"))
     monkeypatch.delenv("ARCHIVE_DATABASE_URL", raising=False)
     # the transfer limit defaults to half the free space, which would refuse the bag before a byte is
@@ -144,8 +147,9 @@ def test_ingest_onto_a_full_disk(full_disk: Path, tmp_path: Path, monkeypatch: p
         bag, {"data/metadata/records.csv": (CSV_HEADER + "卷,GZ-1,大卷,测试,1990,永久,,自动\r\n").encode()}
     )
     make_bag(bag, algorithms=("sha256",))
+    source = Path(shutil.make_archive(str(tmp_path / "transfer"), "zip", bag)) if packed else bag
 
-    proc = archive_cmd("ingest", str(bag), "--archive", "GZ")
+    proc = archive_cmd("ingest", str(source), "--archive", "GZ")
     line = assert_one_coded_failure(proc, "ARC030")
     assert "No space left on device" in line["en"]
 
