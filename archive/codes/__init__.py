@@ -6,10 +6,14 @@ area (``archive`` ARC, ``storage`` STO, ``search`` SRC, ``preservation`` PRS, an
 here, e.g. ``federation.toml``, is read too). An entry is a table named by its code::
 
     [STO004]
-    zh = "没有标识为 {object_id} 的档案对象"
-    en = "No object {object_id}"
-    severity = "error"      # optional (transfer problems): error | warning, default error
-    dat = "1-14"            # optional: the DA/T 70-2018 四性检测 item the check belongs to
+    zh = "没有标识为 {object_id!r} 的对象"
+    en = "No object {object_id!r}"
+
+    [BAG023]                # a transfer problem: two more fields
+    severity = "error"      # error | warning, default error
+    dat = "1-14"            # the DA/T 70-2018 四性检测 item the check belongs to
+    zh = "..."
+    en = "..."
 
     [STO003.foreign]        # a variant: the same code, the text of one precise situation
     zh = "{root} 已存在、非空，且不是 OCFL 存储根"
@@ -18,8 +22,9 @@ here, e.g. ``federation.toml``, is read too). An entry is a table named by its c
 A code belongs to one error class (or one kind of transfer problem) and stays stable, so callers and tests
 can rely on it; where one class covers several situations, each situation's text is a *variant* of the code
 (``STO003.foreign``), raised as ``NotAnOcflRoot(variant="foreign", root=...)``: the code stays ``STO003``,
-the message says exactly what is wrong. The templates are filled with ``str.format`` from the error's (or problem's) parameters; a field the caller
-did not give stays visible as ``{name}`` rather than failing while an error is being reported. Errors
+the message says exactly what is wrong. The templates are filled with ``str.format`` from the error's (or
+problem's) parameters; a field the caller did not give stays visible as ``{name}`` rather than failing while
+an error is being reported. Errors
 (:mod:`archive.errors`) and transfer problems (:mod:`ingest.problems`) both read their texts from here, so no
 message text lives in Python code. A code defined twice is refused when the catalogue is loaded.
 """
