@@ -3,8 +3,8 @@
 The codes and messages live in the project's one catalogue, ``archive/codes/*.toml`` (see
 :mod:`archive.codes`), one file per stage (bag, unpack, metadata, identify, ingest). An entry gives the
 severity, the Chinese and English message templates (``str.format`` fields filled from
-:attr:`Problem.params`) and, where the check is one of the DA/T 70-2018 四性检测 items for receiving a transfer, that item's code (e.g. ``"1-14"``) so a 四性检测 report can be built
-from the recorded events.
+:attr:`Problem.params`) and, where the check is one of the DA/T 70-2018 四性检测 items for receiving a
+transfer, that item's code (e.g. ``"1-14"``) so a 四性检测 report can be built from the recorded events.
 """
 
 from __future__ import annotations
