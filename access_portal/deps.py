@@ -15,7 +15,6 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from access_portal.i18n import Lang, resolve_lang
 from archive import db
 from archive.config import Settings
 from search import SearchBackend
@@ -45,11 +44,6 @@ async def get_session(settings: Annotated[Settings, Depends(get_settings)]) -> A
         await run_in_threadpool(session.close)
 
 
-async def get_lang(request: Request) -> Lang:
-    return resolve_lang(request)
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 BackendDep = Annotated[SearchBackend, Depends(get_backend)]
-LangDep = Annotated[Lang, Depends(get_lang)]

@@ -232,10 +232,3 @@ class CatalogueOut(BaseModel):
 class ErrorOut(BaseModel):
     detail: str
     detail_zh: str | None = None
-
-
-class Health(BaseModel):
-    status: Literal["ok", "unavailable"]
-    database: bool
-    search: bool
-    backend: str

@@ -16,10 +16,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-#: Digest algorithms always recorded in the catalogue for every stored file.
-BASE_DIGESTS = ("sha256", "sha512")
-#: Algorithms a bag manifest may use (RFC 8493 names them by hashlib name; SM3 is GB/T 32905).
-MANIFEST_ALGORITHMS = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512", "sm3")
+from archive.digests import BASE_DIGESTS, MANIFEST_ALGORITHMS
 
 
 class Settings(BaseSettings):
@@ -47,7 +44,6 @@ class Settings(BaseSettings):
     hash_workers: int = Field(default=0, description="Threads that hash files; 0 means one per core.")
     tool_timeout: float = Field(default=120.0, description="Seconds any external tool may run.")
     open_after_years: int = Field(default=25, description="Archives Law art. 27: years until records open.")
-    node_name: str = Field(default="pearl-node", description="This node's name in federation and reports.")
     # search (issue 3)
     elasticsearch_url: str | None = Field(
         default=None, description="Elasticsearch URL; unset means the embedded index (SQLite FTS5)."
@@ -70,6 +66,17 @@ class Settings(BaseSettings):
     replica_root: Path | None = Field(
         default=None, description="A second OCFL storage root; fixity audits repair from it."
     )
+    dispatch_interval: float = Field(
+        default=30.0, gt=0, description="Seconds between two drains of the migrate outbox by the beat."
+    )
+    audit_cycle_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="The nightly incremental audit checks objects not verified for this many days.",
+    )
+    task_max_retries: int = Field(
+        default=3, ge=0, description="Retries of a failing preservation task (exponential backoff)."
+    )
 
     @field_validator("extra_digests", mode="before")
     @classmethod
@@ -85,6 +92,11 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown digest algorithm(s): {', '.join(unknown)}")
         return [v for v in value if v not in BASE_DIGESTS]
+
+    @field_validator("policy_file", "replica_root", mode="before")
+    @classmethod
+    def _blank_path_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("database_url")
     @classmethod
@@ -123,15 +135,6 @@ class Settings(BaseSettings):
     @property
     def celery_results(self) -> str:
         return self.result_backend or f"db+sqlite:///{self.home_dir / 'results.sqlite3'}"
-
-    @property
-    def search_db(self) -> Path:
-        """The embedded search index (SQLite FTS5), apart from the catalogue."""
-        return self.home_dir / "search.sqlite3"
-
-    @property
-    def audits_dir(self) -> Path:
-        return self.home_dir / "audits"
 
     @property
     def recorded_digests(self) -> tuple[str, ...]:

@@ -41,7 +41,6 @@ Choices made (an archive must be able to preserve exactly what it received, and 
 from __future__ import annotations
 
 import codecs
-import hashlib
 import os
 import re
 import stat
@@ -52,6 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from archive.digests import ALGORITHMS as DIGEST_TABLE
+from archive.digests import available, new_hasher
 from ingest.hashing import ALGORITHMS, HashJob, Progress, hash_files
 from ingest.problems import Problem, errors, warnings
 
@@ -70,10 +71,10 @@ __all__ = [
 ]
 
 SUPPORTED_VERSIONS = ("0.93", "0.94", "0.95", "0.96", "0.97", "1.0")
-SUPPORTED_ALGORITHMS = tuple(a for a in ALGORITHMS if a in hashlib.algorithms_available)
+SUPPORTED_ALGORITHMS = tuple(a for a in ALGORITHMS if available(a))
 WEAK_ALGORITHMS = frozenset({"md5", "sha1"})
-_HEX_LENGTH = {"md5": 32, "sha1": 40, "sha224": 56, "sha256": 64, "sha384": 96, "sha512": 128, "sm3": 64}
-_EMPTY_DIGEST = {a: hashlib.new(a).hexdigest() for a in SUPPORTED_ALGORITHMS}
+_HEX_LENGTH = {a: DIGEST_TABLE[a].hex_length for a in ALGORITHMS}
+_EMPTY_DIGEST = {a: new_hasher(a).hexdigest() for a in SUPPORTED_ALGORITHMS}
 
 _MANIFEST_NAME = re.compile(r"^(tag)?manifest-([A-Za-z0-9]+)\.txt$")
 _MANIFEST_LINE = re.compile(r"^([0-9A-Fa-f]+)[ \t]+(.+)$")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-CHUNK = 1 << 20
+from archive.digests import hash_file
 
 
 def _encode_path(path: str) -> str:
@@ -17,12 +16,7 @@ def _encode_path(path: str) -> str:
 
 
 def _digests(path: Path, algorithms: Iterable[str]) -> dict[str, str]:
-    hashers = {a: hashlib.new(a) for a in algorithms}
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            for h in hashers.values():
-                h.update(chunk)
-    return {a: h.hexdigest() for a, h in hashers.items()}
+    return hash_file(path, tuple(algorithms))[1]
 
 
 def make_bag(

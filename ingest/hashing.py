@@ -14,7 +14,6 @@ flight, results are yielded as they complete, and every buffer is reused.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import queue
 import stat
@@ -24,16 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from archive.digests import ALGORITHMS as _TABLE
+from archive.digests import MANIFEST_ALGORITHMS, MultiHasher, new_hasher, stream, write_all
 from archive.errors import DiskFull, is_disk_full
 
 __all__ = ["ALGORITHMS", "HashJob", "HashResult", "Progress", "hash_file", "hash_files"]
 
-#: Algorithms every deployment can compute (``sm3`` comes from OpenSSL through ``hashlib.new``).
-ALGORITHMS: tuple[str, ...] = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512", "sm3")
+#: Algorithms a bag manifest may use (the table is :mod:`archive.digests`).
+ALGORITHMS: tuple[str, ...] = MANIFEST_ALGORITHMS
 
-#: Rough cost in ns per byte on one core (x86-64 with SHA-NI); only the ratios matter, for splitting the
-#: algorithms of a large file into groups of equal work.
-_COST = {"md5": 1.8, "sha1": 0.7, "sha224": 0.8, "sha256": 0.8, "sha384": 1.9, "sha512": 1.8, "sm3": 5.0}
+#: Rough cost per byte of each algorithm; only the ratios matter, for splitting the algorithms of a large
+#: file into groups of equal work.
+_COST = {name: a.cost for name, a in _TABLE.items()}
 
 CHUNK = 1 << 20  # small files: one read into a 1 MiB buffer
 LARGE_CHUNK = 1 << 20  # large files: 1 MiB chunks shared by the algorithm threads (5 per file in flight)
@@ -79,14 +80,10 @@ class HashResult:
         return self.error is None
 
 
-def _new_hashers(algorithms: Sequence[str]) -> list[Any]:
-    return [hashlib.new(a) for a in algorithms]
-
-
 def _check_algorithms(algorithms: Sequence[str]) -> tuple[str, ...]:
     algs = tuple(dict.fromkeys(a.lower() for a in algorithms))
     for a in algs:
-        hashlib.new(a)  # ValueError early for an algorithm this OpenSSL lacks
+        new_hasher(a)  # ValueError early for an algorithm this OpenSSL lacks
     return algs
 
 
@@ -107,9 +104,8 @@ class _Worker:
     def __init__(self, algorithms: tuple[str, ...], split: int) -> None:
         self.algorithms = algorithms
         self.split = split
-        self.base = _new_hashers(algorithms)
+        self.base = MultiHasher(algorithms)
         self.buffer = bytearray(CHUNK)
-        self.view = memoryview(self.buffer)
         self.bytes_done = 0  # written by this worker's thread only; read by the consumer for progress
 
     def run(self, job: HashJob) -> HashResult:
@@ -124,14 +120,12 @@ class _Worker:
                 return HashResult(job, error=f"not a regular file ({job.source})")
             if job.destination is not None:
                 out = _create(job.destination)
-            hashers = [h.copy() for h in self.base]
-            if st.st_size >= LARGE_FILE and self.split > 1 and len(hashers) > 1:
-                size = self._large(fd, out, hashers, st.st_size)
+            hasher = self.base.copy()
+            if st.st_size >= LARGE_FILE and self.split > 1 and len(hasher.hashers) > 1:
+                size = self._large(fd, out, hasher.hashers, st.st_size)
             else:
-                size = self._small(fd, out, hashers)
-            return HashResult(
-                job, size, {a: h.hexdigest() for a, h in zip(self.algorithms, hashers, strict=True)}
-            )
+                size = stream(fd, hasher, self.buffer, out=out, progress=self._count)
+            return HashResult(job, size, hasher.hexdigests())
         except OSError as exc:
             if job.destination is not None and is_disk_full(exc):  # our disk, not the transfer, is at fault
                 raise DiskFull(path=job.destination, reason=exc) from exc
@@ -141,17 +135,8 @@ class _Worker:
             if out >= 0:
                 os.close(out)
 
-    def _small(self, fd: int, out: int, hashers: list[Any]) -> int:
-        buf, view, total = self.buffer, self.view, 0
-        while n := os.readv(fd, [buf]):
-            chunk = view[:n] if n < len(buf) else view
-            for h in hashers:
-                h.update(chunk)
-            if out >= 0:
-                _write_all(out, chunk)
-            total += n
-            self.bytes_done += n
-        return total
+    def _count(self, n: int) -> None:
+        self.bytes_done += n
 
     def _large(self, fd: int, out: int, hashers: list[Any], size_hint: int) -> int:
         """Read once; the calling thread hashes the first group of algorithms, helper threads the others."""
@@ -202,7 +187,7 @@ class _Worker:
                 for inbox in inboxes:
                     inbox.put((i, n))
                 if out >= 0:
-                    _write_all(out, chunk)
+                    write_all(out, chunk)
                 for h in own:
                     h.update(chunk)
                 release(i)
@@ -225,11 +210,6 @@ def _create(path: Path) -> int:
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
         return os.open(path, flags, 0o644)
-
-
-def _write_all(fd: int, data: memoryview) -> None:
-    while data:
-        data = data[os.write(fd, data) :]
 
 
 def hash_files(

@@ -26,8 +26,9 @@ Choices made here:
   second core; errors are reported in the order of the checks, structure first).
   Ghostscript needs CJK fonts for non-embedded Chinese fonts: Debian ``fonts-arphic-uming`` and
   ``fonts-arphic-ukai`` (Ghostscript's Debian cidfmap maps STSong-Light/Adobe-GB1 to them).
-* **office-pdfa** — LibreOffice headless, ``soffice.bin`` directly, a fresh private profile per run
-  (``-env:UserInstallation``; parallel runs would otherwise collide on the lock) and the JSON filter options
+* **office-pdfa** — LibreOffice headless, ``soffice.bin`` directly, a fresh private profile and shared
+  extension cache per run (:func:`~preservation.tools.soffice_profile_args`; parallel runs would otherwise
+  collide on the profile's lock, and on first start on the installation's extension cache) and the JSON filter options
   ``{"SelectPdfVersion": 2}`` of ``writer_pdf_Export`` (LibreOffice ≥ 7.4; it serves Calc and Impress files
   too). LibreOffice exits 0 even when it cannot load a file, so "no output" is the failure signal.
 * **image-tiff** — ImageMagick ``convert in -compress lzw out.tif``: lossless, every frame (an animated GIF
@@ -52,8 +53,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+from archive.digests import hash_file
 from preservation import checks
-from preservation.digests import hash_file
 from preservation.policy import ACTIONS, ActionSpec, Role
 from preservation.tools import (
     NoSafeAction,
@@ -63,7 +64,7 @@ from preservation.tools import (
     soffice_binary,
     soffice_env,
     soffice_profile,
-    soffice_profile_arg,
+    soffice_profile_args,
     tool_version,
 )
 
@@ -341,7 +342,7 @@ def _office_pdfa(job: _Job) -> tuple[Path, dict[str, Any]]:
     outdir = job.tmp / "out"
     argv = [
         soffice_binary(),
-        soffice_profile_arg(profile),
+        *soffice_profile_args(profile),
         "--headless",
         "--invisible",
         "--norestore",

@@ -22,17 +22,17 @@ Choices made here:
   of truth: a worker starting up re-queues the jobs of dead worker processes on its host, and the beat's
   dispatcher re-queues jobs whose lease ran out (:func:`preservation.jobs.requeue_stale`).
 * **Retries.** The base task (:class:`preservation.tasks.PreservationTask`) retries with exponential backoff
-  and jitter, ``ARCHIVE_TASK_MAX_RETRIES`` (default 3) times, backoff capped at 10 minutes.
+  and jitter, ``Settings.task_max_retries`` (``ARCHIVE_TASK_MAX_RETRIES``, default 3) times, backoff capped
+  at 10 minutes.
 * **Schedule** (``archive beat`` or ``archive worker --beat``): drain the migrate outbox every
-  ``ARCHIVE_DISPATCH_INTERVAL`` seconds (default 30); an incremental fixity audit every night at 02:00 UTC,
-  of the objects not verified for ``ARCHIVE_AUDIT_CYCLE_DAYS`` days (default 30), oldest-verified first.
+  ``Settings.dispatch_interval`` seconds (``ARCHIVE_DISPATCH_INTERVAL``, default 30); an incremental fixity
+  audit every night at 02:00 UTC, of the objects not verified for ``Settings.audit_cycle_days`` days
+  (``ARCHIVE_AUDIT_CYCLE_DAYS``, default 30), oldest-verified first.
 * After fork, each worker child drops the parent's database connections (ours and the SQLite broker's).
 """
 
 from __future__ import annotations
 
-import os
-from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -45,23 +45,6 @@ QUEUE = "preservation"
 DISPATCH_TASK = "preservation.dispatch_pending"
 MIGRATE_TASK = "preservation.migrate_file"
 AUDIT_TASK = "preservation.audit_incremental"
-
-
-def _env_number(name: str, default: float) -> float:
-    value = os.environ.get(name, "").strip()
-    return float(value) if value else default
-
-
-def dispatch_interval() -> float:
-    return _env_number("ARCHIVE_DISPATCH_INTERVAL", 30.0)
-
-
-def audit_cycle() -> timedelta:
-    return timedelta(days=_env_number("ARCHIVE_AUDIT_CYCLE_DAYS", 30.0))
-
-
-def max_retries() -> int:
-    return int(_env_number("ARCHIVE_TASK_MAX_RETRIES", 3))
 
 
 def lease_seconds(settings: Settings) -> float:
@@ -126,8 +109,8 @@ def make_app(settings: Settings | None = None) -> Celery:
         beat_schedule={
             "drain-migrate-outbox": {
                 "task": DISPATCH_TASK,
-                "schedule": dispatch_interval(),
-                "options": {"expires": max(5.0, dispatch_interval())},
+                "schedule": settings.dispatch_interval,
+                "options": {"expires": max(5.0, settings.dispatch_interval)},
             },
             "incremental-fixity-audit": {
                 "task": AUDIT_TASK,

@@ -25,9 +25,8 @@ Choices made here:
   font listed in a page's resources before it is drawn (shared resource dictionaries) is checked on a page
   that may not use it; the interpreter choice above still looked at every font of the whole document, and
   this check is the safety net behind it. A PDF/A is not handed to pdftotext as it is: poppler builds a
-  colour transform from the output intent's ICC profile for every page it reads (~40 ms a page, in lcms;
-  text extraction never uses it), so pdftotext reads a copy of the sampled pages without the output intent
-  (:func:`_text_view`) — ~35 ms instead of ~80 ms for Ghostscript's page 1.
+  colour transform from the output intent's ICC profile for every page it reads, which text extraction never
+  uses, so pdftotext reads a copy of the sampled pages without the output intent (:func:`_text_view`).
 * **Images** (:func:`check_image`): Pillow (a different decoder than the ImageMagick that wrote the file)
   decodes every frame fully; the size must equal the expected one (±1 px for resized access copies), and a
   TIFF preservation copy must have as many frames as the source.

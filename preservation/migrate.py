@@ -74,8 +74,8 @@ from archive.models import File, FileRole, Record, utcnow
 from archive.storage import OcflStore, VersionConflict
 from preservation import jobs
 from preservation.actions import FileIdentity, identify_file, run_action
+from preservation.pdf_repair import needs_repair, repair_pdf
 from preservation.policy import ACTIONS, REPAIR_ACTION, ActionSpec
-from preservation.repair import needs_repair, repair_pdf
 from preservation.tools import NoSafeAction, PreservationError
 
 AGENT = jobs.AGENT

@@ -3,7 +3,7 @@
 Choices made here:
 
 * **Data, not code.** Rules live in TOML (``preservation/default_policy.toml``, shipped). A node's own file —
-  the ``path`` argument of :func:`load_policy`, else ``ARCHIVE_POLICY_FILE`` (see :func:`policy_file_from_env`)
+  the ``path`` argument of :func:`load_policy`, else ``ARCHIVE_POLICY_FILE`` (``Settings.policy_file``)
   — is merged over the defaults: its rules win for the PUIDs and extensions they name, its ``[default]``
   replaces the shipped one. To stop a migration, a node maps the PUID to ``["keep"]``.
 * **Matching.** The PUID's rule first; when the PUID has no rule (``None``, ``"UNKNOWN"``, or a container
@@ -19,12 +19,12 @@ Choices made here:
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from archive.config import get_settings
 from preservation.tools import PolicyInvalid
 
 DEFAULT_POLICY = Path(__file__).resolve().parent / "default_policy.toml"
@@ -113,7 +113,7 @@ ACTIONS: dict[str, ActionSpec] = {
     )
 }
 
-#: Actions that are not chosen by format but by a finding (preservation/repair.py).
+#: Actions that are not chosen by format but by a finding (preservation/pdf_repair.py).
 REPAIR_ACTION = ActionSpec(
     "pdf-repair",
     "preservation",
@@ -168,12 +168,9 @@ class Policy:
 
 
 def policy_file_from_env() -> Path | None:
-    """The node's policy override named by ``ARCHIVE_POLICY_FILE`` (unset or empty: none).
-
-    The one place the environment is read, until the setting joins ``archive.config.Settings``.
-    """
-    value = os.environ.get(POLICY_ENV, "").strip()
-    return Path(value).expanduser() if value else None
+    """The node's policy override, ``Settings.policy_file`` (``ARCHIVE_POLICY_FILE``; unset or empty: none)."""
+    value = get_settings().policy_file
+    return value.expanduser() if value is not None else None
 
 
 def load_policy(path: Path | None = None) -> Policy:

@@ -1,8 +1,8 @@
 """Celery tasks of the preservation workers, on one base class that does the bookkeeping.
 
-:class:`PreservationTask` (after warehouse's ``WarehouseTask``) gives every task its ``Settings``, a
-``transaction()`` helper, timing and logging, and the retry policy: exponential backoff with jitter
-(2 s, 4 s, 8 s … capped at 10 minutes) up to ``max_retries`` times; errors that no retry can mend
+:class:`PreservationTask` (after warehouse's ``WarehouseTask``) gives every task its ``Settings``, timing and
+logging, and the retry policy: exponential backoff with jitter (2 s, 4 s, 8 s … capped at 10 minutes) up to
+``Settings.task_max_retries`` times; errors that no retry can mend
 (:data:`PERMANENT`: an unrepairable PDF, a missing tool, an unknown file…) fail at once. A task declared with
 ``tracks_job=True`` takes ``(file_id, action)`` and has its job row kept up to date by the base: ``running``
 when it starts, ``retrying`` with the reason before each retry, ``failed`` with the reason and a PREMIS
@@ -11,7 +11,7 @@ late), so a task that gave up is not redelivered; one whose worker died is.
 
 The bodies are one line each: :func:`dispatch_pending` (drain the migrate outbox), :func:`migrate_file`
 (:func:`preservation.migrate.migrate`) and :func:`audit_incremental` (:func:`preservation.audit.run_audit`
-for the objects not verified for ``ARCHIVE_AUDIT_CYCLE_DAYS`` days, oldest-verified first, resumable).
+for the objects not verified for ``Settings.audit_cycle_days`` days, oldest-verified first, resumable).
 
 Worker signals: each child process drops inherited database connections after fork; a worker that becomes
 ready cleans the staging area of dead processes and re-queues the jobs its host's dead workers held.
@@ -22,15 +22,13 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from celery import Task
 from celery.exceptions import Retry
 from celery.signals import worker_process_init, worker_ready
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
 
 from archive import db
 from archive.config import Settings, get_settings
@@ -43,9 +41,7 @@ from preservation.celery_app import (
     DISPATCH_TASK,
     MIGRATE_TASK,
     app,
-    audit_cycle,
     dispose_broker_engines,
-    max_retries,
 )
 from preservation.migrate import clean_staging, migrate
 from preservation.tools import NoSafeAction, PolicyInvalid, ToolMissing, Unrepairable
@@ -80,11 +76,11 @@ def backoff(retries: int) -> float:
 
 
 class PreservationTask(Task):
-    """Base of every preservation task: settings, transaction, logging, retries, job bookkeeping."""
+    """Base of every preservation task: settings, logging, retries, job bookkeeping."""
 
     acks_late = True
     reject_on_worker_lost = True
-    max_retries = max_retries()
+    max_retries = get_settings().task_max_retries
     tracks_job = False
     _settings: Settings | None = None
 
@@ -94,12 +90,6 @@ class PreservationTask(Task):
             type(self)._settings = get_settings()
         assert self._settings is not None
         return self._settings
-
-    @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A write transaction committed when the block ends without error."""
-        with db.write_session(self.settings) as session:
-            yield session
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
@@ -155,7 +145,10 @@ def audit_incremental(self: PreservationTask) -> dict[str, Any]:
     from preservation.audit import run_audit
 
     report = run_audit(
-        self.settings, since=utcnow() - audit_cycle(), replica_root=self.settings.replica_root, resume=True
+        self.settings,
+        since=utcnow() - timedelta(days=self.settings.audit_cycle_days),
+        replica_root=self.settings.replica_root,
+        resume=True,
     )
     return {"ok": report.ok, "run_id": report.run_id, "files": report.files, "failures": len(report.failures)}
 

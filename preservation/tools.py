@@ -324,8 +324,20 @@ def soffice_env(profile: Path) -> dict[str, str]:
     return {**os.environ, "HOME": str(profile), "SAL_USE_VCLPLUGIN": "svp"}
 
 
-def soffice_profile_arg(profile: Path) -> str:
-    return f"-env:UserInstallation={profile.resolve().as_uri()}"
+def soffice_profile_args(profile: Path) -> list[str]:
+    """Arguments that keep one LibreOffice run to its own directories: the user profile ``profile``, and the
+    shared extension cache beside it (``<profile>-shared``).
+
+    The second matters when the worker runs as root: LibreOffice then treats the installation's shared
+    extension cache (Debian: ``/var/spool/libreoffice/uno_packages/cache``) as writable, creates its
+    ``uno_packages`` folder on the very first start after installation and probes it with a
+    ``stamp.sys`` file at every start — the one thing concurrent runs with private profiles still share.
+    With this argument a run writes nothing outside its own directory but LibreOffice's unique temporary
+    files. Extensions installed for all users (``unopkg add --shared``) are not seen by the conversions,
+    which keeps their output independent of what was installed on the machine."""
+    profile = profile.resolve()
+    shared = profile.with_name(f"{profile.name}-shared") / "cache"
+    return [f"-env:UserInstallation={profile.as_uri()}", f"-env:UNO_SHARED_PACKAGES_CACHE={shared.as_uri()}"]
 
 
 _template_lock = threading.Lock()
@@ -347,7 +359,7 @@ def soffice_profile(dest: Path, timeout: float) -> Path:
             run_tool(
                 [
                     soffice_binary(),
-                    soffice_profile_arg(profile),
+                    *soffice_profile_args(profile),
                     "--headless",
                     "--norestore",
                     "--terminate_after_init",
@@ -399,7 +411,7 @@ def tool_version(name: str) -> str:
     with tempfile.TemporaryDirectory(prefix="tool-version-") as home:
         env = {**os.environ, "HOME": home}
         if argv[0] == "soffice":
-            argv = [soffice_binary(), soffice_profile_arg(Path(home) / "profile"), "--version"]
+            argv = [soffice_binary(), *soffice_profile_args(Path(home) / "profile"), "--version"]
         try:
             run = run_tool(argv, cwd=Path(home), timeout=60, env=env, name=name)
         except ToolError:

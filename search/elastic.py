@@ -60,7 +60,6 @@ import datetime as dt
 import html
 import json
 import re
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -815,21 +814,6 @@ class ElasticBackend:
             raise translate_error(exc, "listing ids", self.url) from exc
 
 
-def wait_until_healthy(client: elasticsearch.Elasticsearch, timeout: float = 60.0) -> None:
-    """Wait for the cluster to answer ``_cluster/health`` with at least yellow."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            client.cluster.health(wait_for_status="yellow", timeout="5s")
-            return
-        except (TransportError, elasticsearch.ApiError) as exc:
-            if time.monotonic() > deadline:
-                raise ElasticUnavailable(
-                    variant="unhealthy", url=client_url(client), timeout=timeout, reason=exc
-                ) from exc
-            time.sleep(0.5)
-
-
 def _bodies(docs: Iterable[tuple[bytes, ...]], count: int, max_bytes: int) -> Iterator[bytes]:
     """NDJSON bodies of at most ``count`` documents (each given as its lines) and at most ``max_bytes``
     (unless one document alone is bigger)."""
@@ -845,14 +829,3 @@ def _bodies(docs: Iterable[tuple[bytes, ...]], count: int, max_bytes: int) -> It
         size += length
     if n:
         yield b"".join(chunk)
-
-
-def iter_chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

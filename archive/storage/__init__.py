@@ -8,8 +8,19 @@
 
 Layout, digests, atomicity and crash recovery are described in ``archive.storage.ocfl``; the id → path
 mapping and the logical-path rules in ``archive.storage.layout``; error codes in ``archive.storage.errors``.
+The durable-file helpers (fsync of files, directories and trees; atomic replace; ``flock``) are the
+project's only ones: every package uses these.
 """
 
+from archive.storage._fs import (
+    acquire_lock,
+    fsync_dir,
+    fsync_file,
+    fsync_tree,
+    release_lock,
+    replace_atomically,
+    write_durable,
+)
 from archive.storage.errors import (
     ContentMismatch,
     InvalidDigest,
@@ -27,7 +38,7 @@ from archive.storage.layout import object_relpath, validate_logical_path
 from archive.storage.ocfl import ContentFile, ObjectBuilder, OcflStore
 from archive.storage.validation import validate_root
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - the storage API, then the durable-file helpers every package uses
     "ContentFile",
     "ContentMismatch",
     "InvalidDigest",
@@ -45,4 +56,11 @@ __all__ = [
     "object_relpath",
     "validate_logical_path",
     "validate_root",
+    "acquire_lock",
+    "fsync_dir",
+    "fsync_file",
+    "fsync_tree",
+    "release_lock",
+    "replace_atomically",
+    "write_durable",
 ]

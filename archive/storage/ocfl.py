@@ -59,6 +59,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from archive.digests import ALGORITHMS as DIGESTS
+from archive.digests import OCFL_FIXITY_ALGORITHMS, MultiHasher, hash_file
 from archive.storage import _fs
 from archive.storage.errors import (
     ContentMismatch,
@@ -72,6 +74,19 @@ from archive.storage.errors import (
     StorageError,
     VersionConflict,
 )
+from archive.storage.inventory import (
+    INVENTORY,
+    OBJECT_NAMASTE,
+    SIDECAR,
+    fixity_by_path,
+    inventory_bytes,
+    iter_object_dirs,
+    read_checked,
+    read_id,
+    sidecar_bytes,
+    sidecar_matches,
+    version_number,
+)
 from archive.storage.layout import (
     LAYOUT_CONFIG,
     LAYOUT_DESCRIPTION,
@@ -84,34 +99,19 @@ __all__ = ["ContentFile", "ObjectBuilder", "OcflStore"]
 
 SPEC_VERSION = "1.1"
 ROOT_NAMASTE = "0=ocfl_1.1"
-OBJECT_NAMASTE = "0=ocfl_object_1.1"
-INVENTORY = "inventory.json"
-SIDECAR = "inventory.json.sha512"
 INVENTORY_TYPE = "https://ocfl.io/1.1/spec/#inventory"
 DIGEST_ALGORITHM = "sha512"
 CONTENT_DIRECTORY = "content"
 
-# Fixity algorithms we record, with the length of their hex digest. The first block is what OCFL 1.1 and
-# extension 0001 define (and ocfl-py can verify); sm3 (GB/T 32905) is accepted on request, see above.
-FIXITY_ALGORITHMS: dict[str, int] = {
-    "md5": 32,
-    "sha1": 40,
-    "sha256": 64,
-    "sha512": 128,
-    "blake2b-512": 128,
-    "blake2b-160": 40,
-    "blake2b-256": 64,
-    "blake2b-384": 96,
-    "sm3": 64,
-}
+# Fixity algorithms we record, with the length of their hex digest: what OCFL 1.1 and extension 0001
+# define (and ocfl-py can verify), and sm3 (GB/T 32905) on request, see above.
+FIXITY_ALGORITHMS: dict[str, int] = {a: DIGESTS[a].hex_length for a in OCFL_FIXITY_ALGORITHMS}
 REQUIRED_FIXITY = ("sha256",)
 
-_VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")
 _TXN_PREFIX = "ocfl-txn-"
 _TRASH_PREFIX = "trash-"
 _LOCKS_DIR = "ocfl-locks"
 _STALE_UNLOCKED_TXN_SECONDS = 60.0
-_CHUNK = 1024 * 1024
 _COMMIT_ATTEMPTS = 5
 
 
@@ -125,12 +125,6 @@ class ContentFile(NamedTuple):
     fixity: dict[str, str]
 
 
-def _hasher(algorithm: str) -> Any:
-    if algorithm.startswith("blake2b-"):
-        return hashlib.blake2b(digest_size=int(algorithm.removeprefix("blake2b-")) // 8)
-    return hashlib.new(algorithm)
-
-
 def _check_digest(algorithm: str, value: str) -> str:
     length = FIXITY_ALGORITHMS.get(algorithm)
     if length is None:
@@ -138,28 +132,6 @@ def _check_digest(algorithm: str, value: str) -> str:
     if not isinstance(value, str) or not re.fullmatch(rf"[0-9a-fA-F]{{{length}}}", value):
         raise InvalidDigest(variant="hex", algorithm=algorithm, value=value, length=length)
     return value.lower()
-
-
-def _inventory_bytes(inventory: Mapping[str, Any]) -> bytes:
-    return (json.dumps(inventory, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
-
-
-def _sidecar_bytes(inventory_bytes: bytes) -> bytes:
-    return f"{hashlib.sha512(inventory_bytes).hexdigest()}  {INVENTORY}\n".encode("ascii")
-
-
-def _sidecar_matches(inventory_bytes: bytes, sidecar: bytes) -> bool:
-    parts = sidecar.decode("ascii", "replace").split()
-    return (
-        len(parts) == 2
-        and parts[1] == INVENTORY
-        and parts[0].lower() == hashlib.sha512(inventory_bytes).hexdigest()
-    )
-
-
-def _version_number(name: str) -> int | None:
-    m = _VERSION_RE.match(name)
-    return int(m.group(1)) if m else None
 
 
 def _format_created(created: datetime | None) -> str:
@@ -190,7 +162,7 @@ class ObjectBuilder:
         self._txn_dir = txn_dir
         self._lock_fd: int | None = lock_fd
         self._prior = prior
-        head_number = _version_number(prior["head"]) if prior else 0
+        head_number = version_number(prior["head"]) if prior else 0
         assert head_number is not None
         self.version = f"v{head_number + 1}"
         if prior is None:
@@ -207,10 +179,7 @@ class ObjectBuilder:
         self._state: dict[str, str] = {}
         if prior is not None:
             self._manifest = {d: list(paths) for d, paths in prior["manifest"].items()}
-            for algorithm, block in prior.get("fixity", {}).items():
-                for value, paths in block.items():
-                    for p in paths:
-                        self._fixity.setdefault(p, {})[algorithm] = value
+            self._fixity = fixity_by_path(prior)
             for digest, paths in prior["versions"][prior["head"]]["state"].items():
                 for p in paths:
                     self._state[p] = digest
@@ -294,22 +263,16 @@ class ObjectBuilder:
     def add_bytes(self, logical_path: str, data: bytes) -> None:
         """Add a small file (metadata.json, premis.json…) from memory; hashed here."""
         target = self.content_path(logical_path)
-        hashers = {a: _hasher(a) for a in (DIGEST_ALGORITHM, *self._store.fixity_algorithms)}
-        for h in hashers.values():
-            h.update(data)
+        hasher = MultiHasher((DIGEST_ALGORITHM, *self._store.fixity_algorithms))
+        hasher.update(data)
         _fs.write_staged(target, data)
-        self._register_hashed(logical_path, hashers, target)
+        self._register_hashed(logical_path, hasher.hexdigests(), target)
 
     def add_file(self, logical_path: str, source: Path) -> None:
         """Copy ``source`` in as ``logical_path``, hashing while copying (migrations use this)."""
         target = self.content_path(logical_path)
-        hashers = {a: _hasher(a) for a in (DIGEST_ALGORITHM, *self._store.fixity_algorithms)}
-        with open(source, "rb") as src, open(target, "xb") as dst:
-            while chunk := src.read(_CHUNK):
-                for h in hashers.values():
-                    h.update(chunk)
-                dst.write(chunk)
-        self._register_hashed(logical_path, hashers, target)
+        _size, digests = hash_file(source, (DIGEST_ALGORITHM, *self._store.fixity_algorithms), copy_to=target)
+        self._register_hashed(logical_path, digests, target)
 
     def remove(self, logical_path: str) -> None:
         """Drop a logical path from the new version's state; earlier versions keep their content."""
@@ -350,8 +313,7 @@ class ObjectBuilder:
             if prefix in self._state:
                 raise PathConflict(variant="inside_file", path=logical_path, prefix=prefix)
 
-    def _register_hashed(self, logical_path: str, hashers: Mapping[str, Any], target: Path) -> None:
-        digests = {a: h.hexdigest() for a, h in hashers.items()}
+    def _register_hashed(self, logical_path: str, digests: dict[str, str], target: Path) -> None:
         sha512 = digests.pop(DIGEST_ALGORITHM)
         self._register(logical_path, sha512, digests, target)
 
@@ -444,10 +406,10 @@ class OcflStore:
             return
         root_files = {
             ROOT_NAMASTE: b"ocfl_1.1\n",
-            "ocfl_layout.json": _inventory_bytes(
+            "ocfl_layout.json": inventory_bytes(
                 {"extension": LAYOUT_EXTENSION, "description": LAYOUT_DESCRIPTION}
             ),
-            f"extensions/{LAYOUT_EXTENSION}/config.json": _inventory_bytes(LAYOUT_CONFIG),
+            f"extensions/{LAYOUT_EXTENSION}/config.json": inventory_bytes(LAYOUT_CONFIG),
         }
         if self.root.exists():
             leftovers = set(os.listdir(self.root)) - {"ocfl_layout.json", "extensions"}
@@ -537,50 +499,21 @@ class OcflStore:
                 return self._read_inventory_at(path, object_id)
 
     def _read_inventory_at(self, directory: Path, object_id: str | None = None) -> dict[str, Any]:
-        try:
-            data = (directory / INVENTORY).read_bytes()
-            sidecar = (directory / SIDECAR).read_bytes()
-        except OSError as exc:
-            raise InventoryError(path=directory, reason=exc) from None
-        if not _sidecar_matches(data, sidecar):
-            raise InventoryError(variant="sidecar", path=directory / INVENTORY)
-        try:
-            inventory: dict[str, Any] = json.loads(data)
-        except ValueError as exc:
-            raise InventoryError(variant="json", path=directory / INVENTORY, reason=exc) from None
-        if object_id is not None and inventory.get("id") != object_id:
-            raise InventoryError(
-                variant="other_object", path=directory, found=inventory.get("id"), object_id=object_id
-            )
-        return inventory
+        return read_checked(directory, object_id)
 
     def iter_objects(self) -> Iterator[str]:
         """Ids of every committed object (directories without an object declaration are skipped)."""
         self._ready()
-        for dirpath, dirs, files in os.walk(self.root):
-            if Path(dirpath) == self.root:
-                dirs[:] = sorted(d for d in dirs if d != "extensions")
-                continue
-            if OBJECT_NAMASTE in files:
-                dirs[:] = []
-                try:  # the id never changes between versions, so the sidecar need not be checked here
-                    yield str(json.loads(Path(dirpath, INVENTORY).read_bytes())["id"])
-                except (OSError, ValueError, KeyError, TypeError) as exc:
-                    raise InventoryError(path=dirpath, reason=exc) from None
-            else:
-                dirs.sort()
+        for here in iter_object_dirs(self.root):
+            yield read_id(here)
 
     def content_files(self, object_id: str) -> Iterator[ContentFile]:
         """Every (version, logical path) of the object with its content file, sha512 and fixity values.
         A content file shared by several paths or versions is listed once per path and version."""
         inventory = self.read_inventory(object_id)
         base = self.object_path(object_id)
-        by_path: dict[str, dict[str, str]] = {}
-        for algorithm, block in inventory.get("fixity", {}).items():
-            for value, paths in block.items():
-                for p in paths:
-                    by_path.setdefault(p, {})[algorithm] = value
-        for version in sorted(inventory["versions"], key=lambda v: _version_number(v) or 0):
+        by_path = fixity_by_path(inventory)
+        for version in sorted(inventory["versions"], key=lambda v: version_number(v) or 0):
             for digest, logical_paths in inventory["versions"][version]["state"].items():
                 content = inventory["manifest"][digest][0]
                 for logical in logical_paths:
@@ -657,8 +590,8 @@ class OcflStore:
         if user_address is not None:
             user["address"] = user_address
         inventory = builder._inventory(_format_created(created), message, user)
-        inv_bytes = _inventory_bytes(inventory)
-        sidecar = _sidecar_bytes(inv_bytes)
+        inv_bytes = inventory_bytes(inventory)
+        sidecar = sidecar_bytes(inv_bytes)
         # staged files: each commit path runs fsync_tree over them before publishing
         _fs.write_staged(builder.version_dir / INVENTORY, inv_bytes)
         _fs.write_staged(builder.version_dir / SIDECAR, sidecar)
@@ -755,7 +688,7 @@ class OcflStore:
             head = json.loads(inv_bytes)["head"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InventoryError(path=obj, reason=exc) from None
-        if not _sidecar_matches(inv_bytes, sidecar):
+        if not sidecar_matches(inv_bytes, sidecar):
             # crash between replacing inventory.json and its sidecar: the new head is complete, finish it
             head_dir = obj / head
             if (head_dir / INVENTORY).is_file() and (head_dir / INVENTORY).read_bytes() == inv_bytes:
@@ -763,9 +696,9 @@ class OcflStore:
                 actions.append(f"{obj.name}: completed root inventory sidecar for {head}")
             else:
                 raise InventoryError(variant="root_sidecar", path=obj / INVENTORY)
-        head_number = _version_number(head) or 0
+        head_number = version_number(head) or 0
         for entry in sorted(os.listdir(obj)):
-            number = _version_number(entry)
+            number = version_number(entry)
             if number is not None and number > head_number:
                 _fs.remove_tree(obj / entry, self.staging_dir)
                 actions.append(f"{obj.name}: removed uncommitted version {entry} (head is {head})")

@@ -20,9 +20,10 @@ from archive.config import Settings
 from archive.models import File, Record
 from ingest.bagwriter import make_bag, write_payload
 from tests.e2e.helpers import CSV_HEADER, archive_cmd
+from tests.preservation.helpers import Worker, all_final, assert_consistent, migration_events, wait_for
+from tests.preservation.helpers import broker as broker  # the fixtures, re-exported for pytest
+from tests.preservation.helpers import workers as workers
 from tests.preservation.samples import make_docx, make_image, make_ofd, make_pdf, make_video, make_wav
-from tests.preservation.test_migrate import assert_consistent, migration_events
-from tests.preservation.test_worker import Worker, all_final, broker, wait_for, workers  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -71,9 +72,9 @@ def policy_bag(root: Path, samples: Path) -> Path:
 
 
 def test_every_policy_format_is_migrated(
-    broker: Settings,  # noqa: F811
+    broker: Settings,
     tmp_path: Path,
-    workers: Callable[..., Worker],  # noqa: F811
+    workers: Callable[..., Worker],
 ) -> None:
     bag = policy_bag(tmp_path / "bag", tmp_path / "samples")
     done = archive_cmd("ingest", str(bag), "--archive", "GZ", "--json")

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -118,14 +120,33 @@ def test_many_files_with_progress(tmp_path: Path) -> None:
 
 
 def test_closing_early_does_not_hang(tmp_path: Path) -> None:
+    """Closing the iterator after one result stops the workers (joined, not left running) and reads no
+    more jobs from the source than the batches already handed out; a hang is caught by pytest-timeout."""
     paths = []
     for i in range(200):
         p = tmp_path / str(i)
         p.write_bytes(b"x" * 5000)
         paths.append(p)
-    it = hash_files(paths, ["sha1"], workers=2)
-    next(it)
+    pulled = 0
+
+    def source() -> Iterator[Path]:
+        nonlocal pulled
+        for p in paths:
+            pulled += 1
+            yield p
+
+    others = set(threading.enumerate())  # e.g. another test's iterator not yet collected
+
+    def hashing_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("hash-") and t not in others]
+
+    it = hash_files(source(), ["sha1"], workers=2)
+    first = next(it)
+    assert first.ok and first.digests == {"sha1": hashlib.sha1(b"x" * 5000).hexdigest()}
+    assert len(hashing_threads()) == 2
     it.close()
+    assert hashing_threads() == []
+    assert pulled < len(paths)
 
 
 def test_unknown_algorithm_is_a_programming_error(tmp_path: Path) -> None:

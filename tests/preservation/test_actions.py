@@ -20,8 +20,8 @@ from PIL import Image
 
 from preservation import checks
 from preservation.actions import ActionResult, FileIdentity, access_size, run_action
+from preservation.pdf_repair import repair_pdf
 from preservation.policy import ACTIONS
-from preservation.repair import repair_pdf
 from preservation.tools import (
     NoSafeAction,
     OutputInvalid,

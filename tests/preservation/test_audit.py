@@ -1,4 +1,4 @@
-"""Fixity audits (preservation/audit.py): real ingests into a temporary home, then faults injected by hand."""
+"""Fixity audits (preservation/audit/): real ingests into a temporary home, then faults injected by hand."""
 
 from __future__ import annotations
 
@@ -25,8 +25,10 @@ from archive.home import init_home, store_for
 from archive.models import Event, File, FileRole, Record
 from archive.storage import validate_root
 from ingest.pipeline import ingest
-from preservation import audit as audit_mod
 from preservation.audit import AuditProgress, make_replica, run_audit
+from preservation.audit import plan as plan_mod
+from preservation.audit import run as run_mod
+from preservation.audit import scope as scope_mod
 from tests.conftest import REGION
 from tests.e2e.helpers import simple_bag
 
@@ -453,14 +455,14 @@ def test_since_audits_the_oldest_verified_objects_only(stocked: Settings) -> Non
         )
         s.execute(update(File).where(File.record_id == ids["GZ·WS-2020-0001"]).values(last_fixity_at=None))
     order: list[str] = []
-    real_plan = audit_mod._plan_object
+    real_plan = plan_mod.plan_object
 
-    def spy(obj_dir: Path, target: audit_mod._Target) -> audit_mod._Plan:
+    def spy(obj_dir: Path, target: scope_mod.Target) -> plan_mod.Plan:
         order.append(target.object_id)
         return real_plan(obj_dir, target)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(audit_mod, "_plan_object", spy)
+        mp.setattr(run_mod, "plan_object", spy)
         report = run_audit(stocked, since=now - dt.timedelta(days=30), workers=1)
 
     gz_transfer = next(o for o in order if ":transfer:" in o)
@@ -533,14 +535,14 @@ def test_resume_after_interruption_does_not_rehash_finished_objects(stocked: Set
         ]
 
     hashed: list[Path] = []
-    real_hash = audit_mod.hash_file
+    real_hash = plan_mod.hash_file
 
     def recording_hash(path: Path, algorithms: tuple[str, ...] = ("sha512",)) -> tuple[int, dict[str, str]]:
         hashed.append(path)
         return real_hash(path, algorithms)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(audit_mod, "hash_file", recording_hash)
+        mp.setattr(plan_mod, "hash_file", recording_hash)
         report = run_audit(stocked)
 
     assert report.run_id == run_dir.name and len(report.sessions) == 2

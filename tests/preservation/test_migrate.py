@@ -1,7 +1,7 @@
 """The migration service (preservation/migrate.py) and the job bookkeeping (preservation/jobs.py), in process.
 
 Crashes are real: the service runs in a child process that kills itself with SIGKILL at a failpoint.
-Worker processes and brokers are in test_worker.py.
+Worker processes and brokers are in test_worker.py; the helpers both use are in helpers.py.
 """
 
 from __future__ import annotations
@@ -10,27 +10,28 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
 from archive import db
 from archive.config import Settings
-from archive.events import MIGRATION, verify_chain
 from archive.home import leftover_staging, store_for
-from archive.models import Event, File, Record
-from archive.storage import validate_root
-from ingest.bagwriter import make_bag, write_payload
-from ingest.pipeline import ingest
+from archive.models import File
 from preservation import actions as actions_mod
 from preservation import jobs
 from preservation.migrate import clean_staging, migrate, target_path
 from preservation.policy import ACTIONS, REPAIR_ACTION
 from preservation.tools import ToolFailed, ToolTimeout, Unrepairable
-from tests.e2e.helpers import CSV_HEADER
+from tests.preservation.helpers import (
+    assert_consistent,
+    derivatives,
+    ingest_files,
+    migration_events,
+    object_id,
+    versions,
+)
 from tests.preservation.samples import (
     make_bad_stream_pdf,
     make_damaged_pdf,
@@ -42,66 +43,6 @@ from tests.preservation.samples import (
 
 # `preservation.migrate` names both the module and the function the package re-exports
 migrate_mod = sys.modules["preservation.migrate"]
-
-# -- helpers shared with test_worker.py and tests/e2e/test_preservation_flow.py -----------------------------
-
-
-def ingest_files(
-    settings: Settings, tmp: Path, files: Mapping[str, Path], code: str = "R-1", archive: str = "GZ"
-) -> dict[str, int]:
-    """Ingest one record holding ``files`` (name → sample file); return name → File id."""
-    root = tmp / f"bag-{code}"
-    payload = {f"data/r/{name}": path.read_bytes() for name, path in files.items()}
-    payload["data/metadata/records.csv"] = (
-        CSV_HEADER + f"r,{code},测试案卷,测试单位,1990-01-01,永久,公开,自动\r\n"
-    ).encode()
-    write_payload(root, payload)
-    result = ingest(make_bag(root, algorithms=("sha256",)), archive, settings)
-    assert result.status == "stored", result
-    with db.read_session(settings) as s:
-        rows = s.execute(select(File.logical_path, File.id).where(File.role == "original")).all()
-    return {path.rsplit("/", 1)[-1]: fid for path, fid in rows if path.rsplit("/", 1)[-1] in files}
-
-
-def object_id(settings: Settings, file_id: int) -> str:
-    with db.read_session(settings) as s:
-        file = s.get(File, file_id)
-        assert file is not None
-        record = s.get(Record, file.record_id)
-        assert record is not None
-        return record.ocfl_object_id
-
-
-def versions(settings: Settings, file_id: int) -> list[str]:
-    inventory = store_for(settings).read_inventory(object_id(settings, file_id))
-    return sorted(inventory["versions"], key=lambda v: int(v[1:]))
-
-
-def migration_events(settings: Settings, outcome: str = "success") -> int:
-    with db.read_session(settings) as s:
-        return s.execute(
-            select(func.count())
-            .select_from(Event)
-            .where(Event.event_type == MIGRATION, Event.outcome == outcome)
-        ).scalar_one()
-
-
-def derivatives(settings: Settings, file_id: int) -> list[File]:
-    with db.read_session(settings) as s:
-        return list(
-            s.execute(select(File).where(File.derived_from_id == file_id).order_by(File.id)).scalars()
-        )
-
-
-def assert_consistent(settings: Settings) -> None:
-    """Storage validates, staging is empty, the event chain holds, the record's head is the object's."""
-    ok, messages = validate_root(settings.ocfl_root)
-    assert ok, messages
-    assert leftover_staging(settings) == []
-    with db.read_session(settings) as s:
-        assert verify_chain(s).ok
-        for record in s.execute(select(Record)).scalars():
-            assert record.ocfl_head == store_for(settings).read_inventory(record.ocfl_object_id)["head"]
 
 
 def run_killed(settings: Settings, file_id: int, action: str, failpoint: str) -> int:

@@ -14,107 +14,31 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from archive.config import Settings, get_settings
+from archive.config import Settings
 from preservation import jobs
-from preservation.celery_app import close_apps
-from tests.preservation.samples import corrupt, make_image, make_pdf
-from tests.preservation.test_migrate import (
+from tests.preservation.helpers import (
+    Worker,
+    alive,
+    all_final,
     assert_consistent,
     derivatives,
+    descendants,
     ingest_files,
     migration_events,
+    states,
     versions,
+    wait_for,
 )
+from tests.preservation.helpers import broker as broker  # the fixtures, re-exported for pytest
+from tests.preservation.helpers import workers as workers
+from tests.preservation.samples import corrupt, make_image, make_pdf
 
 pytestmark = pytest.mark.slow
-
-
-def redis_url() -> str:
-    url = os.environ.get("ARCHIVE_TEST_REDIS_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("ARCHIVE_TEST_REDIS_URL is not set: scripts/services.sh must start Redis in CI")
-        pytest.skip("Redis not started (run scripts/services.sh start redis)")
-    return url
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def broker(
-    request: pytest.FixtureRequest, home: Settings, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Settings]:
-    """The home on the SQLite broker (the default) or on Redis under a key prefix of its own."""
-    if request.param == "redis":
-        monkeypatch.setenv("ARCHIVE_BROKER_URL", f"{redis_url()}?prefix=test-{uuid.uuid4().hex[:8]}:")
-    else:
-        monkeypatch.delenv("ARCHIVE_BROKER_URL", raising=False)
-    yield get_settings()
-    close_apps()
-
-
-class Worker:
-    """``archive worker`` in its own process group, logging to a file."""
-
-    def __init__(
-        self,
-        log: Path,
-        *,
-        pool: str = "solo",
-        concurrency: int = 1,
-        beat: bool = False,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.log = log
-        argv = [sys.executable, "-m", "archive", "worker", f"--pool={pool}", f"--concurrency={concurrency}"]
-        if beat:
-            argv.append("--beat")
-        self.offset = log.stat().st_size if log.exists() else 0
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(
-                argv,
-                env={**os.environ, **(env or {})},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_for(lambda: "ready." in self.text() or self.proc.poll() is not None, 60, self)
-        assert self.proc.poll() is None, self.text()
-
-    def text(self) -> str:
-        return self.log.read_bytes()[self.offset :].decode("utf-8", "replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, worker: Worker | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            tail = worker.text()[-4000:] if worker else ""
-            pytest.fail(f"condition not met within {timeout}s\n{tail}")
-        time.sleep(0.1)
-
-
-def states(settings: Settings) -> dict[str, str]:
-    return {j.key: j.state for j in jobs.list_jobs(settings)}
-
-
-def all_final(settings: Settings) -> bool:
-    found = states(settings)
-    return bool(found) and all(s in ("done", "failed") for s in found.values())
 
 
 def broken_png(path: Path) -> Path:
@@ -128,20 +52,6 @@ def hopeless_pdf(path: Path) -> Path:
     """Identified as PDF 1.7 (header and %%EOF), but there is nothing qpdf could rebuild."""
     path.write_bytes(b"%PDF-1.7\n" + bytes(range(256)) * 8 + b"\nnot a pdf\n%%EOF\n")
     return path
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
-    started: list[Worker] = []
-
-    def start(**kwargs: object) -> Worker:
-        w = Worker(tmp_path / "worker.log", **kwargs)  # type: ignore[arg-type]
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        w.stop()
 
 
 @pytest.mark.parametrize(
@@ -197,7 +107,8 @@ def test_prefork_child_killed_mid_task(
     (job,) = jobs.list_jobs(broker)
     child = int(str(job.worker).rpartition(":")[2])
     assert child != worker.proc.pid
-    time.sleep(0.3)  # inside the action by now
+    wait_for(lambda: bool(descendants(child)), 60, worker)  # inside the action: a tool runs
+    tools = descendants(child)
     os.kill(child, signal.SIGKILL)
     wait_for(lambda: states(broker)[key] == "done", 90, worker)
     assert "WorkerLostError" in worker.text() or "SIGKILL" in worker.text()
@@ -206,7 +117,8 @@ def test_prefork_child_killed_mid_task(
     assert versions(broker, ids["big.pdf"]) == ["v1", "v2"]
     assert migration_events(broker) == 1
     worker.stop()
-    time.sleep(1)  # the killed child's Ghostscript (its own process group) finishes in its deleted directory
+    # the killed child's tool (its own process group) finishes in its deleted directory
+    wait_for(lambda: not any(alive(p) for p in tools), 60)
     from preservation.migrate import clean_staging
 
     clean_staging(broker)

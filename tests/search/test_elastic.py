@@ -6,8 +6,6 @@ to Elasticsearch. Every index this session creates is named ``pearl-test-<random
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,43 +29,12 @@ from tests.search.contract import (
     check_closed_record_leaves_the_index,
     doc,
 )
+from tests.search.elastic_server import es_client as es_client  # the fixtures, re-exported for pytest
+from tests.search.elastic_server import es_prefix as es_prefix
+from tests.search.elastic_server import es_url
 from tests.search.relevance import DEMO_CASES, GENERATED_CASES, failures, generated_corpus
 
 DEAD_URL = "http://127.0.0.1:1"  # nothing listens there: an Elasticsearch outage
-
-
-def es_url() -> str:
-    url = os.environ.get("ARCHIVE_TEST_ELASTICSEARCH_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail(
-                "ARCHIVE_TEST_ELASTICSEARCH_URL is not set: scripts/services.sh must start Elasticsearch"
-            )
-        pytest.skip("Elasticsearch not started (run scripts/services.sh start elasticsearch)")
-    return url
-
-
-@pytest.fixture(scope="session")
-def es_client() -> Iterator[elasticsearch.Elasticsearch]:
-    client = elasticsearch.Elasticsearch(es_url(), request_timeout=60)
-    client.cluster.health(wait_for_status="yellow", timeout="60s")
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="session")
-def es_prefix(es_client: elasticsearch.Elasticsearch) -> Iterator[str]:
-    """A prefix unique to this test session; every index under it is deleted at the end."""
-    prefix = f"pearl-test-{uuid.uuid4().hex[:10]}"
-    yield prefix
-    delete_indices(es_client, prefix)
-
-
-def delete_indices(client: elasticsearch.Elasticsearch, prefix: str) -> None:
-    # destructive_requires_name refuses wildcard deletes: resolve the names first
-    names = list(client.indices.get(index=f"{prefix}*", expand_wildcards="all").body)
-    if names:
-        client.indices.delete(index=",".join(names))
 
 
 def make_backend(client: elasticsearch.Elasticsearch, alias: str, **kw: object) -> ElasticBackend:

@@ -18,13 +18,10 @@ from archive.models import Record
 from search import EmbeddedBackend, RecordDoc, SearchBackend, SearchQuery, drain, enqueue
 from search.elastic import ElasticBackend
 from search.reindex import ReindexLocked, elastic_lock, reindex
-from tests.search import test_elastic
 from tests.search.contract import catalogue_record
+from tests.search.elastic_server import es_client as es_client  # the fixtures, re-exported for pytest
+from tests.search.elastic_server import es_prefix as es_prefix
 from tests.search.relevance import generated_corpus
-
-# the session fixtures of test_elastic: the server check, and a unique index prefix deleted at the end
-es_client = test_elastic.es_client
-es_prefix = test_elastic.es_prefix
 
 N = 1_000
 

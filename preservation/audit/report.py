@@ -4,7 +4,7 @@
 more than one), the totals and every failure. ``report.csv`` has one row per failure, UTF-8 with a BOM so
 that Excel shows Chinese correctly. ``summary.txt`` is a short bilingual summary. ``report.sha256`` lists
 the sha256 of those three in ``sha256sum -c`` format, and the same values are recorded in the run's summary
-event (see :mod:`preservation.audit`), so an auditor can re-check the report with standard tools.
+event (see :mod:`preservation.audit.run`), so an auditor can re-check the report with standard tools.
 
 Failure kinds (:class:`FailureKind`):
 
@@ -28,11 +28,11 @@ import enum
 import hashlib
 import io
 import json
-import os
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from archive.storage import replace_atomically
 
 REPORT_FORMAT = "pearl-archive fixity audit report 1"
 
@@ -284,16 +284,6 @@ def summary_text(report: AuditReport) -> str:
     return "\n".join(lines)
 
 
-def write_durable_replace(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` by temp file + fsync + rename, so a reader never sees half a report."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def write_report_files(report: AuditReport, report_dir: Path) -> dict[str, str]:
     """Write report.json, report.csv, summary.txt and report.sha256 (``sha256sum -c`` format); return the
     sha256 of each of the first three."""
@@ -306,12 +296,7 @@ def write_report_files(report: AuditReport, report_dir: Path) -> dict[str, str]:
     }
     digests = {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()}
     contents["report.sha256"] = "".join(f"{d}  {n}\n" for n, d in digests.items()).encode("ascii")
-    for name, data in contents.items():
-        write_durable_replace(report_dir / name, data)
-    fd = os.open(report_dir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    for name, data in contents.items():  # temp file + fsync + rename: a reader never sees half a report
+        replace_atomically(report_dir / name, data, report_dir)
     report.digests = digests
     return digests
