@@ -25,8 +25,8 @@ from archive.home import init_home, leftover_staging, store_for
 from archive.models import Transfer
 from ingest.bagwriter import make_bag, write_payload
 from tests.e2e.helpers import CSV_HEADER, archive_cmd
+from tests.preservation.helpers import ingest_files
 from tests.preservation.samples import make_pdf
-from tests.preservation.test_migrate import ingest_files
 
 CODED_LINE = re.compile(r"^(?P<code>[A-Z]{3,4}\d{3}) (?P<zh>.+) / (?P<en>.+)$")
 
