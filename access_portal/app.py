@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from access_portal.i18n import resolve_lang, translator
-from access_portal.routes import api, public
+from access_portal.routes import api, oai, public
 from archive.codes import render
 from archive.config import Settings, get_settings
 from archive.errors import ArchiveError, NotFound, Unavailable, UsageError
@@ -201,4 +201,5 @@ def create_app(settings: Settings | None = None, backend: SearchBackend | None =
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(public.router)
     app.include_router(api.router)
+    app.include_router(oai.router)
     return app

@@ -228,6 +228,46 @@ def records_show(ref: Annotated[str, typer.Argument(help="ARCHIVE/CODE")], as_js
     run(body, as_json)
 
 
+@records_app.command("access")
+def records_access(
+    ref: Annotated[str, typer.Argument(help="ARCHIVE/CODE")],
+    requested: Annotated[str, typer.Argument(help="open, restricted (close again / withdraw) or auto")],
+    note: Annotated[str | None, typer.Option(help="Why, for the event log")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a record's access request and status (an event; the public index and OAI-PMH follow)."""
+
+    def body(settings: Settings) -> None:
+        import datetime as dt
+
+        from archive import db, services
+        from archive.access import REQUESTS
+        from archive.errors import BadArgument
+
+        if requested not in REQUESTS:
+            raise BadArgument(variant="access_request", known=", ".join(REQUESTS), requested=requested)
+        archive, code = services.split_record_ref(ref)
+        with db.write_session(settings) as s:
+            record = services.get_record(s, archive, code)
+            changed = services.set_access(
+                s,
+                record,
+                requested,
+                today=dt.date.today(),
+                open_after_years=settings.open_after_years,
+                note=note,
+            )
+            result = {"record": ref, "access_status": record.access_status, "changed": changed}
+        if as_json:
+            print_json(result)
+        else:
+            out.print(
+                f"{ref}: {result['access_status']}" + ("" if changed else " (unchanged)"), highlight=False
+            )
+
+    run(body, as_json)
+
+
 @app.command("transfers")
 def transfers(
     limit: Annotated[int, typer.Option(help="How many, newest first")] = 50,

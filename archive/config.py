@@ -78,6 +78,27 @@ class Settings(BaseSettings):
         default=3, ge=0, description="Retries of a failing preservation task (exponential backoff)."
     )
 
+    # OAI-PMH and the harvested catalogue (issue 10)
+    oai_page_size: int = Field(
+        default=500, ge=1, le=10_000, description="Records or headers per OAI-PMH list response."
+    )
+    oai_repository_id: str = Field(
+        default="pearl-node",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$",
+        description="Namespace of this node's OAI identifiers (oai:<id>:ARCHIVE/档号); keep it stable.",
+    )
+    oai_repository_name: str | None = Field(
+        default=None,
+        description="repositoryName in the OAI-PMH Identify answer; default the archives' names.",
+    )
+    oai_admin_email: str = Field(
+        default="archives@localhost.localdomain", description="adminEmail in the OAI-PMH Identify answer."
+    )
+    oai_token_ttl: int = Field(
+        default=86_400, ge=60, description="Seconds an OAI-PMH resumption token stays valid."
+    )
+    harvest_timeout: float = Field(default=60.0, description="Seconds the harvester waits for one OAI page.")
+
     @field_validator("extra_digests", mode="before")
     @classmethod
     def _split_digests(cls, value: object) -> object:
@@ -135,6 +156,16 @@ class Settings(BaseSettings):
     @property
     def celery_results(self) -> str:
         return self.result_backend or f"db+sqlite:///{self.home_dir / 'results.sqlite3'}"
+
+    @property
+    def oai_secret_file(self) -> Path:
+        """The key that signs OAI-PMH resumption tokens (made on first use, mode 0600)."""
+        return self.home_dir / "oai-token.key"
+
+    @property
+    def harvest_dir(self) -> Path:
+        """The harvested regional catalogue's search index files, one per origin (apart from our own)."""
+        return self.home_dir / "harvest"
 
     @property
     def recorded_digests(self) -> tuple[str, ...]:

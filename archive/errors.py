@@ -9,9 +9,15 @@ path=p, version="v2")`` (code STO007, text of ``STO007.added``). Catch by class 
     ├── UsageError                    ARC007  the command was asked for something that cannot be (exit 2)
     │   ├── NotInitialised            ARC001  ARCHIVE_HOME has no catalogue yet
     │   ├── UnknownArchive            ARC002  no holding archive with that code
-    │   └── BadArgument               ARC003  an argument or setting is malformed
+    │   ├── BadArgument               ARC003  an argument or setting is malformed
+    │   └── UnknownHarvestSource      OAI012  no harvest source with that URL
     ├── NotFound                      ARC004  a record/transfer/file does not exist
     ├── Conflict                      ARC005  e.g. an archive code registered twice
+    │   └── HarvestSourceExists       OAI011
+    ├── OaiError                      OAI000  an OAI-PMH protocol error (``oai_code``), answered in the document
+    │   └── OaiBadVerb OAI001, OaiBadArgument OAI002, OaiBadResumptionToken OAI003,
+    │       OaiCannotDisseminateFormat OAI004, OaiIdDoesNotExist OAI005, OaiNoRecordsMatch OAI006, …
+    ├── HarvestError                  OAI010  harvesting a peer's repository failed
     ├── Unavailable                   ARC019  the node cannot do it now; retry when fixed (exit 3)
     │   ├── ServiceUnavailable        ARC020  a service cannot be reached: ``service``, ``url``, ``reason``
     │   │   ├── DatabaseUnavailable   ARC021  the catalogue database (PostgreSQL)
@@ -198,3 +204,82 @@ def redact_url(url: str) -> str:
     auth, _, host = rest.partition("@")
     user = auth.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}" if ":" in auth else url
+
+
+# -- OAI-PMH provider and harvester (issue 10; messages also in archive/codes/oai.toml) -------------------
+
+
+class OaiError(ArchiveError):
+    """An OAI-PMH protocol error, answered inside a 200 OAI-PMH document (``oai_code`` is the spec's code)."""
+
+    code = "OAI000"
+    oai_code = "badArgument"
+
+
+class OaiBadVerb(OaiError):
+    code = "OAI001"
+    oai_code = "badVerb"
+
+
+class OaiBadArgument(OaiError):
+    code = "OAI002"
+    oai_code = "badArgument"
+
+
+class OaiBadResumptionToken(OaiError):
+    code = "OAI003"
+    oai_code = "badResumptionToken"
+
+    def __init__(self, variant: str | None = None, **details: Any) -> None:
+        super().__init__(variant=variant, **details)
+
+
+class OaiCannotDisseminateFormat(OaiError):
+    code = "OAI004"
+    oai_code = "cannotDisseminateFormat"
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__(prefix=prefix)
+
+
+class OaiIdDoesNotExist(OaiError):
+    code = "OAI005"
+    oai_code = "idDoesNotExist"
+
+    def __init__(self, identifier: str) -> None:
+        super().__init__(identifier=identifier)
+
+
+class OaiNoRecordsMatch(OaiError):
+    code = "OAI006"
+    oai_code = "noRecordsMatch"
+
+    def __init__(self) -> None:
+        super().__init__()
+
+
+class OaiNoSetHierarchy(OaiError):
+    """Kept for completeness: this repository has sets, so it never answers this code."""
+
+    code = "OAI007"
+    oai_code = "noSetHierarchy"
+
+
+class HarvestError(ArchiveError):
+    """A harvest of a peer's OAI-PMH repository failed (unreachable, not OAI-PMH, an OAI error)."""
+
+    code = "OAI010"
+
+
+class HarvestSourceExists(Conflict):
+    code = "OAI011"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url=url)
+
+
+class UnknownHarvestSource(UsageError):
+    code = "OAI012"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url=url)

@@ -162,6 +162,11 @@ class Record(Base):
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    #: When the public last saw the record change (opened, closed again, or its public metadata edited while
+    #: open); NULL while it has never been public. OAI-PMH datestamps are this; a record with a value that
+    #: is not open now is a deleted record there (``deletedRecord=persistent``). Set through
+    #: :func:`archive.services.note_public_change` only.
+    public_changed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
 
     archive: Mapped[Archive] = relationship()
     fonds: Mapped[Fonds | None] = relationship()
@@ -249,3 +254,38 @@ class Outbox(Base):
     done_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class HarvestSource(Base):
+    """An OAI-PMH repository (a peer node) this node harvests into its regional catalogue copy."""
+
+    __tablename__ = "harvest_sources"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    base_url: Mapped[str] = mapped_column(String(1024), unique=True)  # the OAI-PMH endpoint, …/oai
+    origin_url: Mapped[str] = mapped_column(String(1024), index=True)  # the node's public URL
+    set_spec: Mapped[str | None] = mapped_column(String(255))
+    metadata_prefix: Mapped[str | None] = mapped_column(String(64))  # chosen at the first harvest
+    added_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: The repository's responseDate at the start of the last successful harvest: the next ``from``.
+    next_from: Mapped[str | None] = mapped_column(String(32))
+    last_success_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_run_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_status: Mapped[str | None] = mapped_column(String(16))  # ok / error
+    last_error: Mapped[str | None] = mapped_column(Text)
+    record_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class HarvestedRecord(Base):
+    """A peer's open record as last harvested (metadata only, no files), apart from this node's records."""
+
+    __tablename__ = "harvested_records"
+    __table_args__ = (UniqueConstraint("source_id", "identifier"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("harvest_sources.id", ondelete="CASCADE"), index=True)
+    identifier: Mapped[str] = mapped_column(String(1024))  # the OAI identifier
+    doc_id: Mapped[str] = mapped_column(String(512))  # "ARCHIVE/档号" in the copy's index
+    datestamp: Mapped[str] = mapped_column(String(32))
+    harvested_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    fields: Mapped[dict[str, Any]] = mapped_column(default=dict)

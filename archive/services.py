@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,9 +12,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from archive.access import decide_access, is_public
 from archive.errors import BadArgument, Conflict, NotFound, UnknownArchive
-from archive.events import NewEvent, append_events
-from archive.models import Archive, File, Level, Record, Transfer
+from archive.events import ACCESS_DECISION, NewEvent, append_events
+from archive.models import Archive, File, Level, Outbox, Record, Transfer, utcnow
 
 ARCHIVE_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,63}$")
 AGENT = "pearl-archive"
@@ -194,3 +197,76 @@ def transfer_summary(t: Transfer) -> dict[str, Any]:
         "warnings": t.warnings,
         "timings": t.timings,
     }
+
+
+# -- access changes ---------------------------------------------------------------------------------------
+
+
+def note_public_change(record: Record, was_public: bool, now: dt.datetime | None = None) -> None:
+    """Record that the public view of ``record`` changed, if it did: it was public before or is now.
+
+    The one writer of :attr:`Record.public_changed_at`, called by every path that sets a record's access
+    status (ingest's decision, :func:`set_access`) or edits an open record's public metadata. OAI-PMH uses
+    the value as the record's datestamp, and a record that has one but is not open is a deleted record
+    there, so a record that was never public never shows, not even as deleted.
+    """
+    if was_public or is_public(record.access_status):
+        record.public_changed_at = now or utcnow()
+
+
+def set_access(
+    session: Session,
+    record: Record,
+    requested: str,
+    *,
+    today: dt.date,
+    open_after_years: int = 25,
+    agent: str = AGENT,
+    note: str | None = None,
+) -> bool:
+    """Set the archivist's access request on ``record`` (open / restricted / auto), decide its status by
+    :func:`archive.access.decide_access`, and — in the caller's transaction — log the decision as a PREMIS
+    event, queue the record for (re)indexing or removal from the public index, and note the public change.
+    Closing a record again or withdrawing it is ``restricted``. Returns whether the status changed."""
+    decision = decide_access(
+        requested=requested,
+        security_class=record.security_class,
+        date_end=record.date_end,
+        today=today,
+        open_after_years=open_after_years,
+    )
+    before = record.access_status
+    record.access_requested = requested
+    record.access_status = decision.status
+    record.access_reason = f"{decision.reason_zh} / {decision.reason_en}"
+    record.access_review_on = decision.review_on
+    changed = before != decision.status
+    now = utcnow()
+    if changed:
+        note_public_change(record, is_public(before), now)
+    code = record.archive.code
+    session.add(
+        Outbox(
+            topic="index",
+            key=f"index:{record.id}:{uuid.uuid4().hex}",
+            record_id=record.id,
+            payload={"reason": "access change", "doc_id": f"{code}/{record.archival_code}"},
+        )
+    )
+    append_events(
+        session,
+        [
+            NewEvent(
+                event_type=ACCESS_DECISION,
+                outcome="success",
+                agent=agent,
+                object_type="record",
+                object_id=f"{code}/{record.archival_code}",
+                record_id=record.id,
+                detail=f"access {before} -> {decision.status} (requested {requested})"
+                + (f": {note}" if note else ""),
+                outcome_detail={"before": before, **decision.as_dict(), "requested": requested},
+            )
+        ],
+    )
+    return changed

@@ -68,7 +68,7 @@ from archive.models import (
     TransferStatus,
     utcnow,
 )
-from archive.services import get_archive
+from archive.services import get_archive, note_public_change
 from archive.storage import ObjectBuilder, ObjectExists, OcflStore
 from ingest.bag import Bag, open_bag, verify_bag
 from ingest.identify import Identification, identify_files, tool_versions
@@ -616,6 +616,7 @@ class Ingest:
                 ocfl_head="v1",
                 extra={"row": spec.row, "path": spec.path},
             )
+            note_public_change(record, was_public=False, now=now)
             s.add(record)
             s.flush()
             record_ids[plan.object_id] = record.id

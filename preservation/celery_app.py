@@ -27,7 +27,8 @@ Choices made here:
 * **Schedule** (``archive beat`` or ``archive worker --beat``): drain the migrate outbox every
   ``Settings.dispatch_interval`` seconds (``ARCHIVE_DISPATCH_INTERVAL``, default 30); an incremental fixity
   audit every night at 02:00 UTC, of the objects not verified for ``Settings.audit_cycle_days`` days
-  (``ARCHIVE_AUDIT_CYCLE_DAYS``, default 30), oldest-verified first.
+  (``ARCHIVE_AUDIT_CYCLE_DAYS``, default 30), oldest-verified first;
+  the incremental OAI-PMH harvest of every peer into the regional catalogue copy hourly (minute 17).
 * After fork, each worker child drops the parent's database connections (ours and the SQLite broker's).
 """
 
@@ -45,6 +46,7 @@ QUEUE = "preservation"
 DISPATCH_TASK = "preservation.dispatch_pending"
 MIGRATE_TASK = "preservation.migrate_file"
 AUDIT_TASK = "preservation.audit_incremental"
+HARVEST_TASK = "preservation.harvest_catalogue"
 
 
 def lease_seconds(settings: Settings) -> float:
@@ -115,6 +117,12 @@ def make_app(settings: Settings | None = None) -> Celery:
             "incremental-fixity-audit": {
                 "task": AUDIT_TASK,
                 "schedule": crontab(hour=2, minute=0),
+            },
+            # the harvested regional catalogue (search.harvest): incremental OAI-PMH harvest of every peer
+            "harvest-regional-catalogue": {
+                "task": HARVEST_TASK,
+                "schedule": crontab(minute=17),
+                "options": {"expires": 3000.0},
             },
         },
     )

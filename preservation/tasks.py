@@ -39,6 +39,7 @@ from preservation import jobs
 from preservation.celery_app import (
     AUDIT_TASK,
     DISPATCH_TASK,
+    HARVEST_TASK,
     MIGRATE_TASK,
     app,
     dispose_broker_engines,
@@ -151,6 +152,16 @@ def audit_incremental(self: PreservationTask) -> dict[str, Any]:
         resume=True,
     )
     return {"ok": report.ok, "run_id": report.run_id, "files": report.files, "failures": len(report.failures)}
+
+
+@app.task(base=PreservationTask, bind=True, name=HARVEST_TASK, max_retries=0)
+def harvest_catalogue(self: PreservationTask) -> list[dict[str, Any]]:
+    """Hourly: the incremental OAI-PMH harvest of every peer into the regional catalogue copy. A failing
+    peer is reported (and retried by the next hour's run from the same ``from``), never retried here."""
+    # Imported in the task: search stands beside preservation; the worker is where scheduled work runs.
+    from search.harvest import run
+
+    return [r.as_dict() for r in run(self.settings)]
 
 
 @worker_process_init.connect

@@ -5,6 +5,9 @@
     drain(settings, backend)                  # index what ingest and access changes queued
     result = backend.search(SearchQuery(q="广州", archives=("GZ",), sort="date_desc"))
 
+Peers' open records harvested over OAI-PMH live apart, in the regional catalogue copy
+(:mod:`search.harvest`; ``catalogue_search(settings, origin_url, SearchQuery(...))`` answers from it).
+
 Only open records ever enter the index (:func:`search.documents.require_public` is called by every backend's
 ``index``); the contract every backend meets is described in :mod:`search.backend`.
 """
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     )
     from search.documents import NotPublic, build_document, doc_id
     from search.embedded import EmbeddedBackend
+    from search.harvest import CatalogueAnswer, catalogue_search
     from search.indexer import DrainCounts, drain, enqueue, pending
 
 # Imported on first use (PEP 562), so that `archive` commands loading search's CLI start quickly.
@@ -39,6 +43,7 @@ _WHERE = {
     "SearchQuery": "backend", "SearchResult": "backend", "NotPublic": "documents",
     "build_document": "documents", "doc_id": "documents", "EmbeddedBackend": "embedded",
     "DrainCounts": "indexer", "drain": "indexer", "enqueue": "indexer", "pending": "indexer",
+    "CatalogueAnswer": "harvest", "catalogue_search": "harvest",
 }  # fmt: skip
 
 
@@ -53,6 +58,7 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "MAX_WINDOW",
     "SORTS",
+    "CatalogueAnswer",
     "DrainCounts",
     "EmbeddedBackend",
     "Hit",
@@ -63,6 +69,7 @@ __all__ = [
     "SearchQuery",
     "SearchResult",
     "build_document",
+    "catalogue_search",
     "doc_id",
     "drain",
     "embedded_path",
