@@ -23,13 +23,14 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from access_portal.i18n import resolve_lang, translator
+from access_portal.limits import Limits, OutOfBounds
 from access_portal.routes import api, oai, public
 from archive.codes import render
 from archive.config import Settings, get_settings
@@ -86,6 +87,24 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
     if _is_api(request):
         return await request_validation_exception_handler(request, exc)
     return _error_page(request, 422, "bad_request_title", "bad_request_body")
+
+
+async def _on_out_of_bounds(request: Request, exc: Exception) -> Response:
+    """A request beyond the portal's bounds (:mod:`access_portal.limits`): 422 with its code and message."""
+    assert isinstance(exc, OutOfBounds)
+    if _is_api(request):
+        return JSONResponse(
+            {**exc.as_dict(), "detail": exc.en, "detail_zh": exc.zh}, status_code=exc.status_code
+        )
+    t = translator(resolve_lang(request))
+    lang = resolve_lang(request)
+    message = f"{exc.zh if lang == 'zh' else exc.en} ({exc.code})"
+    return public.render(
+        request,
+        "error.html",
+        {"title": t("bad_request_title"), "message": message},
+        status_code=exc.status_code,
+    )
 
 
 async def _on_search_error(request: Request, exc: Exception) -> Response:
@@ -154,6 +173,54 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class HeadAsGet:
+    """HEAD on every GET route (RFC 9110 §9.3.2): the GET is run and its status and headers are sent without
+    the body. FastAPI's routes answer GET only, and uptime monitors and link checkers ask with HEAD."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        ended = False
+
+        async def headers_only(message: Message) -> None:
+            nonlocal ended
+            if message["type"] != "http.response.body":
+                await send(message)
+            elif not ended:
+                ended = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
+#: Where the packaged Swagger UI's files are served.
+DOCS_ASSETS = "/docs-assets"
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the ``swagger-ui-bundle-v2`` package's own copy, served by the portal, so
+    the page works where no CDN can be reached (an intranet, a mainland network)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    openapi_url = app.openapi_url or "/openapi.json"
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} · API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+
 def create_app(settings: Settings | None = None, backend: SearchBackend | None = None) -> FastAPI:
     """The portal for the node ``settings`` describes (default: the environment's).
 
@@ -186,10 +253,14 @@ def create_app(settings: Settings | None = None, backend: SearchBackend | None =
         "Only records open to the public are ever returned.",
         version="1",
         lifespan=lifespan,
+        docs_url=None,  # served below from the packaged Swagger UI, not from a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.backend = backend
+    app.state.limits = Limits.of(settings)
     app.add_exception_handler(NotFound, _on_not_found)
+    app.add_exception_handler(OutOfBounds, _on_out_of_bounds)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(SearchError, _on_search_error)
@@ -197,8 +268,10 @@ def create_app(settings: Settings | None = None, backend: SearchBackend | None =
     app.add_exception_handler(Exception, _on_bug)
 
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(HeadAsGet)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _mount_docs(app)
     app.include_router(public.router)
     app.include_router(api.router)
     app.include_router(oai.router)

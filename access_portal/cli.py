@@ -3,6 +3,12 @@
 By default the command also drains the index outbox every few seconds in a background thread, so that
 ``archive demo && archive serve`` finds the demo's records without a separate worker; a node that runs the
 Celery worker can pass ``--no-drain``. Draining is safe to run in several processes at once (rows are claimed).
+
+Production runs ``archive serve --workers N`` (N = cores is a good start): uvicorn then starts N worker
+processes, each building the app from the same ``ARCHIVE_*`` environment (the drain thread runs once, in the
+supervising process). uvicorn picks uvloop and httptools when they are installed (the ``fast`` extra), and
+trusts ``X-Forwarded-For``/``-Proto`` from ``--forwarded-allow-ips`` (default 127.0.0.1, the usual reverse
+proxy). Absolute links never come from the request: they use ``ARCHIVE_PUBLIC_URL``.
 """
 
 from __future__ import annotations
@@ -40,6 +46,16 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     drain: Annotated[bool, typer.Option(help="Index queued records in the background")] = True,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Worker processes (production: one per core)")
+    ] = 1,
+    proxy_headers: Annotated[
+        bool, typer.Option(help="Trust X-Forwarded-For/-Proto from --forwarded-allow-ips")
+    ] = True,
+    forwarded_allow_ips: Annotated[
+        str, typer.Option(help="Addresses of the reverse proxies whose forwarded headers are trusted")
+    ] = "127.0.0.1",
+    access_log: Annotated[bool, typer.Option(help="Log every request")] = True,
 ) -> None:
     """Serve the public portal: search, records, downloads and catalogues of open records."""
 
@@ -53,9 +69,22 @@ def serve(
             threading.Thread(
                 target=_drain_forever, args=(settings, stop), name="index-drain", daemon=True
             ).start()
-        out.print(f"serving {settings.home_dir} on http://{host}:{port}/", highlight=False)
+        out.print(
+            f"serving {settings.home_dir} on http://{host}:{port}/ ({workers} worker(s))", highlight=False
+        )
+        options = {
+            "host": host,
+            "port": port,
+            "log_level": log_level,
+            "proxy_headers": proxy_headers,
+            "forwarded_allow_ips": forwarded_allow_ips,
+            "access_log": access_log,
+        }
         try:
-            uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+            if workers > 1:  # each worker builds the app from the environment the settings came from
+                uvicorn.run("access_portal.app:create_app", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+            else:
+                uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
         finally:
             stop.set()
         err.print("stopped", highlight=False)

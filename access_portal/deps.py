@@ -8,16 +8,19 @@ The settings and the search backend are made once by :func:`access_portal.app.cr
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
+from access_portal.limits import Limits
 from archive import db
 from archive.config import Settings
 from search import SearchBackend
+
+T = TypeVar("T")
 
 # The dependencies are ``async``: FastAPI runs a plain ``def`` dependency in a worker thread, a hop that
 # costs more than reading ``app.state`` or the request.
@@ -44,6 +47,21 @@ async def get_session(settings: Annotated[Settings, Depends(get_settings)]) -> A
         await run_in_threadpool(session.close)
 
 
+async def run_blocking(fn: Callable[..., T], *args: object) -> T:
+    """Run the blocking part of a handler (search, catalogue reads, rendering) in one worker-thread hop,
+    the session opened and closed there too: a ``def`` route with a SessionDep costs two or three."""
+    return await run_in_threadpool(fn, *args)
+
+
+async def get_limits(request: Request) -> Limits:
+    """The request bounds (:mod:`access_portal.limits`); refuses a request with too many parameters. Every
+    router of the portal depends on it, so the count is checked before any handler runs."""
+    limits: Limits = request.app.state.limits
+    limits.check_params(len(request.query_params.multi_items()))
+    return limits
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 BackendDep = Annotated[SearchBackend, Depends(get_backend)]
+LimitsDep = Annotated[Limits, Depends(get_limits)]

@@ -6,12 +6,14 @@ OCFL object id and bag paths are not fields here, so no page or API answer can c
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict  # pydantic needs this one, not typing's, before Python 3.12
 
+from access_portal.limits import MAX_FACET_VALUES
 from access_portal.services import ArchiveNode, PublicFile, PublicSearch, safe_snippet
 from archive.models import Record
 from search import Hit
@@ -167,6 +169,9 @@ class FacetValue(TypedDict):
 
 
 class SearchOut(BaseModel):
+    """One page of hits and the facets of the whole result: each facet's most frequent values first, at
+    most :data:`access_portal.limits.MAX_FACET_VALUES` of them (a province has thousands of fonds)."""
+
     q: str
     total: int
     total_exact: bool
@@ -190,7 +195,9 @@ class SearchOut(BaseModel):
             sort=q.sort,
             hits=[HitOut.of(h) for h in found.result.hits],
             facets={
-                name: [{"value": v, "count": n} for v, n in values.items()]
+                name: [
+                    {"value": v, "count": n} for v, n in itertools.islice(values.items(), MAX_FACET_VALUES)
+                ]
                 for name, values in found.result.facets.items()
             },
         )

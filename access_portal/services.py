@@ -20,19 +20,20 @@ from __future__ import annotations
 
 import logging
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session, selectinload
 
+from access_portal.limits import check_page, no_such_page
 from archive.access import is_public
 from archive.config import Settings
 from archive.errors import NotFound
 from archive.home import store_for
 from archive.models import AccessStatus, Archive, File, FileRole, Record
-from search import MAX_PAGE_SIZE, MAX_WINDOW, SearchBackend, SearchQuery, SearchResult
+from search import MAX_WINDOW, SearchBackend, SearchQuery, SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,6 @@ PUBLIC_STATUSES: tuple[str, ...] = tuple(s.value for s in AccessStatus if is_pub
 
 MAX_CODE_CHARS = 255
 MAX_PATH_CHARS = 4096
-MAX_QUERY_CHARS = 1000
-MAX_FILTER_VALUES = 20
-MAX_FILTER_CHARS = 255
-MIN_YEAR, MAX_YEAR = 1, 9999
 CATALOGUE_PAGE_SIZE = 100
 MAX_CATALOGUE_PAGE_SIZE = 1000
 
@@ -125,6 +122,20 @@ def archives_tree(session: Session) -> list[ArchiveNode]:
     return out
 
 
+@dataclass(frozen=True)
+class ArchiveName:
+    code: str
+    name_zh: str
+    name_en: str | None
+
+
+def archive_names(session: Session) -> dict[str, ArchiveName]:
+    """The archives on the node by code, names only (what a result page shows; counting the open records of
+    each, as :func:`archives_tree` does, reads every record)."""
+    rows = session.execute(select(Archive.code, Archive.name_zh, Archive.name_en)).all()
+    return {code: ArchiveName(code, zh, en) for code, zh, en in rows}
+
+
 def get_public_archive(session: Session, code: str) -> Archive:
     """A holding archive by code; its existence is public (the home page lists it)."""
     clean = _clean(code.strip(), 64)
@@ -141,20 +152,40 @@ def get_public_archive(session: Session, code: str) -> Archive:
 
 def public_record(session: Session, archive: str, code: str) -> Record:
     """The open record ``archive``/``code`` with its archive, fonds and files loaded; :func:`not_found`
-    otherwise (restricted, unknown, or a name that cannot be a code)."""
+    otherwise (restricted, unknown, or a name that cannot be a code).
+
+    Openness is decided first, by one statement that asks for an *open* record by archive and code: a
+    restricted record and an absent one give the same statement and the same empty answer, so neither the
+    answer nor its cost tells them apart. Only an open record's archive, fonds and files are then loaded.
+    """
     arch = _clean(archive.strip().upper(), 64)
     clean = _clean(code, MAX_CODE_CHARS)
     if arch is None or clean is None:
         raise not_found()
+    record_id = session.execute(
+        _OPEN_RECORD_ID, {"archive": arch, "code": clean, "statuses": PUBLIC_STATUSES}
+    ).scalar_one_or_none()
+    if record_id is None:
+        raise not_found()
     record = session.execute(
         select(Record)
-        .join(Archive, Record.archive_id == Archive.id)
         .options(selectinload(Record.archive), selectinload(Record.fonds), selectinload(Record.files))
-        .where(Archive.code == arch, Record.archival_code == clean)
+        .where(Record.id == record_id)
     ).scalar_one_or_none()
     if record is None or not is_public(record.access_status):
         raise not_found()
     return record
+
+
+_OPEN_RECORD_ID = (
+    select(Record.id)
+    .join(Archive, Record.archive_id == Archive.id)
+    .where(
+        Archive.code == bindparam("archive"),
+        Record.archival_code == bindparam("code"),
+        Record.access_status.in_(bindparam("statuses", expanding=True)),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -267,18 +298,14 @@ class CataloguePage:
         return max(1, -(-self.total // self.size))
 
 
-def clamp_page(page: int, size: int, limit: int) -> tuple[int, int]:
-    size = min(max(size, 1), limit)
-    page = min(max(page, 1), MAX_WINDOW // size + 1)
-    return page, size
-
-
 def catalogue_page(
     session: Session, archive_code: str, page: int = 1, size: int = CATALOGUE_PAGE_SIZE
 ) -> CataloguePage:
-    """One page of an archive's open records, newest first (by date of creation; undated last)."""
+    """One page of an archive's open records, newest first (by date of creation; undated last). ``size`` is
+    capped at :data:`MAX_CATALOGUE_PAGE_SIZE`; a page past the last is refused (``POR004``)."""
     archive = get_public_archive(session, archive_code)
-    page, size = clamp_page(page, size, MAX_CATALOGUE_PAGE_SIZE)
+    size = min(max(size, 1), MAX_CATALOGUE_PAGE_SIZE)
+    page = max(page, 1)
     total = int(
         session.execute(
             select(func.count())
@@ -286,6 +313,9 @@ def catalogue_page(
             .where(Record.archive_id == archive.id, Record.access_status.in_(PUBLIC_STATUSES))
         ).scalar_one()
     )
+    last = max(1, -(-total // size))
+    if page > last:
+        raise no_such_page(page, last)
     rows = session.execute(_catalogue_query(archive).offset((page - 1) * size).limit(size)).scalars().all()
     return CataloguePage(archive, total, page, size, [r for r in rows if is_public(r.access_status)])
 
@@ -298,56 +328,6 @@ def iter_catalogue(session: Session, archive: Archive, batch: int = 500) -> Iter
 
 
 # -- search -----------------------------------------------------------------------------------------------
-
-
-def _values(values: Sequence[str] | None) -> tuple[str, ...]:
-    out: list[str] = []
-    for v in values or ():
-        clean = _clean(v.strip(), MAX_FILTER_CHARS)
-        if clean and clean not in out:
-            out.append(clean)
-        if len(out) >= MAX_FILTER_VALUES:
-            break
-    return tuple(out)
-
-
-def _year(value: int | None) -> int | None:
-    return None if value is None else min(max(value, MIN_YEAR), MAX_YEAR)
-
-
-def build_query(
-    q: str | None = None,
-    *,
-    archives: Sequence[str] | None = None,
-    levels: Sequence[str] | None = None,
-    fonds: Sequence[str] | None = None,
-    retentions: Sequence[str] | None = None,
-    formats: Sequence[str] | None = None,
-    year_from: int | None = None,
-    year_to: int | None = None,
-    sort: str = "relevance",
-    page: int = 1,
-    size: int = 20,
-) -> SearchQuery:
-    """A :class:`SearchQuery` from whatever the user sent: text cut and cleaned of control characters,
-    filters de-duplicated and bounded, years, page and size clamped (size at most ``MAX_PAGE_SIZE``)."""
-    text = "".join(
-        ch if unicodedata.category(ch) not in ("Cc", "Cs") else " " for ch in (q or "")[:MAX_QUERY_CHARS]
-    )
-    page, size = clamp_page(page, size, MAX_PAGE_SIZE)
-    return SearchQuery(
-        q=text.strip(),
-        archives=tuple(a.upper() for a in _values(archives)),
-        levels=_values(levels),
-        fonds=_values(fonds),
-        retentions=_values(retentions),
-        formats=_values(formats),
-        year_from=_year(year_from),
-        year_to=_year(year_to),
-        sort=sort if sort in ("relevance", "date_desc", "date_asc") else "relevance",  # type: ignore[arg-type]
-        page=page,
-        size=size,
-    )
 
 
 @dataclass(frozen=True)
@@ -381,10 +361,13 @@ _STATUS_OF_HITS = (
 
 
 def public_search(session: Session, backend: SearchBackend, query: SearchQuery) -> PublicSearch:
-    """Search the public index, keeping only hits the catalogue still holds open."""
+    """Search the public index, keeping only hits the catalogue still holds open. A page past the last one
+    is refused (:class:`access_portal.limits.OutOfBounds` ``POR004``) rather than answered empty."""
     result = backend.search(query)
     if not result.hits:
-        return PublicSearch(query, result)
+        found = PublicSearch(query, result)
+        check_page(query.page, found.pages)
+        return found
     pairs = {(h.archive, h.archival_code) for h in result.hits}
     rows = session.connection().execute(
         _STATUS_OF_HITS,
@@ -403,7 +386,9 @@ def public_search(session: Session, backend: SearchBackend, query: SearchQuery) 
         size=result.size,
         total_exact=result.total_exact,
     )
-    return PublicSearch(query, clean, dropped)
+    found = PublicSearch(query, clean, dropped)
+    check_page(query.page, found.pages)
+    return found
 
 
 def safe_snippet(snippet: str) -> str:

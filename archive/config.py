@@ -66,6 +66,27 @@ class Settings(BaseSettings):
     replica_root: Path | None = Field(
         default=None, description="A second OCFL storage root; fixity audits repair from it."
     )
+    # public portal
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The portal's public address, for every absolute link (never taken from the request).",
+    )
+    portal_max_filter_values: int = Field(
+        default=20, ge=1, le=1000, description="Most values one search filter (archive=, fonds=…) may carry."
+    )
+    portal_max_query_chars: int = Field(
+        default=256, ge=1, le=10_000, description="Search text beyond this many characters is cut."
+    )
+    portal_max_query_bytes: int = Field(
+        default=4096,
+        ge=512,
+        le=65_536,
+        description="Longest search (URL-encoded, as every link of a result page repeats it).",
+    )
+    portal_max_page_size: int = Field(default=100, ge=1, le=100, description="Most hits on one search page.")
+    portal_max_params: int = Field(
+        default=200, ge=10, le=10_000, description="Most query parameters one portal request may carry."
+    )
     dispatch_interval: float = Field(
         default=30.0, gt=0, description="Seconds between two drains of the migrate outbox by the beat."
     )
@@ -127,6 +148,16 @@ class Settings(BaseSettings):
         if value and value.startswith("postgresql://"):
             return "postgresql+psycopg://" + value.removeprefix("postgresql://")
         return value or None
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"public_url must be an absolute http(s) URL without query, not {value!r}")
+        return value.strip().rstrip("/")
 
     @cached_property
     def home_dir(self) -> Path:

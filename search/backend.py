@@ -330,12 +330,34 @@ def _spans(folded: str, needles: Sequence[tuple[str, bool]]) -> list[tuple[int, 
     return merged
 
 
+@functools.cache
+def _fold_table() -> dict[str, str]:
+    """For each character NFKC changes into *one* character that case-folds to one character: that
+    character, folded. Characters NFKC changes otherwise (ligatures, ``㎏``…) are left out, so that
+    :func:`_fold_aligned` takes its exact loop when it meets one."""
+    table, _ = _nfkc_table()
+    return {ch: f for ch, to in table.items() if len(f := to.casefold()) == 1 and f.casefold() == f}
+
+
 def _fold_aligned(text: str) -> str:
     """Case-fold character by character so that positions line up with ``text`` (NFKC where length-safe)."""
-    if unicodedata.is_normalized("NFKC", text):
-        # Every character is then NFKC-stable on its own, and case folding maps each to one character
-        # exactly when the lengths agree: the same string as the loop below, in one C call.
-        folded = text.casefold()
+    mapped = text
+    if not unicodedata.is_normalized("NFKC", text):
+        # Archival text is rarely NFKC-stable only because of a few characters (full-width ，。：): each is
+        # replaced by its one-character fold, when it has one, as :func:`nfkc` does.
+        one = _fold_table()
+        for ch in set(_nfkc_table()[1].findall(text)):
+            if ch not in one:
+                mapped = ""
+                break
+            mapped = mapped.replace(ch, one[ch])
+        if mapped and not unicodedata.is_normalized("NFKC", mapped):
+            mapped = ""  # characters the BMP table does not know (outside the BMP), or a combining sequence
+    if mapped:
+        # Every character is now NFKC-stable on its own or was replaced by a fold that is stable under case
+        # folding, and folding maps each to one character exactly when the lengths agree: the same string
+        # as the loop below, in a few C calls.
+        folded = mapped.casefold()
         if len(folded) == len(text):
             return folded
     out = []

@@ -1,19 +1,20 @@
 """The public JSON API under ``/api/v1``: search, records, archives and their catalogues of open records.
 
 Unlike the pages, the API is strict: a malformed parameter (``page=-1``, ``sort=foo``) is a 422 with the
-reasons as JSON. ``size`` above the maximum is capped rather than refused, and the answer says which size
-was used.
+reasons as JSON. The bounds are the pages' (:mod:`access_portal.limits`): ``size`` above the maximum is capped
+rather than refused, and the answer says which size was used; too many filter values, a control character in
+one, or a page past the last is a 422 with a code (``POR…``) and a message in Chinese and English.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, Query, Response
 
 from access_portal import services
-from access_portal.deps import BackendDep, SessionDep, SettingsDep
+from access_portal.deps import BackendDep, LimitsDep, SessionDep, SettingsDep, get_limits, run_blocking
+from access_portal.limits import MAX_YEAR, MIN_YEAR, search_query
 from access_portal.schemas import (
     ArchiveOut,
     CatalogueEntry,
@@ -26,7 +27,12 @@ from archive import db
 from archive.config import Settings
 from search import SearchBackend, SearchQuery
 
-router = APIRouter(prefix="/api/v1", tags=["public"], responses={404: {"model": ErrorOut}})
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["public"],
+    responses={404: {"model": ErrorOut}},
+    dependencies=[Depends(get_limits)],
+)
 
 MultiQuery = Annotated[list[str] | None, Query()]
 Page = Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1")]
@@ -36,25 +42,30 @@ Page = Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1
 async def search(
     settings: SettingsDep,
     backend: BackendDep,
-    q: Annotated[str, Query(description="Plain text, never query syntax; cut at 1,000 characters")] = "",
+    limits: LimitsDep,
+    q: Annotated[
+        str,
+        Query(description="Plain text, never query syntax; cut at ARCHIVE_PORTAL_MAX_QUERY_CHARS (256)"),
+    ] = "",
     archive: MultiQuery = None,
     level: MultiQuery = None,
     fonds: MultiQuery = None,
     retention: MultiQuery = None,
     format: MultiQuery = None,
-    year_from: Annotated[int | None, Query(ge=services.MIN_YEAR, le=services.MAX_YEAR)] = None,
-    year_to: Annotated[int | None, Query(ge=services.MIN_YEAR, le=services.MAX_YEAR)] = None,
+    year_from: Annotated[int | None, Query(ge=MIN_YEAR, le=MAX_YEAR)] = None,
+    year_to: Annotated[int | None, Query(ge=MIN_YEAR, le=MAX_YEAR)] = None,
     sort: Literal["relevance", "date_desc", "date_asc"] = "relevance",
     page: Page = 1,
     size: Annotated[int, Query(ge=1, description="Hits per page; capped at 100")] = 20,
 ) -> Response:
-    query = services.build_query(
+    query = search_query(
+        limits,
         q,
-        archives=archive,
-        levels=level,
+        archive=archive,
+        level=level,
         fonds=fonds,
-        retentions=retention,
-        formats=format,
+        retention=retention,
+        format=format,
         year_from=year_from,
         year_to=year_to,
         sort=sort,
@@ -63,9 +74,7 @@ async def search(
     )
     # Everything that blocks (the search backend, the catalogue re-check, the JSON) in one worker-thread
     # hop, the session opened and closed there too: a ``def`` route with a SessionDep costs a second hop.
-    return Response(
-        await run_in_threadpool(_search_json, settings, backend, query), media_type="application/json"
-    )
+    return Response(await run_blocking(_search_json, settings, backend, query), media_type="application/json")
 
 
 def _search_json(settings: Settings, backend: SearchBackend, query: SearchQuery) -> str:

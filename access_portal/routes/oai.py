@@ -28,7 +28,10 @@ def _answer(settings: Settings, pairs: list[tuple[str, str]], base_url: str) -> 
 
 
 def _base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/oai"
+    """This endpoint's absolute address (baseURL, record identifiers, schema links), on
+    ``ARCHIVE_PUBLIC_URL``: never on the request's ``Host`` header, which anyone can set."""
+    settings: Settings = request.app.state.settings
+    return settings.public_url + "/oai"
 
 
 @router.get("/oai", summary="OAI-PMH 2.0 (oai_dc, pearl_archive)", response_class=Response)

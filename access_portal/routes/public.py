@@ -7,32 +7,40 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
 
 from access_portal import services
-from access_portal.deps import BackendDep, SessionDep, SettingsDep
-from access_portal.i18n import COOKIE, HTML_LANG, LANGS, label, resolve_lang, translator
+from access_portal.deps import BackendDep, LimitsDep, SessionDep, SettingsDep, get_limits, run_blocking
+from access_portal.i18n import COOKIE, HTML_LANG, LANGS, format_label, label, resolve_lang, translator
+from access_portal.limits import query_params, search_query
 from access_portal.schemas import ArchiveOut, HitOut, RecordOut, catalogue_url, record_url
 from archive import db
+from archive.config import Settings
 from archive.home import is_initialised
 from archive.models import Archive
+from search import SearchBackend, SearchQuery
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
 #: Pages are self-contained: styles from /static, no scripts.
 CSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 
-router = APIRouter()
+#: Downloads and catalogue exports may be cached, briefly: a record closed later must not linger in caches.
+CACHE_EXPORTS = "public, max-age=600"
+
+router = APIRouter(dependencies=[Depends(get_limits)])
 
 MultiQuery = Annotated[list[str] | None, Query()]
 
@@ -51,10 +59,19 @@ def filesize(n: int | None) -> str:
 TEMPLATES.env.filters["filesize"] = filesize
 
 
-def render(request: Request, name: str, context: Mapping[str, Any], status_code: int = 200) -> HTMLResponse:
-    """Render a page in the request's language; ``?lang=`` is remembered in a cookie."""
+def render(
+    request: Request,
+    name: str,
+    context: Mapping[str, Any],
+    status_code: int = 200,
+    switch_params: Sequence[tuple[str, str]] = (),
+) -> HTMLResponse:
+    """Render a page in the request's language; ``?lang=`` is remembered in a cookie. The language switch
+    links to the same path with ``switch_params`` (what the page keeps of its query), never the raw query
+    string, so no page echoes what a request piled into it."""
     lang = resolve_lang(request)
     other = "en" if lang == "zh" else "zh"
+    switch_url = _path(request) + "?" + urlencode([*switch_params, ("lang", other)])
     response = TEMPLATES.TemplateResponse(
         request,
         name,
@@ -64,7 +81,8 @@ def render(request: Request, name: str, context: Mapping[str, Any], status_code:
             "html_lang": HTML_LANG[lang],
             "t": translator(lang),
             "label": partial(label, lang),
-            "switch_url": _with_params(request, lang=other),
+            "format_label": partial(format_label, lang),
+            "switch_url": switch_url,
         },
         status_code=status_code,
     )
@@ -77,13 +95,6 @@ def render(request: Request, name: str, context: Mapping[str, Any], status_code:
 
 def _path(request: Request) -> str:
     return quote(request.url.path, safe="/")
-
-
-def _with_params(request: Request, **changes: str | None) -> str:
-    """The current URL with some query parameters replaced (None removes them)."""
-    items = [(k, v) for k, v in request.query_params.multi_items() if k not in changes]
-    items += [(k, v) for k, v in changes.items() if v is not None]
-    return _path(request) + ("?" + urlencode(items) if items else "")
 
 
 def content_disposition(filename: str) -> str:
@@ -137,46 +148,65 @@ def home(request: Request, session: SessionDep) -> HTMLResponse:
     return render(request, "home.html", {"archives": archives, "total": total})
 
 
-FACET_PARAMS = {
-    "archive": "archive",
-    "level": "level",
+#: Facet name → the SearchQuery field its values filter.
+FACET_FIELDS = {
+    "archive": "archives",
+    "level": "levels",
     "fonds": "fonds",
-    "retention": "retention",
-    "format": "format",
+    "retention": "retentions",
+    "format": "formats",
 }
 
 
+def _search_url(query: SearchQuery, **changes: Any) -> str:
+    """The /search link for ``query`` with some fields changed (page back to 1 unless given): built from
+    the kept query, so its length never depends on what the request carried (:mod:`access_portal.limits`)."""
+    params = query_params(replace(query, **{"page": 1, **changes}))
+    return "/search" + ("?" + urlencode(params) if params else "")
+
+
+#: Values of each facet a page shows (the backend counts more; the API gives them all).
+FACET_VALUES_SHOWN = 12
+
+
 def _facet_links(
-    request: Request, facets: Mapping[str, Mapping[str, int]]
+    query: SearchQuery, facets: Mapping[str, Mapping[str, int]], shown: Callable[[str, str], str]
 ) -> dict[str, list[dict[str, Any]]]:
-    """For each facet value: its count, whether it is selected, and the plain link that toggles it."""
+    """For each facet value shown: its count, label, whether it is selected, and the plain link that
+    toggles it."""
     out: dict[str, list[dict[str, Any]]] = {}
-    params = request.query_params
     for facet, values in facets.items():
         links = []
-        for value, count in values.items():
+        for value, count in itertools.islice(values.items(), FACET_VALUES_SHOWN):
             if facet == "year":
                 try:
                     decade = int(value)
                 except ValueError:
                     continue
-                selected = params.get("year_from") == str(decade) and params.get("year_to") == str(decade + 9)
+                selected = query.year_from == decade and query.year_to == decade + 9
                 url = (
-                    _with_params(request, year_from=None, year_to=None, page=None)
+                    _search_url(query, year_from=None, year_to=None)
                     if selected
-                    else _with_params(request, year_from=str(decade), year_to=str(decade + 9), page=None)
+                    else _search_url(query, year_from=decade, year_to=decade + 9)
                 )
             else:
-                name = FACET_PARAMS.get(facet)
-                if name is None:
+                field = FACET_FIELDS.get(facet)
+                if field is None:
                     continue
-                current = params.getlist(name)
-                selected = value in current
-                kept = [v for v in current if v != value] if selected else [*current, value]
-                items = [(k, v) for k, v in params.multi_items() if k not in (name, "page")]
-                items += [(name, v) for v in kept]
-                url = _path(request) + ("?" + urlencode(items) if items else "")
-            links.append({"value": value, "count": count, "selected": selected, "url": url})
+                current: tuple[str, ...] = getattr(query, field)
+                key = value.upper() if facet == "archive" else value
+                selected = key in current
+                kept = tuple(v for v in current if v != key) if selected else (*current, key)
+                url = _search_url(query, **{field: kept})
+            links.append(
+                {
+                    "value": value,
+                    "label": shown(facet, value),
+                    "count": count,
+                    "selected": selected,
+                    "url": url,
+                }
+            )
         out[facet] = links
     return out
 
@@ -189,10 +219,11 @@ def _int(value: str | None) -> int | None:
 
 
 @router.get("/search", response_class=HTMLResponse, include_in_schema=False)
-def search_page(
+async def search_page(
     request: Request,
-    session: SessionDep,
+    settings: SettingsDep,
     backend: BackendDep,
+    limits: LimitsDep,
     q: str = "",
     archive: MultiQuery = None,
     level: MultiQuery = None,
@@ -205,23 +236,41 @@ def search_page(
     page: str = "1",
     size: str = "20",
 ) -> HTMLResponse:
-    # Pages are forgiving: a malformed number is ignored rather than refused (the API answers 422).
-    query = services.build_query(
+    # Pages are forgiving: a malformed number is ignored rather than refused (the API answers 422); the
+    # bounds are the API's (access_portal.limits).
+    query = search_query(
+        limits,
         q,
-        archives=archive,
-        levels=level,
+        archive=archive,
+        level=level,
         fonds=fonds,
-        retentions=retention,
-        formats=format,
+        retention=retention,
+        format=format,
         year_from=_int(year_from),
         year_to=_int(year_to),
         sort=sort,
         page=_int(page) or 1,
         size=_int(size) or 20,
     )
-    found = services.public_search(session, backend, query)
-    archives = {n.code: n for n in services.archives_tree(session)}
-    filters = _active_filters(request, query)
+    return await run_blocking(_search_page, request, settings, backend, query)
+
+
+def _search_page(
+    request: Request, settings: Settings, backend: SearchBackend, query: SearchQuery
+) -> HTMLResponse:
+    """The search, the catalogue re-check and the rendering: the blocking part of the page, in one go."""
+    with db.read_session(settings) as session:
+        found = services.public_search(session, backend, query)
+        archives = services.archive_names(session)
+    # Labels are worked out here, not by template macros (~100 of them a page cost more than the rest).
+    lang = resolve_lang(request)
+    names = {a.code: a.name_en if lang == "en" and a.name_en else a.name_zh for a in archives.values()}
+
+    def shown(facet: str, value: str) -> str:
+        return names.get(value, value) if facet == "archive" else label(lang, facet, value)
+
+    filters = _active_filters(query, shown)
+    kept = query_params(replace(query, page=1))
     return render(
         request,
         "search.html",
@@ -229,43 +278,41 @@ def search_page(
             "query": query,
             "found": found,
             "hits": [HitOut.of(h) for h in found.result.hits],
-            "facets": _facet_links(request, found.result.facets),
-            "archives": archives,
+            "facets": _facet_links(query, found.result.facets, shown),
+            "archive_names": names,
             "filters": filters,
-            "hidden": [
-                (k, v)
-                for k, v in request.query_params.multi_items()
-                if k not in ("q", "page", "sort", "lang")
-            ],
-            "prev_url": _with_params(request, page=str(query.page - 1)) if query.page > 1 else None,
-            "next_url": _with_params(request, page=str(query.page + 1)) if query.page < found.pages else None,
+            "hidden": [(k, v) for k, v in kept if k not in ("q", "sort")],
+            "prev_url": _search_url(query, page=query.page - 1) if query.page > 1 else None,
+            "next_url": _search_url(query, page=query.page + 1) if query.page < found.pages else None,
             "clear_url": "/search?" + urlencode({"q": query.q}) if filters else None,
         },
+        switch_params=query_params(query),
     )
 
 
-def _active_filters(request: Request, query: Any) -> list[dict[str, str]]:
-    """Chips for the filters in force, each with the link that removes it."""
+def _active_filters(query: SearchQuery, shown: Callable[[str, str], str]) -> list[dict[str, str]]:
+    """Chips for the filters in force, each with the link that removes it: one link per kept value, each at
+    most as long as the kept query (bounded by ``ARCHIVE_PORTAL_MAX_QUERY_BYTES``), whatever was sent."""
     chips: list[dict[str, str]] = []
-    params = request.query_params
-    for name in FACET_PARAMS.values():
-        for value in params.getlist(name):
-            items = [
-                (k, v) for k, v in params.multi_items() if not (k == name and v == value) and k != "page"
-            ]
+    for name, field in FACET_FIELDS.items():
+        values: tuple[str, ...] = getattr(query, field)
+        for value in values:
             chips.append(
                 {
                     "facet": name,
                     "value": value,
-                    "url": _path(request) + ("?" + urlencode(items) if items else ""),
+                    "label": shown(name, value),
+                    "url": _search_url(query, **{field: tuple(v for v in values if v != value)}),
                 }
             )
     if query.year_from is not None or query.year_to is not None:
+        years = f"{query.year_from or ''}–{query.year_to or ''}"
         chips.append(
             {
                 "facet": "year",
-                "value": f"{query.year_from or ''}–{query.year_to or ''}",
-                "url": _with_params(request, year_from=None, year_to=None, page=None),
+                "value": years,
+                "label": years,
+                "url": _search_url(query, year_from=None, year_to=None),
             }
         )
     return chips
@@ -288,7 +335,7 @@ def download(settings: SettingsDep, session: SessionDep, archive: str, code: str
         headers={
             "Content-Disposition": content_disposition(found.filename),
             "X-Content-Type-Options": "nosniff",
-            "Cache-Control": "public, max-age=3600",
+            "Cache-Control": CACHE_EXPORTS,
             "Digest": f"sha-256={found.sha256}",
         },
     )
@@ -298,6 +345,7 @@ def download(settings: SettingsDep, session: SessionDep, archive: str, code: str
 def catalogue(request: Request, session: SessionDep, code: str, page: str = "1") -> HTMLResponse:
     result = services.catalogue_page(session, code, page=_int(page) or 1)
     a = result.archive
+    here = catalogue_url(a.code)
     return render(
         request,
         "catalogue.html",
@@ -305,13 +353,12 @@ def catalogue(request: Request, session: SessionDep, code: str, page: str = "1")
             "archive": a,
             "result": result,
             "records": [(r, record_url(a.code, r.archival_code)) for r in result.records],
-            "prev_url": _with_params(request, page=str(result.page - 1)) if result.page > 1 else None,
-            "next_url": _with_params(request, page=str(result.page + 1))
-            if result.page < result.pages
-            else None,
-            "csv_url": catalogue_url(a.code) + ".csv",
-            "json_url": "/api/v1" + catalogue_url(a.code),
+            "prev_url": f"{here}?page={result.page - 1}" if result.page > 1 else None,
+            "next_url": f"{here}?page={result.page + 1}" if result.page < result.pages else None,
+            "csv_url": here + ".csv",
+            "json_url": "/api/v1" + here,
         },
+        switch_params=[("page", str(result.page))] if result.page > 1 else (),
     )
 
 
@@ -322,10 +369,12 @@ CSV_HEADER = ("档号", "题名", "责任者", "日期", "保管期限", "全宗
 def catalogue_csv(
     request: Request, settings: SettingsDep, session: SessionDep, code: str
 ) -> StreamingResponse:
-    """The whole catalogue of open records as CSV, UTF-8 with a BOM so that Excel reads the Chinese."""
+    """The whole catalogue of open records as CSV, UTF-8 with a BOM so that Excel reads the Chinese.
+    Retention periods read as on the pages (永久, 30年); links are absolute, on ``ARCHIVE_PUBLIC_URL`` —
+    never on the request's ``Host``, which anyone can set."""
     archive = services.get_public_archive(session, code)
     archive_id, archive_code = archive.id, archive.code
-    base = str(request.base_url).rstrip("/")
+    base = settings.public_url
 
     def rows() -> Iterator[bytes]:
         buf = io.StringIO()
@@ -345,7 +394,7 @@ def catalogue_csv(
                         r.title,
                         r.creator or "",
                         r.date_text or "",
-                        r.retention or "",
+                        label("zh", "retention", r.retention) if r.retention else "",
                         fonds,
                         base + record_url(archive_code, r.archival_code),
                     )
@@ -359,7 +408,10 @@ def catalogue_csv(
     return StreamingResponse(
         rows(),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": content_disposition(f"{archive_code}-开放档案目录.csv")},
+        headers={
+            "Content-Disposition": content_disposition(f"{archive_code}-开放档案目录.csv"),
+            "Cache-Control": CACHE_EXPORTS,
+        },
     )
 
 

@@ -125,7 +125,13 @@ def _add_access_copy(settings: Settings) -> None:
 
 
 def build_portal_home(root: Path) -> PortalHome:
-    settings = Settings(home=root / "home", database_url=None, elasticsearch_url=None, storage_root=None)
+    settings = Settings(
+        home=root / "home",
+        database_url=None,
+        elasticsearch_url=None,
+        storage_root=None,
+        public_url="http://testserver",  # the test client's address, for the absolute links (OAI-PMH, CSV)
+    )
     run_demo(settings, root / "bags", Console(file=io.StringIO()))
     for archive, bag in (
         ("GZ", _secret_bag(root / "secret-bag")),

@@ -70,9 +70,13 @@ class Node:
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Node]:
     settings = make_home(tmp_path / "gz")
-    env = {"ARCHIVE_HOME": str(settings.home_dir), "ARCHIVE_OAI_PAGE_SIZE": "3"}
-    env_all = {k: v for k, v in os.environ.items() if k != "ARCHIVE_DATABASE_URL"} | env
     port = free_port()
+    env = {
+        "ARCHIVE_HOME": str(settings.home_dir),
+        "ARCHIVE_OAI_PAGE_SIZE": "3",
+        "ARCHIVE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
+    env_all = {k: v for k, v in os.environ.items() if k != "ARCHIVE_DATABASE_URL"} | env
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "archive", "serve", "--host", "127.0.0.1", "--port", str(port), "--no-drain"],

@@ -33,6 +33,16 @@ def test_folding_is_the_same_whichever_path(text: str) -> None:
     assert _fold_aligned(text) == _fold_each(text)
 
 
+def test_folding_is_the_same_for_every_character_in_chinese_text() -> None:
+    """The fast path replaces the characters NFKC changes one by one (full-width punctuation in archival
+    text): each such character, and every other one of the BMP, between Chinese text and a full-width comma."""
+    for cp in range(0x10000):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        text = f"档案{chr(cp)}Ａ，广州ß"
+        assert _fold_aligned(text) == _fold_each(text), hex(cp)
+
+
 def test_highlight_marks_every_part_of_the_query() -> None:
     parsed = parse_query("港 harbour 广州")
     text = "广州港务局：Harbour works of 广州. Harbourside 港港"
