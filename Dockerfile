@@ -1,35 +1,64 @@
-# The application image: portal (`archive serve`), worker (`archive worker`) and beat (`archive beat`).
-FROM python:3.11-slim-bookworm
+# The application image, in stages (docker-compose.yml builds the two targets):
+#
+#   build   the locked Python dependencies (requirements-image.lock: hash-checked, the same pins as
+#           requirements.lock without the test tools) and the project, in a virtual environment /opt/venv
+#   base    Python + /opt/venv + libmagic (identification) + poppler-utils (pdftotext, for the search
+#           index's PDF text), running as the unprivileged user `archive` (uid 10001) with ARCHIVE_HOME=/data
+#   worker  base + the migration tools of the format policy: Ghostscript, qpdf, LibreOffice, ffmpeg,
+#           ImageMagick and Noto CJK fonts (Chinese text in PDF/A) -> `archive worker`, `archive beat`
+#   portal  base alone, no migration tools -> `archive serve`, `archive init`, `archive config check`
+#
+#   docker build --target portal -t pearl-archive-portal .
+#   docker build --target worker -t pearl-archive-worker .
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    ARCHIVE_HOME=/data
-
-# Identification (libmagic) and the migration tools of the format policy; Noto CJK so that Chinese text
-# renders in PDF/A and access copies.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends \
-        libmagic1 ghostscript qpdf poppler-utils \
-        libreoffice-core libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui \
-        ffmpeg imagemagick fonts-noto-cjk \
-    && rm -rf /var/lib/apt/lists/*
-
-WORKDIR /app
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+COPY requirements-image.lock /tmp/requirements-image.lock
+RUN /opt/venv/bin/pip install --require-hashes --no-deps -r /tmp/requirements-image.lock
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY archive ./archive
 COPY ingest ./ingest
 COPY preservation ./preservation
 COPY search ./search
 COPY access_portal ./access_portal
-RUN pip install . \
-    && useradd --system --create-home --home-dir /home/archive --uid 10001 archive \
+# the project itself, without dependencies (all above); pip fetches its build backend (setuptools) for
+# the build only
+RUN /opt/venv/bin/pip install --no-deps /src
+
+FROM ${PYTHON_IMAGE} AS base
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/opt/venv/bin:$PATH \
+    ARCHIVE_HOME=/data
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libmagic1 poppler-utils \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 archive \
+    && useradd --system --create-home --home-dir /home/archive --uid 10001 --gid 10001 archive \
     && mkdir -p /data \
     && chown archive:archive /data
-
-USER archive
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /home/archive
 VOLUME ["/data"]
-EXPOSE 8000
 ENTRYPOINT ["archive"]
-CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]
+
+FROM base AS worker
+# root only for apt-get; every stage that runs ends as `archive`, by number so that orchestrators can verify
+# it is not root (runAsNonRoot)
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        ghostscript qpdf imagemagick ffmpeg fonts-noto-cjk \
+        libreoffice-core libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui \
+    && rm -rf /var/lib/apt/lists/*
+USER 10001:10001
+CMD ["worker"]
+
+# last, so that a plain `docker build .` gives the small portal image
+FROM base AS portal
+USER 10001:10001
+EXPOSE 8000
+CMD ["serve", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]

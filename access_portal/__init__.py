@@ -5,7 +5,9 @@
 
 Routes: ``/`` (archives tree with open-record counts), ``/search``, ``/records/{archive}/{code}`` (and its
 ``/files/{path}`` downloads), ``/archives/{code}/catalogue`` (+ ``.csv``), ``/api/v1/...``, ``/docs``,
-``/healthz``. Every public read goes through :mod:`access_portal.services`, which applies
+``/healthz``; federation: ``/federation/v1/...`` (signed node-to-node calls), ``/remote/{node}/records/...``
+(records of peer nodes) and ``scope=region`` on the searches (:mod:`access_portal.routes.federation`,
+:mod:`access_portal.regional`). Every public read goes through :mod:`access_portal.services`, which applies
 :func:`archive.access.is_public` at each exit.
 
 ``create_app`` is imported lazily, so that the ``archive`` CLI (which loads :mod:`access_portal.cli`) does

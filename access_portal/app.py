@@ -31,11 +31,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from access_portal.i18n import resolve_lang, translator
 from access_portal.limits import Limits, OutOfBounds
-from access_portal.routes import api, oai, public
+from access_portal.regional import ContactLog
+from access_portal.routes import api, federation, oai, public
 from archive.codes import render
 from archive.config import Settings, get_settings
 from archive.errors import ArchiveError, NotFound, Unavailable, UsageError
+from archive.federation.errors import HolderUnavailable, NodeNotInitialised, SignatureRejected
 from search import SearchBackend, SearchError, get_backend
+from search.federation import Federation
 
 log = logging.getLogger("access_portal")
 
@@ -43,7 +46,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 def _is_api(request: Request) -> bool:
-    return request.url.path.startswith("/api/")
+    return request.url.path.startswith(("/api/", "/federation/"))
 
 
 def _error_page(request: Request, status: int, title_key: str, body_key: str) -> Response:
@@ -136,6 +139,62 @@ async def _on_archive_error(request: Request, exc: Exception) -> Response:
             )
         return _error_page(request, 400, "bad_request_title", "bad_request_body")
     return await _on_bug(request, exc)
+
+
+async def _on_signature_rejected(request: Request, exc: Exception) -> Response:
+    """401 with an RFC 9457 problem document naming the reason (missing, malformed, unknown-key, expired,
+    replayed, bad-signature)."""
+    assert isinstance(exc, SignatureRejected)
+    return JSONResponse(
+        {
+            "type": f"urn:pearl-archive:federation:signature:{exc.reason}",
+            "title": "Signature rejected",
+            "status": 401,
+            "reason": exc.reason,
+            "code": exc.code,
+            "detail": exc.en,
+            "detail_zh": exc.zh,
+        },
+        status_code=401,
+        media_type="application/problem+json",
+        headers={"WWW-Authenticate": 'Signature realm="federation"'},
+    )
+
+
+async def _on_no_identity(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, NodeNotInitialised)
+    log.warning("federation call on a node without identity: %s", request.url.path)
+    if request.url.path.startswith("/federation/"):
+        return JSONResponse(
+            {
+                "type": "urn:pearl-archive:federation:no-identity",
+                "title": "This node takes no part in federation",
+                "status": 503,
+                "code": exc.code,
+                "detail": exc.en,
+                "detail_zh": exc.zh,
+            },
+            status_code=503,
+            media_type="application/problem+json",
+        )
+    return _not_found(request)
+
+
+async def _on_holder_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HolderUnavailable)
+    log.warning("remote record unavailable: %s (%s)", exc.en, exc.details.get("reason"))
+    if _is_api(request):
+        return JSONResponse({"detail": exc.en, "detail_zh": exc.zh, "code": exc.code}, status_code=502)
+    t = translator(resolve_lang(request))
+    return public.render(
+        request,
+        "error.html",
+        {
+            "title": t("holder_unavailable_title"),
+            "message": exc.zh if resolve_lang(request) == "zh" else exc.en,
+        },
+        status_code=502,
+    )
 
 
 async def _on_bug(request: Request, exc: Exception) -> Response:
@@ -246,6 +305,7 @@ def create_app(settings: Settings | None = None, backend: SearchBackend | None =
             yield
         finally:
             gc.unfreeze()
+            await app.state.federation.aclose()
 
     app = FastAPI(
         title="广东档案公共查询 / Guangdong Archives Public Access",
@@ -258,6 +318,8 @@ def create_app(settings: Settings | None = None, backend: SearchBackend | None =
     )
     app.state.settings = settings
     app.state.backend = backend
+    app.state.federation = Federation(settings)
+    app.state.federation.on_outcome = ContactLog(settings)
     app.state.limits = Limits.of(settings)
     app.add_exception_handler(NotFound, _on_not_found)
     app.add_exception_handler(OutOfBounds, _on_out_of_bounds)
@@ -265,14 +327,20 @@ def create_app(settings: Settings | None = None, backend: SearchBackend | None =
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(SearchError, _on_search_error)
     app.add_exception_handler(ArchiveError, _on_archive_error)
+
+    app.add_exception_handler(SignatureRejected, _on_signature_rejected)
+    app.add_exception_handler(NodeNotInitialised, _on_no_identity)
+    app.add_exception_handler(HolderUnavailable, _on_holder_unavailable)
     app.add_exception_handler(Exception, _on_bug)
 
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(federation.FederationLog)
     app.add_middleware(HeadAsGet)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _mount_docs(app)
     app.include_router(public.router)
     app.include_router(api.router)
+    app.include_router(federation.router)
     app.include_router(oai.router)
     return app

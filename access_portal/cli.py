@@ -1,4 +1,5 @@
-"""``archive serve``: the public portal under uvicorn (registered through the ``archive.commands`` entry point).
+"""``archive serve``: the public portal under uvicorn, and ``archive health portal`` (registered through the
+``archive.commands`` entry point).
 
 By default the command also drains the index outbox every few seconds in a background thread, so that
 ``archive demo && archive serve`` finds the demo's records without a separate worker; a node that runs the
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("access_portal")
 DRAIN_EVERY = 5.0
+HEALTH_URL = "http://127.0.0.1:8000/healthz"
 
 
 def _drain_forever(settings: Settings, stop: threading.Event) -> None:
@@ -92,5 +94,35 @@ def serve(
     run(body)
 
 
+def health_portal(
+    url: Annotated[str, typer.Option(help="The portal's /healthz")] = HEALTH_URL,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer")] = 5.0,
+) -> None:
+    """Exit 0 when the portal answers /healthz with 200 (catalogue and search ready), else 1 with ARC011."""
+    import urllib.error
+    import urllib.request
+
+    from archive.errors import Unhealthy
+
+    def body(settings: Settings) -> None:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as answer:
+                status, text = answer.status, answer.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as exc:
+            status, text = exc.code, exc.read().decode("utf-8", "replace")
+        except (OSError, ValueError) as exc:
+            raise Unhealthy("portal", f"{url} 无应答（{exc}）", f"{url} does not answer ({exc})") from None
+        if status != 200:
+            raise Unhealthy(
+                "portal", f"{url} 返回 {status}：{text[:200]}", f"{url} answered {status}: {text[:200]}"
+            )
+        out.print(f"portal healthy: {text.strip()}", highlight=False)
+
+    run(body, needs_home=False)
+
+
 def register(app: typer.Typer) -> None:
+    from archive.cli import health_app
+
     app.command("serve")(serve)
+    health_app.command("portal")(health_portal)

@@ -126,6 +126,31 @@ MESSAGES: dict[str, dict[str, str]] = {
     "total_open": {"zh": "共 {n} 件开放档案", "en": "{n} open records in all"},
     "catalogue_count": {"zh": "共 {n} 件", "en": "{n} records"},
     "text_partial": {"zh": "全文仅部分编入索引", "en": "Full text partly indexed"},
+    # federation (issue 10)
+    "scope": {"zh": "范围", "en": "Scope"},
+    "scope_local": {"zh": "本馆", "en": "This node"},
+    "scope_region": {"zh": "全省", "en": "Whole region"},
+    "nodes_asked": {"zh": "已查询 {n} 个节点", "en": "{n} nodes asked"},
+    "nodes_missing": {
+        "zh": "以下档案馆此次未能查询，结果中可能缺少其馆藏：",
+        "en": "These archives could not be asked this time; their holdings may be missing below:",
+    },
+    "status_timeout": {"zh": "超时未答", "en": "did not answer in time"},
+    "status_unreachable": {"zh": "无法连接", "en": "unreachable"},
+    "status_error": {"zh": "返回错误", "en": "answered with an error"},
+    "status_refused": {"zh": "拒绝了本馆的查询", "en": "refused our query"},
+    "status_skipped": {"zh": "多次失败，暂停查询", "en": "failing repeatedly, not asked for now"},
+    "from_catalogue": {
+        "zh": "其条目来自本馆保存的目录副本（截至 {time}），未含全文",
+        "en": "its entries come from the harvested catalogue as of {time}, without full text",
+    },
+    "catalogue_hit": {"zh": "目录副本 · 截至 {time}", "en": "Catalogue copy as of {time}"},
+    "held_by": {"zh": "保管单位", "en": "Held by"},
+    "remote_note": {
+        "zh": "本档案由 {name} 保管，经本馆向保管单位实时查询显示。",
+        "en": "This record is held by {name}; it is shown here as that archive answers now.",
+    },
+    "holder_unavailable_title": {"zh": "保管单位暂时无法访问", "en": "Holding archive unavailable"},
 }
 
 

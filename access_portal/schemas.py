@@ -138,8 +138,14 @@ class HitOut(BaseModel):
     retention: str | None
     formats: list[str]
     highlights: dict[str, list[str]] = Field(description="HTML-safe snippets, matches in <mark>")
-    url: str
+    url: str = Field(description="Where THIS node shows the record (a remote one is fetched from its holder)")
     api_url: str
+    node: str | None = Field(default=None, description="Node id of the holder (set on regional answers)")
+    node_name: str | None = None
+    source: Literal["live", "catalogue"] = Field(
+        default="live", description="live: the holder answered; catalogue: from the harvested copy"
+    )
+    harvested_at: str | None = Field(default=None, description="When a catalogue hit was harvested")
 
     @classmethod
     def of(cls, hit: Hit) -> HitOut:
@@ -168,6 +174,19 @@ class FacetValue(TypedDict):
     count: int
 
 
+class NodeOut(BaseModel):
+    """How one node took part in a regional query."""
+
+    node_id: str
+    name: str
+    status: Literal["ok", "timeout", "error", "unreachable", "refused", "skipped"]
+    ms: float
+    total: int
+    local: bool = False
+    source: Literal["live", "catalogue"] | None = None
+    harvested_at: str | None = None
+
+
 class SearchOut(BaseModel):
     """One page of hits and the facets of the whole result: each facet's most frequent values first, at
     most :data:`access_portal.limits.MAX_FACET_VALUES` of them (a province has thousands of fonds)."""
@@ -181,6 +200,8 @@ class SearchOut(BaseModel):
     sort: Literal["relevance", "date_desc", "date_asc"]
     hits: list[HitOut]
     facets: dict[str, list[FacetValue]]
+    scope: Literal["local", "region"] = "local"
+    nodes: list[NodeOut] = Field(default_factory=list, description="Set on regional answers")
 
     @classmethod
     def of(cls, found: PublicSearch) -> SearchOut:

@@ -34,9 +34,16 @@ app = typer.Typer(
 archives_app = typer.Typer(no_args_is_help=True, help="Holding archives (档案馆).")
 records_app = typer.Typer(no_args_is_help=True, help="Records held (档案).")
 events_app = typer.Typer(no_args_is_help=True, help="The PREMIS event log.")
+config_app = typer.Typer(no_args_is_help=True, help="The node's settings (ARCHIVE_* variables).")
+# `archive health portal` / `archive health worker` are added by access_portal and preservation.
+health_app = typer.Typer(
+    no_args_is_help=True, help="Health checks for container orchestrators: exit 0 healthy, 1 not."
+)
 app.add_typer(archives_app, name="archives")
 app.add_typer(records_app, name="records")
 app.add_typer(events_app, name="events")
+app.add_typer(config_app, name="config")
+app.add_typer(health_app, name="health")
 
 
 class LazyConsole:
@@ -115,19 +122,45 @@ def run(action: Callable[[Settings], T], as_json: bool = False, *, needs_home: b
 
 @app.command()
 def init() -> None:
-    """Create ARCHIVE_HOME: the catalogue database and the OCFL storage root."""
+    """Create ARCHIVE_HOME (the catalogue database and the OCFL storage root) or upgrade its schema.
+
+    Safe at every start (the compose file's init service runs it): exits 0 when everything is current."""
 
     def body(settings: Settings) -> None:
         from archive.home import init_home
 
-        init_home(settings)
+        before, after = init_home(settings)
+        if before == after:
+            schema = f"schema {after}, already current"
+        else:
+            schema = f"schema {before or 'none'} → {after}"
         out.print(
             f"initialised [bold]{settings.home_dir}[/] (catalogue {settings.db_url.split('@')[-1]}, "
-            f"storage {settings.ocfl_root})",
+            f"{schema}; storage {settings.ocfl_root})",
             highlight=False,
         )
 
     run(body, needs_home=False)
+
+
+@config_app.command("check")
+def config_check(as_json: JsonOpt = False) -> None:
+    """Check the settings as the services will read them (secrets shown as ***); exit 2 if refused.
+
+    The compose file's `preflight` service runs this before any server gets a password, so a placeholder
+    secret (change-me) stops the stack with ARC010 instead of initialising a database with it."""
+
+    def body(settings: Settings) -> None:
+        shown = settings.redacted()
+        if as_json:
+            print_json({"ok": True, "settings": shown})
+            return
+        for name, value in shown.items():
+            text = ",".join(map(str, value)) if isinstance(value, list) else "" if value is None else value
+            out.print(f"{name}={text}", highlight=False)
+        out.print(f"settings ok ({settings.env})", highlight=False)
+
+    run(body, as_json, needs_home=False)
 
 
 @archives_app.command("add")

@@ -3,28 +3,89 @@
 The embedded defaults need no setting at all: everything lives under ``ARCHIVE_HOME`` (default
 ``./archive-data``): the SQLite catalogue, the OCFL storage root, staging space and the transfer journal.
 Every setting is documented in the README with its default.
+
+**Secrets.** The settings that may carry a secret (marked ``secret`` below: the database, broker, result
+backend and Elasticsearch URLs, and any secret key added later) are refused at start-up with
+:class:`~archive.errors.InsecureSetting` (ARC010) when they still hold a placeholder (``change-me``, as
+``.env.example`` ships) or a URL names a user with an empty password (``user:@host``), unless
+``ARCHIVE_ENV=development``. The default is ``production``: the embedded defaults carry no secret, so a node
+with no setting at all (``archive demo``) starts either way; a URL without any password (a Redis on a private
+network, PostgreSQL over a socket) is accepted, since leaving auth to the network is a choice, not a slip.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from archive.digests import BASE_DIGESTS, MANIFEST_ALGORITHMS
+from archive.errors import InsecureSetting
+
+#: A placeholder secret, as ``.env.example`` ships them (``change-me-postgres``).
+PLACEHOLDER = re.compile(r"change-?me", re.IGNORECASE)
+#: Marks a field that may carry a secret: checked for placeholders, redacted when shown.
+SECRET: dict[str, Any] = {"secret": True}
+
+
+def _userinfo(url: str) -> tuple[str, str | None]:
+    """The (user, password) a URL names; password None when it has none."""
+    userinfo, at, _ = urlsplit(url).netloc.rpartition("@")
+    if not at:
+        return "", None
+    user, colon, password = userinfo.partition(":")
+    return user, password if colon else None
+
+
+def secret_problem(value: object) -> tuple[str, str] | None:
+    """Why a secret setting's value must not be used (zh, en), or None when it may."""
+    if value is None:
+        return None
+    text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+    if PLACEHOLDER.search(text):
+        return "含有占位密码（change-me）", "holds a placeholder secret (change-me)"
+    if "://" in text:
+        if _userinfo(text)[1] == "":
+            return "的密码为空", "has an empty password"
+    elif isinstance(value, SecretStr) and not text:
+        return "为空", "is empty"
+    return None
+
+
+def redact(value: object) -> object:
+    """A secret setting's value as it may be shown: a URL's password (or a whole secret) as ``***``."""
+    if value is None:
+        return None
+    if isinstance(value, SecretStr):
+        return "***"
+    text = str(value)
+    if "://" not in text or _userinfo(text)[1] is None:
+        return text
+    parts = urlsplit(text)
+    user, _ = _userinfo(text)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ARCHIVE_", extra="ignore")
 
+    env: Literal["production", "development"] = Field(
+        default="production",
+        description="'development' accepts placeholder secrets (change-me); production refuses them.",
+    )
     home: Path = Field(default=Path("archive-data"), description="Where the node keeps its data.")
     database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; default SQLite at $ARCHIVE_HOME/catalogue.sqlite3."
+        default=None,
+        description="SQLAlchemy URL; default SQLite at $ARCHIVE_HOME/catalogue.sqlite3.",
+        json_schema_extra=SECRET,
     )
     storage_root: Path | None = Field(
         default=None, description="OCFL storage root; default $ARCHIVE_HOME/ocfl."
@@ -46,7 +107,9 @@ class Settings(BaseSettings):
     open_after_years: int = Field(default=25, description="Archives Law art. 27: years until records open.")
     # search (issue 3)
     elasticsearch_url: str | None = Field(
-        default=None, description="Elasticsearch URL; unset means the embedded index (SQLite FTS5)."
+        default=None,
+        description="Elasticsearch URL (credentials in it); unset means the embedded index (SQLite FTS5).",
+        json_schema_extra=SECRET,
     )
     elasticsearch_index: str = Field(
         default="pearl-archive",
@@ -56,15 +119,31 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(
         default=None,
         description="Celery broker; default a server-less SQLite broker at $ARCHIVE_HOME/broker.sqlite3.",
+        json_schema_extra=SECRET,
     )
     result_backend: str | None = Field(
-        default=None, description="Celery result backend; default SQLite at $ARCHIVE_HOME/results.sqlite3."
+        default=None,
+        description="Celery result backend; default SQLite at $ARCHIVE_HOME/results.sqlite3.",
+        json_schema_extra=SECRET,
     )
     policy_file: Path | None = Field(
         default=None, description="Format policy (TOML) merged over the shipped defaults."
     )
     replica_root: Path | None = Field(
         default=None, description="A second OCFL storage root; fixity audits repair from it."
+    )
+    # federation (issue 10)
+    federation_timeout: float = Field(
+        default=2.0, gt=0, description="Seconds each peer may take to answer a regional query."
+    )
+    federation_breaker_failures: int = Field(
+        default=3, ge=1, description="Consecutive failures after which a peer is skipped for a cool-down."
+    )
+    federation_cooldown: float = Field(
+        default=30.0, ge=0, description="Seconds a failing peer is skipped before it is tried again."
+    )
+    federation_signature_ttl: int = Field(
+        default=60, ge=1, le=300, description="Lifetime (seconds) of the signatures this node makes."
     )
     # public portal
     public_url: str = Field(
@@ -148,6 +227,32 @@ class Settings(BaseSettings):
         if value and value.startswith("postgresql://"):
             return "postgresql+psycopg://" + value.removeprefix("postgresql://")
         return value or None
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.env == "development":
+            return self
+        for name in self.secret_fields():
+            problem = secret_problem(getattr(self, name))
+            if problem:
+                raise InsecureSetting(f"ARCHIVE_{name.upper()}", *problem)
+        return self
+
+    @classmethod
+    def secret_fields(cls) -> list[str]:
+        return [
+            name
+            for name, info in cls.model_fields.items()
+            if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("secret")
+        ]
+
+    def redacted(self) -> dict[str, Any]:
+        """Every setting as the node sees it, with the secrets in secret settings shown as ``***``."""
+        secret = set(self.secret_fields())
+        return {
+            f"ARCHIVE_{name.upper()}": redact(getattr(self, name)) if name in secret else value
+            for name, value in self.model_dump(mode="json").items()
+        }
 
     @field_validator("public_url")
     @classmethod

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 SQLITE_BUSY_MS = 120_000
 SQLITE_FULL = 13  # "database or disk is full"
+#: Key of the PostgreSQL advisory lock that schema upgrades take (any constant unique to this application).
+UPGRADE_LOCK = 0x70_65_61_72_6C  # "pearl"
 
 
 def _sqlite_hooks(engine: Engine) -> None:
@@ -120,12 +122,20 @@ def alembic_config(settings: Settings) -> Config:
     return cfg
 
 
-def upgrade(settings: Settings) -> None:
-    """Bring the catalogue schema to the newest revision (idempotent)."""
+def upgrade(settings: Settings) -> tuple[str | None, str | None]:
+    """Bring the catalogue schema to the newest revision (idempotent); the revisions before and after.
+
+    Upgrades from several processes or hosts take turns: PostgreSQL through a transaction-level advisory
+    lock, SQLite through ``BEGIN IMMEDIATE``; the later ones find the schema current and do nothing."""
     from alembic import command
+    from alembic.runtime.migration import MigrationContext
 
     engine = get_engine(settings)
-    with engine.begin() as conn:
+    with engine.connect() as conn, conn.execution_options(immediate=True).begin():
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({UPGRADE_LOCK})")
+        before = MigrationContext.configure(conn).get_current_revision()
         cfg = alembic_config(settings)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+        return before, MigrationContext.configure(conn).get_current_revision()

@@ -10,8 +10,10 @@ path=p, version="v2")`` (code STO007, text of ``STO007.added``). Catch by class 
     │   ├── NotInitialised            ARC001  ARCHIVE_HOME has no catalogue yet
     │   ├── UnknownArchive            ARC002  no holding archive with that code
     │   ├── BadArgument               ARC003  an argument or setting is malformed
+    │   ├── InsecureSetting           ARC010  a secret setting holds a placeholder or an empty password
     │   └── UnknownHarvestSource      OAI012  no harvest source with that URL
     ├── NotFound                      ARC004  a record/transfer/file does not exist
+    ├── Unhealthy                     ARC011  a health check (``archive health …``) failed
     ├── Conflict                      ARC005  e.g. an archive code registered twice
     │   └── HarvestSourceExists       OAI011
     ├── OaiError                      OAI000  an OAI-PMH protocol error (``oai_code``), answered in the document
@@ -204,6 +206,26 @@ def redact_url(url: str) -> str:
     auth, _, host = rest.partition("@")
     user = auth.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}" if ":" in auth else url
+
+
+class InsecureSetting(UsageError):
+    """A secret-bearing setting still holds a placeholder (``change-me``) or an empty password.
+
+    The message names the variable and never repeats its value."""
+
+    code = "ARC010"
+
+    def __init__(self, variable: str, problem_zh: str, problem_en: str) -> None:
+        super().__init__(variable=variable, problem_zh=problem_zh, problem_en=problem_en)
+
+
+class Unhealthy(ArchiveError):
+    """A health check found a component not serving (the portal, a worker)."""
+
+    code = "ARC011"
+
+    def __init__(self, component: str, reason_zh: str, reason_en: str) -> None:
+        super().__init__(component=component, reason_zh=reason_zh, reason_en=reason_en)
 
 
 # -- OAI-PMH provider and harvester (issue 10; messages also in archive/codes/oai.toml) -------------------

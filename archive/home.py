@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 from pathlib import Path
 
 from sqlalchemy import inspect, select, update
@@ -35,12 +36,16 @@ def leftover_staging(settings: Settings) -> list[Path]:
     return sorted(p for p in settings.staging_dir.iterdir() if p.name != "ocfl-locks")
 
 
-def init_home(settings: Settings) -> None:
-    """Create ``ARCHIVE_HOME`` (catalogue + storage root); safe to run again."""
+def init_home(settings: Settings) -> tuple[str | None, str | None]:
+    """Create ``ARCHIVE_HOME`` (catalogue + storage root) or bring its schema up to date; safe to run at every
+    start, and by several processes at once (they take turns on ``$ARCHIVE_HOME/.init.lock``). Returns the
+    catalogue's schema revision before and after."""
     for path in (settings.home_dir, settings.journal_dir, settings.staging_dir):
         path.mkdir(parents=True, exist_ok=True)
-    store_for(settings).init()
-    db.upgrade(settings)
+    with open(settings.home_dir / ".init.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        store_for(settings).init()
+        return db.upgrade(settings)
 
 
 def is_initialised(settings: Settings) -> bool:

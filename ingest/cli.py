@@ -137,9 +137,26 @@ def ingest_cmd(
 
 
 def demo(
-    workdir: Annotated[Path | None, typer.Option(help="Where to write the sample bags")] = None,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Where to write the sample bags (and node homes)")
+    ] = None,
+    region: Annotated[
+        bool,
+        typer.Option("--region", help="Three federated nodes on 127.0.0.1, each its own home and portal"),
+    ] = False,
+    base_port: Annotated[int, typer.Option(help="--region: first of three consecutive ports")] = 8101,
+    detach: Annotated[bool, typer.Option(help="--region: leave the portals running and return")] = False,
 ) -> None:
-    """Build a small region (广东省 → 广州市 → 天河区), generate sample bags and ingest them."""
+    """Build a small region (广东省 → 广州市 → 天河区), generate sample bags and ingest them; with --region,
+    as three federated nodes with their own portals."""
+    if region:
+        from ingest.demo_region import run_region_demo
+
+        run(
+            lambda settings: run_region_demo(workdir or Path("archive-region"), base_port, detach, out.real),
+            needs_home=False,
+        )
+        return
     from ingest.demo import run_demo
 
     run(lambda settings: run_demo(settings, workdir, out.real), needs_home=False)

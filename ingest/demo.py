@@ -155,7 +155,7 @@ def gd_bag(root: Path) -> Path:
                         "公开",
                         "自动",
                         "001",
-                        "印发珠江三角洲经济区规划，明确范围和发展方向。",
+                        "印发珠江三角洲经济区规划，明确范围和发展方向；省政府文书档案。",
                         "经济区；规划；珠江三角洲",
                     ],
                     [
@@ -174,7 +174,7 @@ def gd_bag(root: Path) -> Path:
                     [
                         "0003 港口照片",
                         "GD-002-1998-永久-0003",
-                        "黄埔港码头照片",
+                        "黄埔港码头照片档案",
                         "广东省航运厅",
                         "1998",
                         "永久",
@@ -238,7 +238,7 @@ def gz_bag(root: Path) -> Path:
                         "公开",
                         "开放",
                         "010",
-                        "城市向东发展，建设天河新区。",
+                        "城市向东发展，建设天河新区；城市建设档案。",
                         "城市规划；天河",
                     ],
                     [
@@ -411,14 +411,25 @@ def run_demo(settings: Settings, workdir: Path | None, console: Console) -> dict
                 highlight=False,
             )
             summary["rejected"].append(result.transfer_id)
-    console.print(
+    console.print(try_next(bags[-1][1]), highlight=False)
+    return summary
+
+
+#: What the README's search example asks; the demo's open records answer it (tests/ingest/test_demo.py).
+EXAMPLE_QUERY = "档案"
+
+
+def try_next(damaged_bag: Path) -> str:
+    """The closing hints: the portal first (where the public finds the records), then the archivist's commands."""
+    return (
         "\n[bold]Try next[/]\n"
+        "  archive serve                                   # the public portal, then open in a browser:\n"
+        f"      http://127.0.0.1:8000/search?q={EXAMPLE_QUERY}\n"
+        "      http://127.0.0.1:8000/records/GD/GD-001-1995-永久-0001\n"
         "  archive archives list\n"
         "  archive records list --archive GD\n"
         "  archive records show GD/GD-001-1995-永久-0001\n"
         "  archive transfers\n"
         "  archive events verify\n"
-        f"  archive validate {bags[-1][1]}\n",
-        highlight=False,
+        f"  archive validate {damaged_bag}\n"
     )
-    return summary

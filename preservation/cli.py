@@ -16,6 +16,9 @@ inside the commands, so that other ``archive`` commands start quickly.
   (with the reason) and done jobs.
 * ``archive audit [--archive CODE] [--since DATE] [--deep] [--json]`` — fixity audit with a progress bar on
   a terminal; exit 1 when anything failed (even if it was repaired from the replica).
+* ``archive health worker [--timeout S] [--any-host]`` — a Celery ping over the broker: exit 0 when a worker
+  on this host (the container's hostname is in every node name, ``preservation.<pid>@<host>``) answers.
+  Needs a broker that broadcasts (Redis); the server-less SQLite broker cannot, and the check says so.
 """
 
 from __future__ import annotations
@@ -83,6 +86,48 @@ def beat(
         )
 
     run(body)
+
+
+def health_worker(
+    timeout: Annotated[float, typer.Option(help="Seconds to collect answers")] = 3.0,
+    any_host: Annotated[bool, typer.Option("--any-host", help="Accept a worker on any host")] = False,
+) -> None:
+    """Exit 0 when a preservation worker on this host answers a ping, else 1 with ARC011."""
+
+    def body(settings: Settings) -> None:
+        import socket
+
+        from archive.errors import Unhealthy
+        from preservation.celery_app import app_for, close_apps
+
+        if settings.celery_broker.startswith(("sqla+", "sqlalchemy+")):
+            raise Unhealthy(
+                "worker",
+                "无服务器的 SQLite 代理不能广播 ping，请使用 Redis（ARCHIVE_BROKER_URL）",
+                "the server-less SQLite broker cannot broadcast a ping; use Redis (ARCHIVE_BROKER_URL)",
+            )
+        try:
+            replies = app_for(settings).control.ping(timeout=timeout) or []
+        except Exception as exc:  # the broker is down or refuses us: unhealthy, not a traceback
+            raise Unhealthy(
+                "worker", f"无法连接代理（{type(exc).__name__}）", f"cannot reach the broker ({exc})"
+            ) from None
+        finally:
+            close_apps()
+        host = socket.gethostname()
+        names = sorted(name for reply in replies for name in reply)
+        mine = [n for n in names if any_host or n.rpartition("@")[2] == host]
+        if not mine:
+            raise Unhealthy(
+                "worker",
+                f"{timeout:g} 秒内本机（{host}）没有工作进程应答"
+                + (f"；其他主机：{', '.join(names)}" if names else ""),
+                f"no worker on {host} answered within {timeout:g} s"
+                + (f"; others did: {', '.join(names)}" if names else ""),
+            )
+        out.print(f"worker healthy: {', '.join(mine)}", highlight=False)
+
+    run(body, needs_home=False)
 
 
 def migrate(
@@ -276,6 +321,9 @@ def audit(
 
 
 def register(app: typer.Typer) -> None:
+    from archive.cli import health_app
+
+    health_app.command("worker")(health_worker)
     app.command("worker")(worker)
     app.command("beat")(beat)
     app.command("migrate")(migrate)

@@ -5,7 +5,9 @@
     drain(settings, backend)                  # index what ingest and access changes queued
     result = backend.search(SearchQuery(q="广州", archives=("GZ",), sort="date_desc"))
 
-Peers' open records harvested over OAI-PMH live apart, in the regional catalogue copy
+A regional query fans out to the peer nodes and merges their answers (:mod:`search.federation`:
+``await Federation(settings).search(identity, peers, query, local=...)``). Peers' open records harvested
+over OAI-PMH live apart, in the regional catalogue copy
 (:mod:`search.harvest`; ``catalogue_search(settings, origin_url, SearchQuery(...))`` answers from it).
 
 Only open records ever enter the index (:func:`search.documents.require_public` is called by every backend's
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     )
     from search.documents import NotPublic, build_document, doc_id
     from search.embedded import EmbeddedBackend
+    from search.federation import Federation, RegionalResult
     from search.harvest import CatalogueAnswer, catalogue_search
     from search.indexer import DrainCounts, drain, enqueue, pending
 
@@ -44,6 +47,7 @@ _WHERE = {
     "build_document": "documents", "doc_id": "documents", "EmbeddedBackend": "embedded",
     "DrainCounts": "indexer", "drain": "indexer", "enqueue": "indexer", "pending": "indexer",
     "CatalogueAnswer": "harvest", "catalogue_search": "harvest",
+    "Federation": "federation", "RegionalResult": "federation",
 }  # fmt: skip
 
 
@@ -61,9 +65,11 @@ __all__ = [
     "CatalogueAnswer",
     "DrainCounts",
     "EmbeddedBackend",
+    "Federation",
     "Hit",
     "NotPublic",
     "RecordDoc",
+    "RegionalResult",
     "SearchBackend",
     "SearchError",
     "SearchQuery",

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
-from access_portal import services
+from access_portal import regional, services
 from access_portal.deps import BackendDep, LimitsDep, SessionDep, SettingsDep, get_limits, run_blocking
 from access_portal.limits import MAX_YEAR, MIN_YEAR, search_query
 from access_portal.schemas import (
@@ -25,6 +25,7 @@ from access_portal.schemas import (
 )
 from archive import db
 from archive.config import Settings
+from archive.federation.identity import has_identity
 from search import SearchBackend, SearchQuery
 
 router = APIRouter(
@@ -38,10 +39,7 @@ MultiQuery = Annotated[list[str] | None, Query()]
 Page = Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1")]
 
 
-@router.get("/search", response_model=SearchOut, summary="Search the open records")
-async def search(
-    settings: SettingsDep,
-    backend: BackendDep,
+def search_params(
     limits: LimitsDep,
     q: Annotated[
         str,
@@ -57,8 +55,9 @@ async def search(
     sort: Literal["relevance", "date_desc", "date_asc"] = "relevance",
     page: Page = 1,
     size: Annotated[int, Query(ge=1, description="Hits per page; capped at 100")] = 20,
-) -> Response:
-    query = search_query(
+) -> SearchQuery:
+    """The search parameters of ``/api/v1/search`` (and of ``/federation/v1/search``) as a query."""
+    return search_query(
         limits,
         q,
         archive=archive,
@@ -72,6 +71,31 @@ async def search(
         page=page,
         size=size,
     )
+
+
+SearchQueryDep = Annotated[SearchQuery, Depends(search_params)]
+
+
+@router.get("/search", response_model=SearchOut, summary="Search the open records")
+async def search(
+    request: Request,
+    settings: SettingsDep,
+    backend: BackendDep,
+    query: SearchQueryDep,
+    scope: Annotated[
+        Literal["local", "region"] | None,
+        Query(description="local: this node; region: every peer too (the default on a node with peers)"),
+    ] = None,
+) -> Response:
+    if scope != "local" and has_identity(settings):  # two stat() calls; a node without identity is local
+        ctx = regional.cached_context(settings)
+        if ctx is None:
+            ctx = await run_blocking(regional.node_context, settings)
+        if (scope or ctx.default_scope) == "region" and ctx.identity is not None:
+            result = await regional.regional_search(
+                request.app.state.federation, settings, backend, ctx, query
+            )
+            return Response(regional.regional_out(result).model_dump_json(), media_type="application/json")
     # Everything that blocks (the search backend, the catalogue re-check, the JSON) in one worker-thread
     # hop, the session opened and closed there too: a ``def`` route with a SessionDep costs a second hop.
     return Response(await run_blocking(_search_json, settings, backend, query), media_type="application/json")

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
+from anyio import from_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
 
-from access_portal import services
+from access_portal import regional, services
 from access_portal.deps import BackendDep, LimitsDep, SessionDep, SettingsDep, get_limits, run_blocking
 from access_portal.i18n import COOKIE, HTML_LANG, LANGS, format_label, label, resolve_lang, translator
 from access_portal.limits import query_params, search_query
@@ -235,6 +236,7 @@ async def search_page(
     sort: str = "relevance",
     page: str = "1",
     size: str = "20",
+    scope: str | None = None,
 ) -> HTMLResponse:
     # Pages are forgiving: a malformed number is ignored rather than refused (the API answers 422); the
     # bounds are the API's (access_portal.limits).
@@ -252,41 +254,89 @@ async def search_page(
         page=_int(page) or 1,
         size=_int(size) or 20,
     )
-    return await run_blocking(_search_page, request, settings, backend, query)
+    return await run_blocking(_search_page, request, settings, backend, query, scope)
+
+
+def _with_scope(url: str, scope: str | None) -> str:
+    """A search link that keeps an explicit ``scope`` (本馆 / 全省) the visitor chose."""
+    if scope not in ("local", "region"):
+        return url
+    return url + ("&" if "?" in url else "?") + f"scope={scope}"
 
 
 def _search_page(
-    request: Request, settings: Settings, backend: SearchBackend, query: SearchQuery
+    request: Request, settings: Settings, backend: SearchBackend, query: SearchQuery, scope: str | None
 ) -> HTMLResponse:
-    """The search, the catalogue re-check and the rendering: the blocking part of the page, in one go."""
+    """The search, the catalogue re-check and the rendering: the blocking part of the page, in one go.
+    ``scope`` region (the default on a node with peers) asks every peer too (:mod:`access_portal.regional`)."""
+    ctx = regional.node_context(settings)
+    chosen = scope if scope in ("local", "region") else ctx.default_scope
     with db.read_session(settings) as session:
-        found = services.public_search(session, backend, query)
         archives = services.archive_names(session)
+        found = (
+            None
+            if chosen == "region" and ctx.identity is not None
+            else services.public_search(session, backend, query)
+        )
     # Labels are worked out here, not by template macros (~100 of them a page cost more than the rest).
     lang = resolve_lang(request)
     names = {a.code: a.name_en if lang == "en" and a.name_en else a.name_zh for a in archives.values()}
+    nodes: list[Any] = []
+    if found is None:
+        result = from_thread.run(
+            regional.regional_search, request.app.state.federation, settings, backend, ctx, query
+        )
+        out = regional.regional_out(result)
+        hits, facets, nodes = out.hits, result.facets, out.nodes
+        total, total_exact, pages = out.total, out.total_exact, out.pages
+        for code, a in ctx.peer_archives.items():
+            names.setdefault(
+                code, (a.get("name_en") if lang == "en" and a.get("name_en") else a.get("name_zh")) or code
+            )
+    else:
+        chosen = "local"
+        hits = [HitOut.of(h) for h in found.result.hits]
+        facets = found.result.facets
+        total, total_exact, pages = found.total, found.result.total_exact, found.pages
 
     def shown(facet: str, value: str) -> str:
         return names.get(value, value) if facet == "archive" else label(lang, facet, value)
 
-    filters = _active_filters(query, shown)
-    kept = query_params(replace(query, page=1))
+    keep = scope if scope in ("local", "region") else None
+    filters = [{**c, "url": _with_scope(c["url"], keep)} for c in _active_filters(query, shown)]
+    kept = query_params(replace(query, page=1)) + ([("scope", keep)] if keep else [])
+    facet_links = {
+        facet: [{**v, "url": _with_scope(v["url"], keep)} for v in values]
+        for facet, values in _facet_links(query, facets, shown).items()
+    }
+    base = query_params(replace(query, page=1))
     return render(
         request,
         "search.html",
         {
             "query": query,
-            "found": found,
-            "hits": [HitOut.of(h) for h in found.result.hits],
-            "facets": _facet_links(query, found.result.facets, shown),
+            "total": total,
+            "total_exact": total_exact,
+            "pages": pages,
+            "hits": hits,
+            "facets": facet_links,
             "archive_names": names,
             "filters": filters,
             "hidden": [(k, v) for k, v in kept if k not in ("q", "sort")],
-            "prev_url": _search_url(query, page=query.page - 1) if query.page > 1 else None,
-            "next_url": _search_url(query, page=query.page + 1) if query.page < found.pages else None,
-            "clear_url": "/search?" + urlencode({"q": query.q}) if filters else None,
+            "prev_url": _with_scope(_search_url(query, page=query.page - 1), keep)
+            if query.page > 1
+            else None,
+            "next_url": _with_scope(_search_url(query, page=query.page + 1), keep)
+            if query.page < pages
+            else None,
+            "clear_url": _with_scope("/search?" + urlencode({"q": query.q}), keep) if filters else None,
+            "scope": chosen,
+            "has_peers": bool(ctx.peers),
+            "scope_urls": {sc: "/search?" + urlencode([*base, ("scope", sc)]) for sc in ("local", "region")},
+            "nodes": nodes,
+            "missing": [n for n in nodes if n.status != "ok"],
         },
-        switch_params=query_params(query),
+        switch_params=query_params(query) + ([("scope", keep)] if keep else []),
     )
 
 

@@ -40,7 +40,7 @@ def q(text: str = "", **kw: object) -> SearchQuery:
 
 
 GD1 = "GD/GD-001-1995-永久-0001"  # 关于珠江三角洲经济区规划的通知 (PDF)
-GD3 = "GD/GD-002-1998-永久-0003"  # 黄埔港码头照片 (TIFF + JPEG)
+GD3 = "GD/GD-002-1998-永久-0003"  # 黄埔港码头照片档案 (TIFF + JPEG)
 GZ1 = "GZ/GZ-010-1985-永久-0001"  # 广州市城市总体规划（1984—2000年）说明 (DOCX)
 GZ2 = "GZ/GZ-020-1999-30年-0002"  # 广州市主要经济指标（1999年） (CSV)
 TH1 = "GZ-TH/TH-001-1987-Y-0001"  # 天河体育中心建设报告 (PDF + TIFF)
@@ -55,6 +55,7 @@ DEMO_CASES: list[Case] = [
     Case("2 chars 天河 titles first", q("天河"), "top", (TH1, TH2), ("zh2", "rank")),
     Case("2 chars 天河 also keyword", q("天河"), "exact", (TH1, TH2, GZ1), ("zh2",)),
     Case("2 chars 黄埔", q("黄埔"), "exact", (GD3,), ("zh2",)),
+    Case("2 chars 档案 (the README's example)", q("档案"), "exact", (GD1, GD3, GZ1), ("zh2",)),
     Case("3+ chars 珠江三角洲", q("珠江三角洲"), "first", (GD1,), ("zh3",)),
     Case("3+ chars 天河体育中心", q("天河体育中心"), "exact", (TH1,), ("zh3",)),
     Case("3+ chars 经济指标", q("经济指标"), "exact", (GZ2,), ("zh3",)),

@@ -1,14 +1,14 @@
 """oai: the last public change of a record (OAI-PMH datestamps, deleted records) and the harvested catalogue
 
 Revision ID: 0003_oai
-Revises: 0001
+Revises: 0002_federation
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0003_oai'
-down_revision = '0001'  # the integrator chains this after 0002_federation
+down_revision = '0002_federation'  # chained after federation's migration when the branches met
 branch_labels = None
 depends_on = None
 
