@@ -31,11 +31,14 @@ queries do not rescan.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import html
 import json
+import operator
 import sqlite3
 import threading
+import time
 import zlib
 from array import array
 from collections import Counter, OrderedDict
@@ -163,20 +166,22 @@ CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
 
 def tokens(text: str | None, uni: set[str] | None = None) -> list[str]:
     """Index tokens of ``text``: bigrams for CJK runs, whole words otherwise; CJK characters go to ``uni``."""
+    return _split(normalise(text), uni) if text else []
+
+
+def _split(folded: str, uni: set[str] | None) -> list[str]:
+    """:func:`tokens` of text already normalised."""
     out: list[str] = []
-    if not text:
-        return out
-    for m in TOKEN.finditer(normalise(text)):
-        run = m.group(1)
-        if run is None:
-            out.append(m.group(2))
+    for run, word in TOKEN.findall(folded):
+        if not run:
+            out.append(word)
             continue
         if uni is not None:
             uni.update(run)
         if len(run) == 1:
             out.append(run)
         else:
-            out.extend(run[i : i + 2] for i in range(len(run) - 1))
+            out += map(operator.add, run, run[1:])
     return out
 
 
@@ -185,12 +190,21 @@ def fts_values(doc: RecordDoc) -> tuple[str, ...]:
     meta_chars: set[str] = set()
     text_chars: set[str] = set()
     body = "\n".join(filter(None, [doc.description, *doc.keywords]))
+    fields = [doc.archival_code, doc.title, doc.creator or "", body, doc.text]
+    joined = "\0".join(fields)
+    # One normalisation for the five texts: NUL is a starter that NFKC and case folding keep and nothing
+    # composes with, so the joined text folds field by field (a field holding NUL itself: one by one).
+    if joined.count("\0") == len(fields) - 1:
+        fields = normalise(joined).split("\0")
+    else:
+        fields = [normalise(f) for f in fields]
+    code, title, creator, body, text = fields
     return (
-        " ".join(tokens(doc.archival_code, meta_chars)),
-        " ".join(tokens(doc.title, meta_chars)),
-        " ".join(tokens(doc.creator, meta_chars)),
-        " ".join(tokens(body, meta_chars)),
-        " ".join(tokens(doc.text, text_chars)),
+        " ".join(_split(code, meta_chars)),
+        " ".join(_split(title, meta_chars)),
+        " ".join(_split(creator, meta_chars)),
+        " ".join(_split(body, meta_chars)),
+        " ".join(_split(text, text_chars)),
         " ".join(sorted(meta_chars)),
         " ".join(sorted(text_chars)),
     )
@@ -227,12 +241,25 @@ def match_expression(parsed: ParsedQuery) -> str | None:
 
 
 class EmbeddedBackend:
-    """SearchBackend on SQLite FTS5. Thread-safe: a connection per thread; writers queue on SQLite's lock."""
+    """SearchBackend on SQLite FTS5. Thread-safe: a connection per thread; writers queue on SQLite's lock.
+
+    ``durable=False`` is for a side file built from scratch and then copied into a live index with
+    :meth:`replace_with` (a rebuild, a full harvest): no write-ahead log and no fsync (``journal_mode =
+    MEMORY``, ``synchronous = OFF``), so a crash can leave it corrupt — it is thrown away, never served.
+    """
 
     name = "embedded"
 
-    def __init__(self, path: Path, *, scan_limit: int = SCAN_LIMIT, rank_limit: int = RANK_LIMIT) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        scan_limit: int = SCAN_LIMIT,
+        rank_limit: int = RANK_LIMIT,
+        durable: bool = True,
+    ) -> None:
         self.path = Path(path)
+        self.durable = durable
         self.scan_limit = scan_limit
         self.rank_limit = rank_limit
         self._local = threading.local()
@@ -251,9 +278,14 @@ class EmbeddedBackend:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             con.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
-            con.execute("PRAGMA journal_mode = WAL")
-            # FULL: the indexer marks outbox rows done after our commit, so a commit must survive power loss.
-            con.execute("PRAGMA synchronous = FULL")
+            if self.durable:
+                con.execute("PRAGMA journal_mode = WAL")
+                # FULL: the indexer marks outbox rows done after our commit, so a commit must survive power
+                # loss.
+                con.execute("PRAGMA synchronous = FULL")
+            else:
+                con.execute("PRAGMA journal_mode = MEMORY")
+                con.execute("PRAGMA synchronous = OFF")
             con.execute("PRAGMA temp_store = MEMORY")
             con.execute("PRAGMA cache_size = -65536")
             con.execute("PRAGMA mmap_size = 268435456")
@@ -288,6 +320,33 @@ class EmbeddedBackend:
         if con is not None:
             con.close()
             self._local.con = None
+
+    def replace_with(self, built: Path) -> None:
+        """Make this index a copy of the index file ``built`` (a side file: closed, never served), with
+        SQLite's online backup API in one write transaction: readers in WAL mode keep their snapshot until
+        it commits and see the new index after; the live file is never renamed under open connections
+        (renaming a WAL database under live readers can pair it with the wrong ``-wal`` file). The copy
+        gets a new generation number, so every process's result cache is stale."""
+        if not Path(built).is_file():  # connecting would create an empty index and copy that
+            raise SearchError(variant="copy_missing", built=built, path=self.path)
+        self.ensure_ready()  # the live file exists and has our schema
+        source = sqlite3.connect(built, isolation_level=None)
+        target = sqlite3.connect(self.path, timeout=BUSY_MS / 1000)
+        try:
+            source.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(time.time_ns()),))
+            source.backup(target)
+        except sqlite3.Error as exc:
+            raise SearchError(variant="copy_failed", built=built, path=self.path, reason=exc) from exc
+        finally:
+            target.close()
+            source.close()
+
+    def remove_files(self) -> None:
+        """Close and delete this index's files (a side file that was copied or is being thrown away)."""
+        self.close()
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(str(self.path) + suffix).unlink()
 
     def _prepare(self, con: sqlite3.Connection) -> None:
         con.execute("BEGIN IMMEDIATE")
@@ -344,50 +403,66 @@ class EmbeddedBackend:
             raise SearchError(variant="unusable", path=self.path, reason=exc) from exc
 
     def index(self, docs: Iterable[RecordDoc]) -> int:
+        """Add or replace ``docs`` in one transaction, a statement per table for the whole batch (a document
+        given twice is stored as its last version)."""
         batch = require_public(docs)
         if not batch:
             return 0
+        latest = list({doc.id: doc for doc in batch}.values())
         with self._write() as con:
-            for doc in batch:
-                old = con.execute("SELECT rowid FROM docs WHERE id = ?", (doc.id,)).fetchone()
-                if old:
-                    self._remove(con, old[0])
-                self._insert(con, doc)
+            ids = [doc.id for doc in latest]
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                old = con.execute(f"SELECT rowid FROM docs WHERE id IN ({_marks(chunk)})", chunk).fetchall()
+                for (rowid,) in old:
+                    self._remove(con, rowid)
+            self._insert(con, latest)
         return len(batch)
 
-    def _insert(self, con: sqlite3.Connection, doc: RecordDoc) -> None:
-        cur = con.execute(
-            "INSERT INTO docs (id, code_key, archive, archival_code, title, creator, date_text, date_start, "
-            "date_end, level, fonds, retention, language, description, keywords, formats, puids, "
-            "text_truncated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                doc.id, code_key(doc.archival_code), doc.archive, doc.archival_code, doc.title, doc.creator,
-                doc.date_text, _iso(doc.date_start), _iso(doc.date_end), doc.archive_level, doc.fonds,
-                doc.retention, doc.language, doc.description,
-                json.dumps(list(doc.keywords), ensure_ascii=False),
-                json.dumps(list(doc.formats), ensure_ascii=False),
-                json.dumps(list(doc.puids)),
-                int(doc.text_truncated),
-            ),
-        )  # fmt: skip
-        rowid = cur.lastrowid
-        con.execute(
+    def _insert(self, con: sqlite3.Connection, batch: Sequence[RecordDoc]) -> None:
+        first = int(con.execute("SELECT coalesce(max(rowid), 0) + 1 FROM docs").fetchone()[0])
+        docs: list[tuple[Any, ...]] = []
+        facets: list[tuple[Any, ...]] = []
+        formats: list[tuple[str, int]] = []
+        texts: list[tuple[int, bytes]] = []
+        fts: list[tuple[Any, ...]] = []
+        bumps: Counter[tuple[str, str]] = Counter()
+        for rowid, doc in enumerate(batch, first):
+            start = _iso(doc.date_start)
+            names = sorted(set(doc.formats))
+            docs.append(
+                (
+                    rowid, doc.id, code_key(doc.archival_code), doc.archive, doc.archival_code, doc.title,
+                    doc.creator, doc.date_text, start, _iso(doc.date_end), doc.archive_level, doc.fonds,
+                    doc.retention, doc.language, doc.description,
+                    _json_list(doc.keywords), _json_list(doc.formats), _json_list(doc.puids),
+                    int(doc.text_truncated),
+                )
+            )  # fmt: skip
+            facets.append(
+                (rowid, doc.archive, doc.archive_level, doc.fonds, doc.decade, doc.retention, doc.year_start,
+                 doc.year_end, start or "", start or "~", FORMAT_SEP.join(names))
+            )  # fmt: skip
+            bumps.update(_facet_values(doc, names))
+            formats += [(v, rowid) for v in {*doc.formats, *doc.puids}]
+            if doc.text:
+                texts.append((rowid, zlib.compress(doc.text.encode(), 6)))
+            fts.append((rowid, *fts_values(doc)))
+        con.executemany(
+            "INSERT INTO docs (rowid, id, code_key, archive, archival_code, title, creator, date_text, "
+            "date_start, date_end, level, fonds, retention, language, description, keywords, formats, puids, "
+            "text_truncated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            docs,
+        )
+        con.executemany(
             "INSERT INTO facets (rowid, archive, level, fonds, decade, retention, year_start, year_end, "
             "date_sort, date_asc, formats) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (rowid, doc.archive, doc.archive_level, doc.fonds, doc.decade, doc.retention, doc.year_start,
-             doc.year_end, _iso(doc.date_start) or "", _iso(doc.date_start) or "~", FORMAT_SEP.join(sorted(set(doc.formats)))),
-        )  # fmt: skip
-        self._bump(con, doc, +1)
-        con.executemany(
-            "INSERT OR IGNORE INTO formats (value, rowid) VALUES (?, ?)",
-            [(v, rowid) for v in {*doc.formats, *doc.puids}],
+            facets,
         )
-        if doc.text:
-            con.execute(
-                "INSERT INTO texts (rowid, body) VALUES (?, ?)", (rowid, zlib.compress(doc.text.encode(), 6))
-            )
-        con.execute(self._fts_insert, (rowid, *fts_values(doc)))
+        self._bump(con, bumps)
+        con.executemany("INSERT OR IGNORE INTO formats (value, rowid) VALUES (?, ?)", formats)
+        con.executemany("INSERT INTO texts (rowid, body) VALUES (?, ?)", texts)
+        con.executemany(self._fts_insert, fts)
 
     def _load(self, con: sqlite3.Connection, rowid: int) -> RecordDoc:
         row = con.execute(
@@ -407,19 +482,16 @@ class EmbeddedBackend:
         )  # fmt: skip
 
     @staticmethod
-    def _bump(con: sqlite3.Connection, doc: RecordDoc, delta: int) -> None:
-        values = [("archive", doc.archive), ("level", doc.archive_level), ("fonds", doc.fonds),
-                  ("year", doc.decade), ("retention", doc.retention),
-                  *(("format", f) for f in sorted(set(doc.formats)))]  # fmt: skip
+    def _bump(con: sqlite3.Connection, deltas: Counter[tuple[str, str]]) -> None:
         con.executemany(
             "INSERT INTO facet_counts (facet, value, n) VALUES (?, ?, ?) "
             "ON CONFLICT (facet, value) DO UPDATE SET n = n + excluded.n",
-            [(facet, value, delta) for facet, value in values if value is not None],
+            [(facet, value, n) for (facet, value), n in deltas.items()],
         )
 
     def _remove(self, con: sqlite3.Connection, rowid: int) -> None:
         doc = self._load(con, rowid)
-        self._bump(con, doc, -1)
+        self._bump(con, Counter({k: -1 for k in _facet_values(doc, sorted(set(doc.formats)))}))
         con.execute(self._fts_delete, (rowid, *fts_values(doc)))
         for table in ("docs", "facets", "texts"):
             con.execute(f"DELETE FROM {table} WHERE rowid = ?", (rowid,))
@@ -767,6 +839,17 @@ class EmbeddedBackend:
         if query is None:
             return int(self._conn().execute("SELECT count(*) FROM docs").fetchone()[0])
         return self.search(SearchQuery(**{**_fields(query), "size": 1, "highlight": False})).total
+
+
+def _facet_values(doc: RecordDoc, formats: Iterable[str]) -> list[tuple[str, str]]:
+    """The ``facet_counts`` keys a document counts in (``formats``: its format names, sorted and distinct)."""
+    values = [("archive", doc.archive), ("level", doc.archive_level), ("fonds", doc.fonds),
+              ("year", doc.decade), ("retention", doc.retention), *(("format", f) for f in formats)]  # fmt: skip
+    return [(facet, value) for facet, value in values if value is not None]
+
+
+def _json_list(values: Sequence[str]) -> str:
+    return json.dumps(list(values), ensure_ascii=False) if values else "[]"
 
 
 def _marks(values: Sequence[Any]) -> str:

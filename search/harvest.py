@@ -16,8 +16,15 @@ Choices:
   harvest (so a record changed while a harvest ran is fetched again next time, never lost); ``--full``
   harvests everything and then drops what the peer no longer lists. Deleted records
   (``status="deleted"``, the provider's ``deletedRecord=persistent``) leave the copy at the next harvest.
-  A failed harvest changes nothing of the next ``from``; the pages it stored are kept (each page is one
-  transaction, and applying a page twice is harmless).
+  A failed harvest changes nothing of the next ``from``; the rows of the pages it stored are kept (each
+  page is one transaction, and applying a page twice is harmless).
+- **A full harvest rebuilds the copy's index** rather than updating it: the pages go into a side file
+  (``source-N.sqlite3.full-PID``) written without journal or fsync — it is rebuildable from the origin, and
+  nothing reads it — which replaces the index in one transaction at the end (SQLite's backup API, as
+  ``archive reindex`` does). A full harvest that fails or dies half-way leaves the index as it was and its
+  side file is thrown away (if the process died, it stays behind until a full harvest run by a process of
+  the same id removes it: delete ``*.full-PID`` files of dead processes by hand). Pages are fetched and parsed
+  while two worker threads store the ones before, rows and index (up to :data:`DEPTH` pages ahead).
 - **Where the copy lives.** The rows in the catalogue database (``harvested_records``, with the origin and
   the harvest time of each record), and one embedded search index (SQLite FTS5, the same backend as the
   node's own default index) per origin under ``$ARCHIVE_HOME/harvest/`` — never in the node's own index,
@@ -30,11 +37,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import multiprocessing
+import os
 import re
 import time
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import quote, urlsplit
@@ -59,6 +67,8 @@ NATIVE = "pearl_archive"
 _LEVELS = ("province", "city", "county")
 _DATE = re.compile(r"^(\d{4})(?:-?(\d{2})(?:-?(\d{2}))?)?$")
 _HARVESTED = cast("Table", HarvestedRecord.__table__)
+#: Pages handed to the storing worker and not yet stored, at most: the fetcher runs this far ahead.
+DEPTH = 2
 
 #: What :func:`catalogue_search` takes: the existing search interface's query (:class:`SearchQuery`).
 SearchParams = SearchQuery
@@ -241,12 +251,26 @@ class Page:
 
 
 def parse_page(content: bytes, prefix: str) -> Page:
+    return read_page(_xml(content), prefix)
+
+
+def _xml(content: bytes) -> etree._Element:
     try:
-        root = etree.fromstring(
+        return etree.fromstring(
             content, etree.XMLParser(no_network=True, resolve_entities=False, huge_tree=True)
         )
     except etree.XMLSyntaxError as exc:
         raise HarvestError(variant="not_xml", reason=exc) from None
+
+
+def _token(root: etree._Element) -> str | None:
+    """The resumption token of a ListRecords answer, if any (read before the rest of the page)."""
+    token = root.find(f"{OAI}ListRecords/{OAI}resumptionToken")
+    text = (token.text or "").strip() if token is not None else ""
+    return text or None
+
+
+def read_page(root: etree._Element, prefix: str) -> Page:
     if root.tag != f"{OAI}OAI-PMH":
         raise HarvestError(variant="not_oai")
     page = Page(response_date=(root.findtext(f"{OAI}responseDate") or "").strip())
@@ -279,9 +303,7 @@ def parse_page(content: bytes, prefix: str) -> Page:
             log.warning("skipping %s: no archive or archival code in its metadata", identifier)
             continue
         page.live.append((identifier, stamp, fields))
-    token = body.find(f"{OAI}resumptionToken")
-    if token is not None and token.text and token.text.strip():
-        page.token = token.text.strip()
+    page.token = _token(root)
     return page
 
 
@@ -339,38 +361,52 @@ def _choose_prefix(client: httpx.Client, base: str) -> str:
     raise HarvestError(variant="no_format", url=base, native=NATIVE)
 
 
+def _fetch(client: httpx.Client, url: str, params: dict[str, str]) -> etree._Element:
+    return _xml(_get(client, url, params))
+
+
 def _pages(
     client: httpx.Client, base: str, prefix: str, set_spec: str | None, start: str | None
 ) -> Iterator[Page]:
+    """The pages of the list. A fetcher thread asks for each page as soon as the one before gave its
+    resumption token, so the peer prepares the next page while this one is read and stored."""
     params = {"verb": "ListRecords", "metadataPrefix": prefix}
     if set_spec:
         params["set"] = set_spec
     if start:
         params["from"] = start
-    while True:
-        page = parse_page(_get(client, base, params), prefix)
-        yield page
-        if not page.token:
-            return
-        params = {"verb": "ListRecords", "resumptionToken": page.token}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvest-fetch") as fetcher:
+        answer = fetcher.submit(_fetch, client, base, params)
+        while True:
+            root = answer.result()
+            token = _token(root)
+            if token:
+                answer = fetcher.submit(
+                    _fetch, client, base, {"verb": "ListRecords", "resumptionToken": token}
+                )
+            page = read_page(root, prefix)
+            yield page
+            if not page.token:
+                return
 
 
-def _apply(settings: Settings, source_id: int, page: Page, index: EmbeddedBackend, now: dt.datetime) -> int:
-    """One page into the copy: rows and index together (rows first; both are upserts, so a retry heals)."""
+def _store_rows(settings: Settings, source_id: int, page: Page, now: dt.datetime) -> list[str]:
+    """One page's rows (upserts, one transaction); the index ids of the records it lists as deleted that
+    the copy held. The page's index writes run beside it (:func:`_store_index`): rows and index are both
+    upserts, so a retry heals, and a hit whose row is missing is not shown."""
     gone = page.deleted + [i for i, _, _ in page.live]
     deleted = set(page.deleted)
     removed_docs: list[str] = []
     with db.write_session(settings) as s:
         conn = s.connection()
-        removed = 0
         for chunk in _chunks(gone, 500):
-            old = conn.execute(
-                select(_HARVESTED.c.identifier, _HARVESTED.c.doc_id).where(
-                    _HARVESTED.c.source_id == source_id, _HARVESTED.c.identifier.in_(chunk)
-                )
-            ).all()
-            removed_docs += [d for i, d in old if i in deleted]
-            removed += sum(1 for i, _ in old if i in deleted)
+            if deleted:
+                old = conn.execute(
+                    select(_HARVESTED.c.identifier, _HARVESTED.c.doc_id).where(
+                        _HARVESTED.c.source_id == source_id, _HARVESTED.c.identifier.in_(chunk)
+                    )
+                ).all()
+                removed_docs += [d for i, d in old if i in deleted]
             conn.execute(
                 delete(_HARVESTED).where(
                     _HARVESTED.c.source_id == source_id, _HARVESTED.c.identifier.in_(chunk)
@@ -391,11 +427,19 @@ def _apply(settings: Settings, source_id: int, page: Page, index: EmbeddedBacken
                     for ident, stamp, f in page.live
                 ],
             )
+    return removed_docs
+
+
+def _store_index(source_id: int, page: Page, rows: Future[list[str]]) -> int:
+    """One page into the index pages go into; the number of records it removed from the copy (those the
+    page lists as deleted, known once its rows are stored)."""
+    index = _OPEN[source_id]
+    removed_docs = rows.result() if page.deleted else []
     if removed_docs:
         index.delete(removed_docs)
     if page.live:
         index.index(to_doc(f) for _, _, f in page.live)
-    return removed
+    return len(removed_docs)
 
 
 def _chunks(items: list[str], n: int) -> Iterator[list[str]]:
@@ -403,28 +447,47 @@ def _chunks(items: list[str], n: int) -> Iterator[list[str]]:
         yield items[i : i + n]
 
 
-#: The copy's index per source, in the process (thread or child) that stores pages.
+#: The index pages are stored into, per source, in the process (thread or child) that stores pages: the
+#: copy's index itself (incremental), or a side file that replaces it at the end (full).
 _OPEN: dict[int, EmbeddedBackend] = {}
 
 
-def _store_open(settings: Settings, source_id: int) -> None:
-    index = _OPEN.get(source_id) or index_for(settings, source_id)
+def _side_index(settings: Settings, source_id: int) -> EmbeddedBackend:
+    live = index_for(settings, source_id).path
+    return EmbeddedBackend(live.with_name(f"{live.name}.full-{os.getpid()}"), durable=False)
+
+
+def _store_open(settings: Settings, source_id: int, full: bool) -> int:
+    index = _side_index(settings, source_id) if full else index_for(settings, source_id)
+    if full:
+        index.remove_files()  # left by a run that died half-way
     index.ensure_ready()
     _OPEN[source_id] = index
-
-
-def _store_page(settings: Settings, source_id: int, page: Page, now: dt.datetime) -> int:
-    return _apply(settings, source_id, page, _OPEN[source_id], now)
+    return 0
 
 
 def _store_drop_unseen(settings: Settings, source_id: int, seen: set[str]) -> int:
     return _drop_unseen(settings, source_id, seen, _OPEN[source_id])
 
 
-def _store_close(settings: Settings, source_id: int) -> None:
+def _store_close(settings: Settings, source_id: int, full: bool, ok: bool) -> None:
+    """Close the index pages went into; after a full harvest, copy the side file into the copy's index if
+    the harvest succeeded, and delete it in any case (a failed full harvest leaves the index as it was)."""
     index = _OPEN.pop(source_id, None)
-    if index is not None:
-        index.close()
+    if index is None:
+        return
+    index.close()
+    if not full:
+        return
+    try:
+        if ok:
+            live = index_for(settings, source_id)
+            try:
+                live.replace_with(index.path)
+            finally:
+                live.close()
+    finally:
+        index.remove_files()
 
 
 def harvest_source(
@@ -449,44 +512,46 @@ def harvest_source(
     http = client or httpx.Client(timeout=settings.harvest_timeout, follow_redirects=False)
     first_date: str | None = None
     seen: set[str] = set()
-    # Pages are stored by one worker while the next page is fetched and parsed, in page order; the worker
-    # owns the copy's index. A full harvest (the big one) stores in a child process, so that tokenising for
-    # the index does not share one core (the GIL) with parsing; an incremental one in a thread.
-    # (A Celery prefork child is a daemon process, which may not have children: a thread there.)
-    store: Executor = (
-        ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        if full and not multiprocessing.current_process().daemon
-        else ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvest-store")
-    )
-    pending: Future[int] | None = None
+    # While the next pages are fetched and parsed, one worker thread stores each page's rows and another its
+    # index entries, each in page order; the index worker owns the index pages go into. Both spend much of
+    # their time in SQLite, which releases the GIL. (A child process for storing cost more than it saved
+    # once storing got cheap: spawning it re-imports the project, ~1 CPU-second, and every page is pickled.)
+    rows = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvest-rows")
+    store = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvest-index")
+    pending: deque[tuple[Future[list[str]] | None, Future[int]]] = deque()
+    stored = False
     try:
-        store.submit(_store_open, settings, source_id).result()
+        pending.append((None, store.submit(_store_open, settings, source_id, full)))
         prefix = prefix or _choose_prefix(http, base)
         for page in _pages(http, base, prefix, set_spec, None if full else start):
             report.pages += 1
             first_date = first_date or page.response_date
             if page.no_records:
                 break
-            if pending is not None:
-                report.removed += pending.result()
-            pending = store.submit(_store_page, settings, source_id, page, utcnow())
+            while len(pending) >= DEPTH:
+                report.removed += _wait(pending.popleft())
+            rows_done = rows.submit(_store_rows, settings, source_id, page, utcnow())
+            pending.append((rows_done, store.submit(_store_index, source_id, page, rows_done)))
             report.added += len(page.live)
             if full:
                 seen.update(i for i, _, _ in page.live)
-        if pending is not None:
-            report.removed += pending.result()
-            pending = None
+        while pending:
+            report.removed += _wait(pending.popleft())
         if full:
             report.removed += store.submit(_store_drop_unseen, settings, source_id, seen).result()
+        stored = True
     except HarvestError as exc:
         report.status, report.error = "error", exc.en
     finally:
-        if pending is not None:
-            pending.result()
-        store.submit(_store_close, settings, source_id).result()
-        store.shutdown()
-        if own:
-            http.close()
+        try:
+            while pending:
+                _wait(pending.popleft())
+        finally:  # the worker stores what is queued before it closes, so close even if a page failed
+            store.submit(_store_close, settings, source_id, full, stored).result()
+            store.shutdown()
+            rows.shutdown()
+            if own:
+                http.close()
     report.seconds = time.perf_counter() - t0
     with db.write_session(settings) as s:
         source = s.get(HarvestSource, source_id)
@@ -506,6 +571,13 @@ def harvest_source(
         )
         report.records = source.record_count
     return report
+
+
+def _wait(stored: tuple[Future[list[str]] | None, Future[int]]) -> int:
+    rows_done, index_done = stored
+    if rows_done is not None:
+        rows_done.result()
+    return index_done.result()
 
 
 def _drop_unseen(settings: Settings, source_id: int, seen: set[str], index: EmbeddedBackend) -> int:

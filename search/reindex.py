@@ -20,10 +20,10 @@ Elasticsearch — the pattern of warehouse's ``search/tasks.py``:
 Searches go through the alias throughout, so they never fail and never see an empty or half-built index.
 
 Embedded index (SQLite): the new index is built in a side file next to ``search.sqlite3`` (deleted on any
-error), then copied over the live database with SQLite's online backup API in one write transaction.
-Readers in WAL mode keep their snapshot until it commits and see the new index after; the file is never
-renamed under open connections (renaming a WAL database under live readers can pair it with the wrong
-``-wal`` file). The copied index gets a new generation number, so every process's result cache is stale.
+error; written without journal or fsync, as nothing reads it), then copied over the live database with
+SQLite's online backup API in one write transaction (:meth:`EmbeddedBackend.replace_with`). Readers in WAL
+mode keep their snapshot until it commits and see the new index after; the file is never renamed under open
+connections. The copied index gets a new generation number, so every process's result cache is stale.
 A file lock (``search.sqlite3.reindex-lock``) keeps two reindexes apart. Then the same catch-up as above.
 
 Documents come from the catalogue exactly as the indexer builds them (text from the OCFL files, capped by
@@ -37,7 +37,6 @@ import contextlib
 import datetime as dt
 import fcntl
 import os
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -347,12 +346,6 @@ def file_lock(path: Path, timeout: float) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def _remove_side_files(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        with contextlib.suppress(FileNotFoundError):
-            Path(str(path) + suffix).unlink()
-
-
 def _reindex_embedded(
     backend: EmbeddedBackend,
     docs: Iterable[RecordDoc],
@@ -361,25 +354,14 @@ def _reindex_embedded(
 ) -> ReindexReport:
     live = backend.path
     with file_lock(live.with_name(live.name + ".reindex-lock"), lock_timeout):
-        side = live.with_name(f"{live.name}.rebuild-{os.getpid()}")
-        _remove_side_files(side)
+        fresh = EmbeddedBackend(live.with_name(f"{live.name}.rebuild-{os.getpid()}"), durable=False)
+        fresh.remove_files()
         report = ReindexReport(backend.name, str(live))
-        fresh = EmbeddedBackend(side)
         try:
             fresh.ensure_ready()
             report.indexed = _load(fresh.index, docs, on_progress)
             fresh.close()
-            backend.ensure_ready()  # the live file exists and has our schema
-            source = sqlite3.connect(side, isolation_level=None)
-            target = sqlite3.connect(live, timeout=60)
-            try:
-                # a generation no process has cached results for
-                source.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(time.time_ns()),))
-                source.backup(target)
-            finally:
-                target.close()
-                source.close()
+            backend.replace_with(fresh.path)
         finally:
-            fresh.close()
-            _remove_side_files(side)
+            fresh.remove_files()
     return report

@@ -77,6 +77,39 @@ def test_deleting_keeps_the_fts_index_consistent(tmp_path: Path) -> None:
     assert backend.search(SearchQuery()).facets["archive"] == {"GD": 2, "GZ-TH": 2}
 
 
+def test_a_batch_stores_the_last_version_of_a_document_given_twice(tmp_path: Path) -> None:
+    backend = EmbeddedBackend(tmp_path / "search.sqlite3")
+    backend.index(CORPUS)
+    first, *rest = CORPUS
+    again = doc(first.archival_code, "珠江口航道疏浚", first.archive, year=1975)
+    assert backend.index([first, again, *rest[:2]]) == 4
+    assert backend.count() == len(CORPUS)
+    assert backend.search(SearchQuery(q="航道")).total == 1
+    con = sqlite3.connect(tmp_path / "search.sqlite3")
+    con.execute("INSERT INTO fts (fts, rank) VALUES ('integrity-check', 1)")
+    # the facet summary (browse without filters) counts each document once, at its last version
+    fresh = EmbeddedBackend(tmp_path / "fresh.sqlite3")
+    fresh.index([again, *rest])
+    assert backend.search(SearchQuery()).facets == fresh.search(SearchQuery()).facets
+    assert backend.search(SearchQuery(year_from=1975, year_to=1975)).total == 1
+
+
+def test_a_side_file_is_unjournalled_and_replaces_the_live_index(tmp_path: Path) -> None:
+    live = EmbeddedBackend(tmp_path / "search.sqlite3")
+    live.index(CORPUS[:2])
+    reader = EmbeddedBackend(tmp_path / "search.sqlite3")
+    assert reader.count() == 2  # an open connection while the index is replaced
+    side = EmbeddedBackend(tmp_path / "side.sqlite3", durable=False)
+    side.index(CORPUS)
+    assert side._conn().execute("PRAGMA journal_mode").fetchone()[0] == "memory"
+    side.close()
+    live.replace_with(side.path)
+    side.remove_files()
+    assert not list(tmp_path.glob("side.sqlite3*"))
+    assert reader.count() == len(CORPUS) and reader.search(SearchQuery(q="黄埔港")).total == 1
+    assert sqlite3.connect(live.path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 def test_scan_limit_makes_the_total_a_lower_bound(tmp_path: Path) -> None:
     backend = EmbeddedBackend(tmp_path / "search.sqlite3", scan_limit=5, rank_limit=3)
     backend.index([doc(f"GZ-001-1990-永久-{i:04d}", f"档案 第{i}号") for i in range(12)])

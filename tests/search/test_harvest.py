@@ -126,3 +126,22 @@ def test_hourly_on_the_beat(home: Settings) -> None:
         and len(entry["schedule"].hour) == 24
     )
     assert tasks.app.tasks[HARVEST_TASK].name == tasks.harvest_catalogue.name == HARVEST_TASK
+
+
+def test_a_full_harvest_rebuilds_the_index_and_a_failed_one_keeps_it(home: Settings) -> None:
+    sid = source_id(home, "http://peer")
+    formats = httpx.Response(200, text=FORMATS)
+    assert harvest_source(home, sid, client=mock({"ListMetadataFormats": formats, "ListRecords": httpx.Response(200, text=DC_PAGE)})).status == "ok"  # fmt: skip
+    failed = mock({"ListMetadataFormats": formats, "ListRecords": httpx.Response(500, text="boom")})
+    assert harvest_source(home, sid, full=True, client=failed).status == "error"
+    answer = catalogue_search(home, "http://peer", SearchQuery(q="特区"))
+    assert answer is not None and answer.total == 1  # the index as it was before the failed run
+    moved = DC_PAGE.replace("SZ-1", "SZ-2").replace("深圳特区建设规划", "蛇口工业区")
+    client = mock({"ListMetadataFormats": formats, "ListRecords": httpx.Response(200, text=moved)})
+    report = harvest_source(home, sid, full=True, client=client)
+    assert (report.status, report.added, report.removed, report.records) == ("ok", 1, 1, 1)
+    gone = catalogue_search(home, "http://peer", SearchQuery(q="规划"))
+    found = catalogue_search(home, "http://peer", SearchQuery(q="蛇口"))
+    assert gone is not None and gone.total == 0
+    assert found is not None and [h["archival_code"] for h in found.hits] == ["SZ-2"]
+    assert not list(home.harvest_dir.glob("*.full-*"))  # no side file left behind
