@@ -318,8 +318,9 @@ def transfers(
             return
         table = new_table("transfer", "archive", "bag", "status", "records", "files", "problems")
         for r in rows:
-            codes = sorted({p["code"] for p in r["problems"]})
-            problems = f"{len(r['problems'])}: {', '.join(codes)}" if codes else ""
+            errors = {p["code"] for p in r["problems"]}
+            total = sum(n for code, n in r["problem_counts"].items() if code in errors)
+            problems = f"{total}: {', '.join(sorted(errors))}" if errors else ""
             table.add_row(
                 r["id"],
                 r["archive"] or "",
@@ -330,6 +331,9 @@ def transfers(
                 problems,
             )
         out.print(table)
+        for r in rows:
+            for more in r["more_problems"]:
+                out.print(f"{r['id']}: {more['message_zh']} / {more['message_en']}", highlight=False)
         if any(r["problems"] for r in rows):
             out.print("every problem with its message: archive transfers --json", highlight=False)
 

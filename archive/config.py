@@ -102,6 +102,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Digests recorded besides sha256 and sha512, e.g. ['sm3'] (comma-separated in the env).",
     )
+    problems_shown: int = Field(
+        default=20,
+        ge=1,
+        description="Problems of each code a transfer's record and output show; all are in its problem file.",
+    )
     hash_workers: int = Field(default=0, description="Threads that hash files; 0 means one per core.")
     tool_timeout: float = Field(default=120.0, description="Seconds any external tool may run.")
     open_after_years: int = Field(default=25, description="Archives Law art. 27: years until records open.")

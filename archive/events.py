@@ -19,10 +19,10 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from xml.etree import ElementTree as ET
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from archive.models import ChainHead, Event, utcnow
@@ -139,6 +139,45 @@ def append_events(session: Session, events: Sequence[NewEvent]) -> list[Event]:
     head.last_event_id = rows[-1].id
     head.last_hash = prev
     return rows
+
+
+def append_many(session: Session, events: Sequence[NewEvent], *, batch: int = 2000) -> None:
+    """:func:`append_events` for tens of thousands of events (an ingest's five per record): the same chain,
+    written with multi-row INSERTs instead of an ORM object per event."""
+    if not events:
+        return
+    head = _lock_head(session)
+    prev = head.last_hash
+    table = cast("Table", Event.__table__)
+    conn = session.connection()
+    last_id = head.last_event_id
+    for i in range(0, len(events), batch):
+        rows: list[dict[str, Any]] = []
+        for new in events[i : i + batch]:
+            h = chain_hash(prev, new)
+            rows.append(
+                {
+                    "identifier": new.identifier,
+                    "event_type": new.event_type,
+                    "occurred_at": new.occurred_at,
+                    "outcome": new.outcome,
+                    "detail": new.detail,
+                    "outcome_detail": new.outcome_detail,
+                    "agent": new.agent,
+                    "object_type": new.object_type,
+                    "object_id": new.object_id,
+                    "record_id": new.record_id,
+                    "transfer_id": new.transfer_id,
+                    "prev_hash": prev,
+                    "hash": h,
+                }
+            )
+            prev = h
+        ids = conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars()
+        last_id = list(ids)[-1]
+    head.last_event_id = last_id
+    head.last_hash = prev
+    session.flush()
 
 
 @dataclass

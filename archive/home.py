@@ -110,5 +110,7 @@ def recover_transfers(settings: Settings) -> list[Abandoned]:
         mark_interrupted=mark_interrupted,
     )
     if rolled:
-        store.recover()  # staging of the dead builders, half-finished versions
+        store.recover()  # staging of the dead builders, half-finished versions, the whole root
+    else:
+        store.sweep_staging()  # what a dead writer left in staging, even with nothing to roll back
     return rolled

@@ -107,8 +107,12 @@ class Transfer(Base):
     bag_name: Mapped[str] = mapped_column(String(255))
     fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)
     status: Mapped[str] = mapped_column(String(16), default=TransferStatus.received)
+    # A bounded account: the first few problems of each code (errors, warnings), the count of every code,
+    # and the file under ARCHIVE_HOME that holds them all (see ingest.problems.summarise).
     problems: Mapped[list[Any]] = mapped_column(default=list)
     warnings: Mapped[list[Any]] = mapped_column(default=list)
+    problem_counts: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    problem_file: Mapped[str | None] = mapped_column(Text)
     record_count: Mapped[int] = mapped_column(Integer, default=0)
     file_count: Mapped[int] = mapped_column(Integer, default=0)
     byte_count: Mapped[int] = mapped_column(BigInteger, default=0)

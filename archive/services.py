@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -181,7 +182,26 @@ def list_transfers(session: Session, limit: int = 100) -> Sequence[Transfer]:
     return session.execute(query.limit(limit)).scalars().all()
 
 
+def more_problems(
+    counts: Mapping[str, int], shown: Mapping[str, int], file: str | None
+) -> list[dict[str, Any]]:
+    """For each problem code counted more often than shown: how many more, in a zh/en sentence that says
+    where every one of them is."""
+    out = []
+    for code, n in sorted(counts.items()):
+        more = n - shown.get(code, 0)
+        if more > 0:
+            zh = f"另有 {more} 个 {code} 问题未列出" + (f"，全部见 {file}" if file else "")
+            en = f"and {more} more {code}" + (f"; every one is in {file}" if file else "")
+            out.append({"code": code, "count": more, "message_zh": zh, "message_en": en})
+    return out
+
+
 def transfer_summary(t: Transfer) -> dict[str, Any]:
+    """A transfer as listed: its problems bounded as stored (the first of each code), with the count of
+    every code, how many more there are, and the file that holds them all."""
+    shown = Counter(p["code"] for p in [*t.problems, *t.warnings])
+    counts = t.problem_counts or dict(shown)
     return {
         "id": t.id,
         "archive": t.archive.code if t.archive else None,
@@ -195,6 +215,9 @@ def transfer_summary(t: Transfer) -> dict[str, Any]:
         "finished_at": t.finished_at.isoformat() if t.finished_at else None,
         "problems": t.problems,
         "warnings": t.warnings,
+        "problem_counts": counts,
+        "more_problems": more_problems(counts, shown, t.problem_file),
+        "problem_file": t.problem_file,
         "timings": t.timings,
     }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -61,14 +61,26 @@ def _progress() -> Progress:
 
 def _print_problems(problems: list[Problem]) -> None:
     for p in problems:
-        colour = "red" if p.severity == "error" else "yellow"
-        where = f" {p.path}" if p.path else ""
-        dat = f" [dim](DA/T 70 {p.dat})[/]" if p.dat else ""
-        out.print(
-            f"[{colour}]{p.severity:>7} {p.code}[/]{where}{dat}\n          {p.message_zh}\n"
-            f"          {p.message_en}",
-            highlight=False,
-        )
+        _print_problem(p.as_dict())
+
+
+def _print_problem(p: dict[str, Any]) -> None:
+    colour = "red" if p["severity"] == "error" else "yellow"
+    where = f" {p['path']}" if p.get("path") else ""
+    dat = f" [dim](DA/T 70 {p['dat_70_2018']})[/]" if p.get("dat_70_2018") else ""
+    out.print(
+        f"[{colour}]{p['severity']:>7} {p['code']}[/]{where}{dat}\n          {p['message_zh']}\n"
+        f"          {p['message_en']}",
+        highlight=False,
+    )
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    """An ingest's problems as its record keeps them: the first of each code, then how many more."""
+    for p in [*summary["errors"], *summary["warnings"]]:
+        _print_problem(p)
+    for more in summary["more"]:
+        out.print(f"    … {more['message_zh']}\n      {more['message_en']}", highlight=False)
 
 
 def validate(
@@ -120,7 +132,7 @@ def ingest_cmd(
     if as_json:
         print_json(result.as_dict())
     else:
-        _print_problems(result.problems)
+        _print_summary(result.problem_summary())
         if result.stored:
             out.print(
                 f"[green]stored[/] transfer {result.transfer_id}: {len(result.records)} record(s), "

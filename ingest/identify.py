@@ -197,17 +197,15 @@ def _child_env() -> dict[str, str]:
 class _SiegfriedProcess:
     """A long-lived child process running Siegfried.
 
-    pygfried holds the GIL for the whole of a call (measured: a Python thread gets ~1 % of its speed while a
-    batch runs), so in-process Siegfried would stall the hashing and copying threads of an ingest. In a child
+    pygfried holds the GIL for the whole of a call, so in-process Siegfried would stall the hashing and copying threads of an ingest. In a child
     it runs beside them on the other cores; a hang is cut by a timeout and a crash costs one process, not the
     ingest. The child is started on first use and reused by later calls in the same process.
     """
 
     def __init__(self) -> None:
         env = _child_env()
-        # Go's heap grows to 1.5x (not 2x) its live data: ~20 MB less, same speed; and the runtime collects
-        # harder near 96 MiB (a soft limit): over 10,000 files of 10 GiB the child and its caller peaked at
-        # 156-157 MB instead of 175-180, in the same time and CPU
+        # Go's heap grows to 1.5x (not 2x) its live data, and the runtime collects harder near 96 MiB (a soft
+        # limit): less memory for the same time and CPU
         env.setdefault("GOGC", "50")
         env.setdefault("GOMEMLIMIT", "96MiB")
         self.process = subprocess.Popen(

@@ -1,92 +1,9 @@
 """Record metadata: which payload files make up which record (档案), and what is known about each.
 
-The convention
-==============
-
-A transfer describes its records in ``data/metadata/records.csv``. The folder ``data/metadata/`` is reserved:
-its files are part of the bag but belong to no record. Every other payload file must belong to exactly one
-record.
-
-One row per record. Headers may be Chinese or English (matched ignoring case, spaces, ``_``/``-``, a BOM and a
-trailing ``*`` that templates use to mark required columns):
-
-============================  =====================  ==================================================
-column                        also accepted          meaning
-============================  =====================  ==================================================
-``路径`` / ``path``            文件路径               file or folder under ``data/``, required; with or
-                                                     without the leading ``data/``
-``档号`` / ``archival_code``   —                      required; unique in the transfer
-``题名`` / ``title``           标题                   required
-``责任者`` / ``creator``       —
-``日期`` / ``date``            形成日期               see *Dates*
-``保管期限`` / ``retention``   —                      永久/30年/10年 → ``permanent``/``30y``/``10y``
-``密级`` / ``security_class``  —                      公开/无/非密 → none; 内部, 秘密, 机密, 绝密
-``开放状态`` / ``access``      开放属性               开放/控制/自动 or open/restricted/auto; default auto
-``全宗号`` / ``fonds``         全宗
-``摘要`` / ``description``     内容摘要
-``主题词`` / ``keywords``      关键词                 see *Keywords*
-``语种`` / ``language``        —                      kept as written
-============================  =====================  ==================================================
-
-Choices made
-------------
-
-- **Encoding.** A BOM decides first (UTF-8, UTF-16 LE, UTF-16 BE). Without one, strict UTF-8 (ASCII is
-  UTF-8). Failing that, strict GB18030 (what Excel on a Chinese desktop writes), accepted only if the result
-  looks like real text: the header row names at least one known column, and at most half of the non-ASCII
-  characters lie outside GB2312 (real Chinese text is nearly all GB2312; Latin-1 read as GB18030 is nearly all
-  outside it). Whatever the encoding, text with control characters (other than tab and line ends), private-use
-  or unassigned code points is refused — that catches UTF-16/32 without a BOM. Anything else is *undecodable*
-  (META001); nothing is ever guessed. The detected encoding (``utf-8``, ``utf-8-sig``, ``utf-16-le``,
-  ``utf-16-be``, ``gb18030``) is kept on each :class:`RecordSpec` (``encoding``).
-- **Delimiter.** Comma. Tab or semicolon only when the header row splits into more known column names with it
-  than with a comma — never guessed from data rows (``csv.Sniffer`` guesses wrong on Chinese text).
-- **Excel quirks.** Blank rows anywhere are skipped (line numbers still count them), columns with an empty
-  header and no values are ignored, values are stripped of whitespace including full-width spaces (U+3000). A
-  value in a column without a header is a warning; more values than header columns is an error (usually an
-  unquoted comma inside a title).
-- **Line numbers.** ``row`` is the line on which the row starts, the header being line 1 (as Excel numbers
-  rows when no cell holds a line break).
-- **Dates.** ``YYYY``, ``YYYY-MM``, ``YYYY-MM-DD``, ``YYYYMMDD``; also ``.`` or ``/`` instead of ``-`` (the
-  same one throughout), months and days with one digit (Excel writes ``2020/3/5``), ``2020年3月5日``, and
-  full-width digits. A span ``start~end`` (also ``～`` or ``至``), as for a file unit (卷), gives the first
-  day of the start and the last day of the end. Impossible dates (``2023-02-30``, month 13) are malformed.
-  ``date_start``/``date_end`` are the first/last day the written date can mean.
-- **Retention.** 永久/permanent/Y → ``permanent``; 30年/定期30年/30y/D30 → ``30y``; 10年/定期10年/10y/D10 →
-  ``10y``. The pre-2006 periods are mapped as the 2006 rules did, with a warning (META017): 长期 → ``30y``,
-  短期 → ``10y``. Empty means not given.
-- **Access.** 开放/open → ``open``; 控制/不开放/限制/restricted → ``restricted``; 自动/auto/empty → ``auto``.
-  Asking to open a classified record is an error (META009).
-- **Archival codes** (档号, e.g. ``GZ001-WS·2020-Y-0001``, ``0001-2020-永久-001``) may hold letters, digits
-  and CJK characters (anything :meth:`str.isalnum` accepts), spaces, and ``-·・._()（）〔〕[]【】－—–＿#+``;
-  never control characters, ``/``, ``\\`` or other punctuation. Duplicates are found ignoring case and
-  full/half width (``GZ001`` = ``ｇｚ００１``), since they can only be a typing slip.
-- **Paths.** ``\\`` is read as ``/``; ``./``, leading/trailing ``/`` are dropped; names are compared in
-  Unicode NFC (macOS writes NFD). A path starting with ``data/`` is bag-relative, any other is relative to
-  ``data/`` (so a folder literally named ``data`` inside the payload is written ``data/data/…``); ``data``
-  alone means the whole payload (a one-record transfer). A path is a file if one has that name, else the
-  folder's files. **Overlaps are errors**: a file claimed by two rows (twice the same path, or a folder row
-  and a row for a file inside it) is reported, once per pair of rows (META013), rather than letting the most
-  specific win.
-- **Keywords.** Split on ``；;，,、``; when none of these occurs and the value holds Chinese, on whitespace
-  too (Chinese 主题词 are traditionally space-separated; English phrases like ``digital archives`` stay
-  whole).
-- **Every problem is reported**, each with its line; a row with problems still gets a :class:`RecordSpec` so
-  that reports can show it — the caller must refuse the transfer when :func:`ingest.problems.errors` is
-  non-empty. After a malformed CSV (META002) the rows before the fault are still checked, but "file belongs to
-  no record" (META014) is not reported since the rest of the file could not be read.
-
-Without ``records.csv``
------------------------
-
-Each top-level entry of ``data/`` (other than ``metadata/``) is one record: a folder with all files under
-it, or a single file. Its archival code and title are the entry's name — for a file, without its last
-extension (``0001-2020-永久-001.pdf`` → ``0001-2020-永久-001``). No date, so access ``auto`` yields
-``restricted`` (date unknown) until an archivist reviews it. Two entries giving the same code (``a.pdf``,
-``a.docx``) are an error (META024), as is a name that cannot be a code (META023). Other files in
-``data/metadata/`` are fine, but a spreadsheet named ``records.*`` (``.xlsx``, ``.xls``, ``.et``, ``.ods``,
-``.tsv``, ``.txt``) without a ``records.csv`` is an error (META022): the archivist plainly meant to describe
-the records.
+:func:`read_records` reads ``data/metadata/records.csv`` (or, without one, makes a record of each top-level
+entry of ``data/``) into :class:`RecordSpec` rows and coded problems (``META…``). The convention, with every
+choice made about encodings, delimiters, dates, retention, access, archival codes, paths and keywords, is
+written for archivists in ``docs/records-csv.md``.
 """
 
 from __future__ import annotations

@@ -9,11 +9,16 @@ transfer, that item's code (e.g. ``"1-14"``) so a 四性检测 report can be bui
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from archive.codes import CodeInfo, Severity, catalogue, fill
+from archive.services import more_problems
 
 __all__ = ["CodeInfo", "Problem", "Severity", "catalogue", "errors", "warnings"]
 
@@ -78,3 +83,39 @@ def errors(problems: Iterable[Problem]) -> list[Problem]:
 
 def warnings(problems: Iterable[Problem]) -> list[Problem]:
     return [p for p in problems if p.severity == "warning"]
+
+
+def summarise(problems: Sequence[Problem], shown: int, file: Path | None = None) -> dict[str, Any]:
+    """A bounded account of ``problems``: the first ``shown`` of each code (``errors``, ``warnings``, as
+    dicts), the count of every code (``counts``), for each code with more than that how many more (``more``,
+    with a zh/en sentence) and the file that holds them all (``file``). Its size does not grow with the
+    number of problems, only with the number of distinct codes."""
+    counts = Counter(p.code for p in problems)
+    seen: Counter[str] = Counter()
+    shown_errors: list[dict[str, Any]] = []
+    shown_warnings: list[dict[str, Any]] = []
+    for p in problems:
+        seen[p.code] += 1
+        if seen[p.code] <= shown:
+            (shown_errors if p.severity == "error" else shown_warnings).append(p.as_dict())
+    where = str(file) if file else None
+    return {
+        "errors": shown_errors,
+        "warnings": shown_warnings,
+        "counts": dict(sorted(counts.items())),
+        "more": more_problems(counts, {c: min(n, shown) for c, n in counts.items()}, where),
+        "total": len(problems),
+        "file": where,
+    }
+
+
+def write_problem_file(path: Path, problems: Iterable[Problem]) -> Path:
+    """Write every problem as one JSON object per line (``problems.jsonl``); replaced in one rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for p in problems:
+            fh.write(json.dumps(p.as_dict(), ensure_ascii=False))
+            fh.write("\n")
+    os.replace(tmp, path)
+    return path

@@ -25,7 +25,9 @@ Choices made here:
   modes from the archive (setuid, exec) are ignored. Modification times are kept. No fsync: the ingest copies
   the files into storage afterwards.
 * **Ratio** is the total unpacked size over the archive's size on disk (whole archive, not per member).
-* A directory transfer is not copied: :func:`unpack` only finds its bag root (``dest`` is left untouched).
+* A directory transfer is not copied: :func:`unpack` only checks it against the same size and member limits
+  (:func:`check_directory`: real file sizes, links not followed) and finds its bag root (``dest`` is left
+  untouched).
 * When looking for the bag root, macOS/Windows litter at the top (``__MACOSX``, ``.DS_Store``, ``Thumbs.db``)
   is ignored.
 """
@@ -482,6 +484,41 @@ def find_bag_root(folder: Path) -> tuple[Path | None, list[Problem]]:
     return None, [Problem("UNP013", params={"found": found})]
 
 
+def check_directory(root: Path, *, max_bytes: int, max_members: int) -> list[Problem]:
+    """The transfer limits for a bag handed over as a directory: its files' total size (UNP009) and number of
+    entries (UNP008), counted without following links; the walk stops as soon as a limit is passed."""
+    size = count = 0
+    stack = [str(root)]
+    while stack and size <= max_bytes and count <= max_members:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                count += 1
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    size += entry.stat(follow_symlinks=False).st_size
+    problems = []
+    if count > max_members:
+        problems.append(
+            Problem("UNP008", params={"count": f"{count}+" if stack else count, "limit": max_members})
+        )
+    if size > max_bytes:
+        problems.append(
+            Problem(
+                "UNP009",
+                params={"size": f"{size}+" if stack else size, "limit": max_bytes, "stage": "directory"},
+            )
+        )
+    return problems
+
+
+def check_directory_transfer(root: Path, settings: Settings) -> list[Problem]:
+    """:func:`check_directory` with the node's transfer limits."""
+    return check_directory(
+        root, max_bytes=settings.transfer_byte_limit(), max_members=settings.max_transfer_files
+    )
+
+
 @contextlib.contextmanager
 def _open_archive(source: Path, kind: Kind) -> Iterator[zipfile.ZipFile | tarfile.TarFile]:
     if kind == "zip":
@@ -505,6 +542,9 @@ def unpack(source: Path, dest: Path, *, max_bytes: int, max_ratio: float, max_me
         result.problems.append(Problem("UNP001", path=str(source)))
         return result
     if kind == "dir":
+        result.problems = check_directory(source, max_bytes=max_bytes, max_members=max_members)
+        if errors(result.problems):
+            return result
         result.bag_root, result.problems = find_bag_root(source)
         return result
     created = not dest.exists()

@@ -16,7 +16,7 @@ from archive.errors import BadArgument
 from ingest.bag import open_bag, verify_bag
 from ingest.metadata import read_records
 from ingest.problems import Problem, errors, warnings
-from ingest.unpack import detect_kind, unpack_transfer
+from ingest.unpack import check_directory_transfer, detect_kind, unpack_transfer
 
 if TYPE_CHECKING:
     from archive.config import Settings
@@ -55,7 +55,9 @@ def validate_transfer(path: Path, settings: Settings, reporter: Any = None) -> T
         report.problems.append(Problem("ING004", path=str(path)))
         return report
     if kind == "dir":
-        _check(path, settings, report, reporter)
+        report.problems.extend(check_directory_transfer(path, settings))
+        if not errors(report.problems):
+            _check(path, settings, report, reporter)
         return report
     with tempfile.TemporaryDirectory(prefix="archive-validate-") as tmp:
         unpacked = unpack_transfer(path, Path(tmp) / "bag", settings)

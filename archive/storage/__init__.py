@@ -35,7 +35,7 @@ from archive.storage.errors import (
     VersionConflict,
 )
 from archive.storage.layout import object_relpath, validate_logical_path
-from archive.storage.ocfl import ContentFile, ObjectBuilder, OcflStore
+from archive.storage.ocfl import ContentFile, ObjectBuilder, OcflStore, StagingBatch
 from archive.storage.validation import validate_root
 
 __all__ = [  # noqa: RUF022 - the storage API, then the durable-file helpers every package uses
@@ -50,6 +50,7 @@ __all__ = [  # noqa: RUF022 - the storage API, then the durable-file helpers eve
     "ObjectNotFound",
     "OcflStore",
     "PathConflict",
+    "StagingBatch",
     "StagingError",
     "StorageError",
     "VersionConflict",

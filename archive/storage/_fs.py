@@ -10,7 +10,7 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import cast
 
@@ -91,6 +91,21 @@ def fsync_tree(top: Path) -> None:
         fsync_file(Path(f))
     for d in dirs:
         fsync_dir(Path(d))
+
+
+def fsync_dirs(paths: Iterable[Path]) -> None:
+    """Make the entries of many directories durable: an fsync each for a few, one ``syncfs`` for many (the
+    folders a batch of new objects was renamed into)."""
+    unique = list(dict.fromkeys(paths))
+    if len(unique) > SMALL_TREE and _SYNCFS is not None:
+        fd = os.open(unique[0], os.O_RDONLY)
+        try:
+            if _SYNCFS(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for d in unique:
+        fsync_dir(d)
 
 
 def start_writeback(top: Path) -> None:
@@ -181,6 +196,27 @@ def acquire_lock(lock_file: Path, *, blocking: bool = True) -> int | None:
     except BaseException:
         os.close(fd)
         raise
+    return fd
+
+
+def lock_new(lock_file: Path) -> int | None:
+    """Create ``lock_file`` in an existing folder and lock it; None if the folder or the file vanished before
+    the lock was held (a sweeper removed them), so the caller can start again elsewhere."""
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        linked = os.fstat(fd).st_nlink > 0 and os.stat(lock_file).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        linked = False
+    except BaseException:
+        os.close(fd)
+        raise
+    if not linked:
+        os.close(fd)
+        return None
     return fd
 
 

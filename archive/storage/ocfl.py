@@ -51,10 +51,9 @@ import os
 import re
 import shutil
 import stat
-import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -95,7 +94,7 @@ from archive.storage.layout import (
     validate_logical_path,
 )
 
-__all__ = ["ContentFile", "ObjectBuilder", "OcflStore"]
+__all__ = ["ContentFile", "ObjectBuilder", "OcflStore", "StagingBatch"]
 
 SPEC_VERSION = "1.1"
 ROOT_NAMASTE = "0=ocfl_1.1"
@@ -111,7 +110,6 @@ REQUIRED_FIXITY = ("sha256",)
 _TXN_PREFIX = "ocfl-txn-"
 _TRASH_PREFIX = "trash-"
 _LOCKS_DIR = "ocfl-locks"
-_STALE_UNLOCKED_TXN_SECONDS = 60.0
 _COMMIT_ATTEMPTS = 5
 
 
@@ -134,6 +132,11 @@ def _check_digest(algorithm: str, value: str) -> str:
     return value.lower()
 
 
+def _txn_root(txn_dir: Path, staging_dir: Path) -> Path:
+    """The transaction directory directly under staging that holds ``txn_dir`` (itself, or its batch)."""
+    return staging_dir / txn_dir.relative_to(staging_dir).parts[0]
+
+
 def _format_created(created: datetime | None) -> str:
     when = created or datetime.now(UTC)
     if when.tzinfo is None:
@@ -154,25 +157,34 @@ class ObjectBuilder:
         store: OcflStore,
         object_id: str,
         txn_dir: Path,
-        lock_fd: int,
+        lock_fd: int | None,
         prior: dict[str, Any] | None,
+        chain_dir: Path | None = None,
     ) -> None:
         self.object_id = object_id
         self._store = store
         self._txn_dir = txn_dir
+        self._chain_dir = chain_dir or txn_dir / "chain"
         self._lock_fd: int | None = lock_fd
         self._prior = prior
         head_number = version_number(prior["head"]) if prior else 0
         assert head_number is not None
         self.version = f"v{head_number + 1}"
         if prior is None:
-            self._object_stage: Path | None = txn_dir / "object"
+            # In a batch the transaction directory is the object being built (and leaves with it); alone, the
+            # object is built in it beside the chain of missing n-tuple directories it moves in with.
+            self._object_stage: Path | None = txn_dir if chain_dir else txn_dir / "object"
             self.version_dir = self._object_stage / self.version
         else:
             self._object_stage = None
             self.version_dir = txn_dir / self.version
         self._content_dir = self.version_dir / CONTENT_DIRECTORY
-        self._content_dir.mkdir(parents=True)
+        if chain_dir is None:
+            self._content_dir.mkdir(parents=True)
+        else:  # txn_dir is new: two mkdirs, not pathlib's failed attempt first
+            self.version_dir.mkdir()
+            self._content_dir.mkdir()
+        self._dirs_made: set[Path] = {self._content_dir}  # folders under content/ known to exist
         # digest -> content paths; content path -> {algorithm: value}; logical path -> digest
         self._manifest: dict[str, list[str]] = {}
         self._fixity: dict[str, dict[str, str]] = {}
@@ -223,14 +235,43 @@ class ObjectBuilder:
             by_folder.setdefault(target.parent, []).append(logical_path)
         for folder, members in by_folder.items():
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                fresh = self._make_folder(folder)
             except (FileExistsError, NotADirectoryError):
                 raise PathConflict(variant="parent_is_file", path=members[0], version=self.version) from None
+            if fresh:  # created just now: nothing in it to clash with
+                continue
             present = set(os.listdir(folder))
             taken = next((m for m in members if targets[m].name in present), None)
             if taken is not None:
                 raise PathConflict(variant="content_taken", path=taken, version=self.version)
         return targets
+
+    def _prune(self, folder: Path) -> None:
+        """Remove ``folder`` and its parents under content/ while empty (and forget which folders exist)."""
+        _fs.prune_empty_dirs(folder, self._content_dir)
+        self._dirs_made = {self._content_dir}
+
+    def _make_folder(self, folder: Path) -> bool:
+        """Create ``folder`` (under the content directory) and its missing parents, top down, one mkdir each;
+        True if ``folder`` itself was created now (so it is empty)."""
+        if folder in self._dirs_made:
+            return False
+        missing = []
+        d = folder
+        while d not in self._dirs_made:
+            missing.append(d)
+            d = d.parent
+        fresh = False
+        for d in reversed(missing):
+            try:
+                d.mkdir()
+                fresh = True
+            except FileExistsError:
+                if not d.is_dir():
+                    raise
+                fresh = False
+            self._dirs_made.add(d)
+        return fresh
 
     def add_written(
         self,
@@ -288,7 +329,7 @@ class ObjectBuilder:
             self._fixity.pop(content, None)
             staged = self.version_dir.parent / content
             staged.unlink()
-            _fs.prune_empty_dirs(staged.parent, self._content_dir)
+            self._prune(staged.parent)
 
     # -- internals --------------------------------------------------------------------------------------
 
@@ -324,12 +365,12 @@ class ObjectBuilder:
             for algorithm, value in fixity.items():
                 if algorithm in known and known[algorithm] != value:
                     staged.unlink()
-                    _fs.prune_empty_dirs(staged.parent, self._content_dir)
+                    self._prune(staged.parent)
                     raise ContentMismatch(variant="fixity", path=logical_path, algorithm=algorithm)
             for algorithm, value in fixity.items():  # a new algorithm's value is worth keeping
                 known.setdefault(algorithm, value)
             staged.unlink()
-            _fs.prune_empty_dirs(staged.parent, self._content_dir)
+            self._prune(staged.parent)
         else:
             content = f"{self.version}/{CONTENT_DIRECTORY}/{logical_path}"
             self._manifest[sha512] = [content]
@@ -366,7 +407,7 @@ class ObjectBuilder:
         expected = set(self._new_content.values())
         for dirpath, dirs, files in os.walk(self._content_dir, topdown=False):
             if not files and not dirs and Path(dirpath) != self._content_dir:
-                _fs.prune_empty_dirs(Path(dirpath), self._content_dir)  # e.g. a content_path() never used
+                self._prune(Path(dirpath))  # e.g. a content_path() never used
             for name in files:
                 rel = Path(dirpath, name).relative_to(self.version_dir.parent).as_posix()
                 if rel not in expected:
@@ -380,6 +421,39 @@ class ObjectBuilder:
         if self._lock_fd is not None:
             _fs.release_lock(self._lock_fd)
             self._lock_fd = None
+
+
+class StagingBatch:
+    """One transaction directory and one lock shared by many builders (see ``OcflStore.begin_batch``): an
+    ingest stages an object per record, and one descriptor per object would hit the open-file limit."""
+
+    def __init__(self, store: OcflStore, path: Path, lock_fd: int) -> None:
+        self.path = path
+        self._store = store
+        self._lock_fd: int | None = lock_fd
+        self._count = 0
+
+    def begin_object(self, object_id: str) -> ObjectBuilder:
+        """Stage v1 of a new object in this batch (as ``OcflStore.begin_object``)."""
+        if self._lock_fd is None:
+            raise StagingError("the staging batch is already closed")
+        self._count += 1
+        return self._store._begin_object(
+            object_id, self.path / f"o{self._count}", self.path / f"c{self._count}"
+        )
+
+    def close(self) -> None:
+        """Remove the batch's staging (builders not committed are aborted with it) and release its lock."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self._lock_fd is not None:
+            _fs.release_lock(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> StagingBatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class OcflStore:
@@ -421,7 +495,7 @@ class OcflStore:
                 _fs.replace_atomically(self.root / rel, data, self.staging_dir)
             _fs.fsync_dir(self.root / "extensions")
         else:
-            txn = self.staging_dir / f"{_TXN_PREFIX}{uuid.uuid4().hex}"
+            txn, fd = self._new_txn()
             build = txn / "root"
             for rel, data in root_files.items():
                 (build / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -431,6 +505,7 @@ class OcflStore:
                 os.rename(build, self.root)
             finally:
                 shutil.rmtree(txn, ignore_errors=True)
+                _fs.release_lock(fd)
             _fs.fsync_dir(self.root.parent)
         self._verify_root()
 
@@ -525,22 +600,49 @@ class OcflStore:
 
     def begin_object(self, object_id: str) -> ObjectBuilder:
         """Stage v1 of a new object. Raises ObjectExists if the id is taken (checked again at commit)."""
+        return self._begin_object(object_id, None, None)
+
+    def begin_batch(self) -> StagingBatch:
+        """A staging transaction for many new objects, holding one lock descriptor whatever their number:
+        ``batch.begin_object(id)`` for each, then :meth:`commit_many`; ``batch.close()`` at the end removes
+        whatever is left. A crashed batch is swept by :meth:`recover` like any transaction directory."""
+        self._ready()
+        txn, fd = self._new_txn()
+        return StagingBatch(self, txn, fd)
+
+    def _new_txn(self) -> tuple[Path, int]:
+        """A new transaction directory with its lock held. Its ``.lock`` is its first entry, so a directory
+        without one is dead or being removed (see :meth:`_txn_is_stale`); should recovery sweep the new
+        directory before its lock is taken, the lock file is gone and another name is tried."""
+        for _ in range(_COMMIT_ATTEMPTS):
+            txn = self.staging_dir / f"{_TXN_PREFIX}{uuid.uuid4().hex}"
+            txn.mkdir()
+            fd = _fs.lock_new(txn / ".lock")
+            if fd is not None:
+                return txn, fd
+        raise StagingError(f"could not create a transaction directory in {self.staging_dir}")
+
+    def _begin_object(self, object_id: str, txn: Path | None, chain: Path | None) -> ObjectBuilder:
         self._ready()
         if not object_id or not isinstance(object_id, str):
             raise StorageError(variant="object_id")
         if self.object_path(object_id).exists():
             raise ObjectExists(object_id=object_id)
-        return self._new_builder(object_id, None)
+        if txn is None:
+            return self._new_builder(object_id, None)
+        txn.mkdir()
+        try:
+            return ObjectBuilder(self, object_id, txn, None, None, chain)
+        except BaseException:
+            shutil.rmtree(txn, ignore_errors=True)
+            raise
 
     def begin_version(self, object_id: str) -> ObjectBuilder:
         """Stage the next version of an existing object; its state starts as the head's."""
         return self._new_builder(object_id, self.read_inventory(object_id))
 
     def _new_builder(self, object_id: str, prior: dict[str, Any] | None) -> ObjectBuilder:
-        txn = self.staging_dir / f"{_TXN_PREFIX}{uuid.uuid4().hex}"
-        txn.mkdir()
-        fd = _fs.acquire_lock(txn / ".lock")
-        assert fd is not None
+        txn, fd = self._new_txn()
         try:
             return ObjectBuilder(self, object_id, txn, fd, prior)
         except BaseException:
@@ -577,6 +679,86 @@ class OcflStore:
         finally:
             builder._close()
 
+    def commit_many(
+        self,
+        builders: Sequence[ObjectBuilder],
+        *,
+        message: str,
+        user_name: str,
+        created: datetime | None = None,
+    ) -> Iterator[ObjectBuilder]:
+        """Commit v1 of many new objects; yield each builder once its object is in the root.
+
+        The same guarantees as :meth:`commit` for each object, with the durable writes shared: every object
+        is staged in its final shape first, then one :func:`_fs.fsync_tree` per staging directory makes them
+        all durable *before* any is published (one ``syncfs`` for a big batch instead of an fsync per file),
+        and the directories they were renamed into are synced before this generator finishes. On an error (``ObjectExists``…) the
+        generator stops: the objects already yielded stay in the root (the caller undoes them), the rest are
+        closed. Every builder is closed when the generator ends."""
+        todo = list(builders)
+        try:
+            self._ready()
+            when = _format_created(created)
+            user = {"name": user_name}
+            planned: set[Path] = set()  # directories that exist, or that an earlier object of ours creates
+            # builder, what is renamed (the object, or the top of its chain), where to, where it was built
+            staged: list[tuple[ObjectBuilder, Path, Path, Path]] = []
+            for builder in todo:
+                builder._check_open()
+                if builder._object_stage is None:
+                    raise StagingError(f"commit_many is for new objects; {builder.object_id!r} has a v1")
+                builder._check_no_strays()
+                inv_bytes = inventory_bytes(builder._inventory(when, message, user))
+                sidecar = sidecar_bytes(inv_bytes)
+                stage = builder._object_stage
+                _fs.write_staged(builder.version_dir / INVENTORY, inv_bytes)
+                _fs.write_staged(builder.version_dir / SIDECAR, sidecar)
+                _fs.write_staged(stage / OBJECT_NAMASTE, b"ocfl_object_1.1\n")
+                _fs.write_staged(stage / INVENTORY, inv_bytes)
+                _fs.write_staged(stage / SIDECAR, sidecar)
+                target = self.object_path(builder.object_id)
+                top = target
+                while top.parent != self.root and top.parent not in planned and not top.parent.exists():
+                    top = top.parent
+                planned.update(target.parents)
+                if top != target:  # the missing n-tuple directories move in with the object, as one rename
+                    chain_top = builder._chain_dir
+                    staged_target = chain_top.joinpath(*target.relative_to(top).parts)
+                    d = chain_top
+                    d.mkdir()
+                    for part in target.relative_to(top).parts[:-1]:
+                        d = d / part
+                        d.mkdir()
+                    os.rename(stage, staged_target)
+                    builder._object_stage = staged_target
+                    staged.append((builder, chain_top, top, stage))
+                else:
+                    staged.append((builder, stage, top, stage))
+            for txn in dict.fromkeys(_txn_root(b._txn_dir, self.staging_dir) for b in todo):
+                _fs.fsync_tree(txn)  # everything durable before anything is published
+            parents: list[Path] = []
+            for builder, moved, top, built in staged:
+                try:
+                    os.rename(moved, top)
+                except OSError:  # a parent appeared or vanished meanwhile (a concurrent commit, a prune)
+                    assert builder._object_stage is not None
+                    if builder._object_stage != built:
+                        os.rename(builder._object_stage, built)
+                        shutil.rmtree(builder._chain_dir)
+                        builder._object_stage = built
+                    self._commit_new_object(builder)
+                    builder._close()
+                    yield builder
+                    continue
+                parents.append(top.parent)
+                builder._close()
+                yield builder
+            _fs.fsync_dirs(parents)
+        finally:
+            for builder in todo:
+                if not builder.closed:
+                    builder._close()
+
     def _commit(
         self,
         builder: ObjectBuilder,
@@ -596,19 +778,20 @@ class OcflStore:
         _fs.write_staged(builder.version_dir / INVENTORY, inv_bytes)
         _fs.write_staged(builder.version_dir / SIDECAR, sidecar)
         if builder._object_stage is not None:
-            self._commit_new_object(builder, inv_bytes, sidecar)
+            stage = builder._object_stage
+            _fs.write_staged(stage / OBJECT_NAMASTE, b"ocfl_object_1.1\n")
+            _fs.write_staged(stage / INVENTORY, inv_bytes)
+            _fs.write_staged(stage / SIDECAR, sidecar)
+            self._commit_new_object(builder)
         else:
             self._commit_new_version(builder, inv_bytes, sidecar)
         return builder.version
 
-    def _commit_new_object(self, builder: ObjectBuilder, inv_bytes: bytes, sidecar: bytes) -> None:
+    def _commit_new_object(self, builder: ObjectBuilder) -> None:
         stage = builder._object_stage
         assert stage is not None
-        _fs.write_staged(stage / OBJECT_NAMASTE, b"ocfl_object_1.1\n")
-        _fs.write_staged(stage / INVENTORY, inv_bytes)
-        _fs.write_staged(stage / SIDECAR, sidecar)
         target = self.object_path(builder.object_id)
-        chain = builder._txn_dir / "chain"
+        chain = builder._chain_dir
         for attempt in range(_COMMIT_ATTEMPTS):
             # The missing n-tuple directories travel with the object in the same rename, so a crash can
             # never leave empty directories (which validators reject) in the root.
@@ -708,15 +891,7 @@ class OcflStore:
         """Crash recovery for the whole root (run at start-up): stale staging, trash, empty directories,
         uncommitted versions. Safe beside live writers: it skips transactions whose lock is held."""
         self._ready()
-        actions: list[str] = []
-        for entry in sorted(os.listdir(self.staging_dir)):
-            path = self.staging_dir / entry
-            if entry.startswith(_TRASH_PREFIX):
-                shutil.rmtree(path, ignore_errors=True)
-                actions.append(f"removed leftover trash {entry}")
-            elif entry.startswith(_TXN_PREFIX) and self._txn_is_stale(path):
-                shutil.rmtree(path, ignore_errors=True)
-                actions.append(f"removed stale staging {entry}")
+        actions = self.sweep_staging()
         empty: list[Path] = []
         for dirpath, dirs, files in os.walk(self.root):
             here = Path(dirpath)
@@ -734,13 +909,45 @@ class OcflStore:
             actions.append(f"removed empty directory {d.relative_to(self.root)}")
         return actions
 
+    def sweep_staging(self) -> list[str]:
+        """Remove what dead writers left in staging: transaction directories whose lock is free or that
+        have no lock (empty ones included), and trash of interrupted removals. Cheap (one listing of the
+        staging folder), so every command that opens the home runs it; live writers are left alone."""
+        actions: list[str] = []
+        if not self.staging_dir.is_dir():
+            return actions
+        for entry in sorted(os.listdir(self.staging_dir)):
+            path = self.staging_dir / entry
+            if entry.startswith(_TRASH_PREFIX):
+                shutil.rmtree(path, ignore_errors=True)
+                actions.append(f"removed leftover trash {entry}")
+            elif entry.startswith(_TXN_PREFIX) and self._remove_if_stale(path):
+                actions.append(f"removed stale staging {entry}")
+        return actions
+
     @staticmethod
-    def _txn_is_stale(txn: Path) -> bool:
+    def _remove_if_stale(txn: Path) -> bool:
+        """Remove a transaction directory if no live writer holds it. A writer creates ``.lock`` first and
+        holds its lock until the directory is gone, so: no ``.lock`` and empty → ``rmdir`` (which fails if a
+        writer has just created its lock; a writer whose directory vanished tries another); no ``.lock`` but
+        something in it → a writer died while removing it; ``.lock`` unlocked → its writer died."""
         lock = txn / ".lock"
-        if not lock.exists():  # created a moment ago, or its builder died before locking
-            return time.time() - txn.stat().st_mtime > _STALE_UNLOCKED_TXN_SECONDS
+        if not lock.exists():
+            try:
+                txn.rmdir()
+                return True
+            except FileNotFoundError:
+                return False
+            except OSError:  # not empty
+                if lock.exists():
+                    return False
+                shutil.rmtree(txn, ignore_errors=True)
+                return True
         fd = _fs.acquire_lock(lock, blocking=False)
         if fd is None:
             return False
-        _fs.release_lock(fd)
+        try:
+            shutil.rmtree(txn, ignore_errors=True)
+        finally:
+            _fs.release_lock(fd)
         return True

@@ -6,7 +6,7 @@ from sqlalchemy import delete, update
 
 from archive import db
 from archive.config import Settings
-from archive.events import GENESIS, NewEvent, append_events, chain_hash, premis_xml, verify_chain
+from archive.events import GENESIS, NewEvent, append_events, append_many, chain_hash, premis_xml, verify_chain
 from archive.models import Event
 
 
@@ -38,6 +38,19 @@ def test_chain_links_every_event(any_home: Settings) -> None:
     assert rows[0].prev_hash == GENESIS
     for before, after in itertools.pairwise(rows):
         assert after.prev_hash == before.hash == chain_hash(before.prev_hash, before)
+
+
+def test_append_many_extends_the_same_chain(any_home: Settings) -> None:
+    with db.write_session(any_home) as s:
+        append_events(s, _events(2))
+        append_many(s, _events(7, "m"), batch=3)  # several INSERTs, one chain
+    with db.write_session(any_home) as s:
+        append_events(s, _events(1, "n"))
+    with db.read_session(any_home) as s:
+        report = verify_chain(s)
+        rows = s.query(Event).order_by(Event.id).all()
+    assert report.ok and report.checked == len(rows) == 3 + 2 + 7 + 1
+    assert [r.object_id for r in rows[5:12]] == [f"urn:x:m{i}" for i in range(7)]
 
 
 def test_edited_event_is_detected(any_home: Settings) -> None:

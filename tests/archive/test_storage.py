@@ -583,3 +583,129 @@ def test_content_paths_reserve_many_at_once(store: OcflStore) -> None:
     stray.unlink()
     commit(store, b)
     assert_valid(store.root)
+
+
+# -- staging batches (an ingest's many objects) and the staging sweep ---------------------------------------
+
+
+def _open_descriptors() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+def test_a_batch_holds_one_descriptor_whatever_its_number_of_objects(store: OcflStore) -> None:
+    def stage(count: int) -> int:
+        before = _open_descriptors()
+        batch = store.begin_batch()
+        builders = []
+        for i in range(count):
+            b = batch.begin_object(f"urn:pearl-archive:GZ:batch-{count}-{i}")
+            b.add_bytes("metadata/record.json", f'{{"n": {i}}}'.encode())
+            builders.append(b)
+        held = _open_descriptors() - before
+        committed = [b.object_id for b in store.commit_many(builders, message="ingest", user_name="ingest")]
+        assert committed == [b.object_id for b in builders]
+        assert all(b.closed for b in builders)
+        batch.close()
+        assert _open_descriptors() == before
+        return held
+
+    assert stage(3) == stage(300) == 1
+    assert len(list(store.iter_objects())) == 303
+    assert list(store.staging_dir.glob("ocfl-txn-*")) == []
+    assert_valid(store.root)
+
+
+def test_commit_many_syncs_before_publishing_and_shares_new_parents(
+    store: OcflStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every staged object is durable (one fsync_tree over the batch) before any enters the root; objects
+    whose new n-tuple parents are shared are all published (no retry, no stray directory)."""
+    calls: list[tuple[str, bool]] = []
+    real_fsync_tree = _fs.fsync_tree
+
+    def fsync_tree(top: Path) -> None:
+        calls.append(("fsync", store.root in Path(top).parents))
+        real_fsync_tree(top)
+
+    def retry(builder: ObjectBuilder) -> None:
+        raise AssertionError(f"{builder.object_id} needed the one-by-one retry")
+
+    monkeypatch.setattr(_fs, "fsync_tree", fsync_tree)
+    monkeypatch.setattr(store, "_commit_new_object", retry)
+    batch = store.begin_batch()
+    builders = []
+    for i in range(200):  # 200 ids over 4,096 first-level folders: some share one
+        b = batch.begin_object(f"urn:pearl-archive:GZ:shared-{i}")
+        b.add_bytes("a.txt", str(i).encode())
+        builders.append(b)
+    published = []
+    for b in store.commit_many(builders, message="ingest", user_name="ingest"):
+        published.append(b.object_id)
+        calls.append(("published", True))
+    batch.close()
+    monkeypatch.undo()
+    assert calls[0] == ("fsync", False) and calls.count(("fsync", False)) == 1  # before the first rename
+    assert len(published) == 200
+    firsts = [object_relpath(b.object_id).parts[0] for b in builders]
+    assert len(set(firsts)) < len(firsts)
+    assert_valid(store.root)
+
+
+def test_commit_many_stops_at_an_existing_object_and_closes_the_rest(store: OcflStore) -> None:
+    ingest_record(store, "urn:pearl-archive:GZ:taken")
+    batch = store.begin_batch()
+    first = batch.begin_object("urn:pearl-archive:GZ:first")
+    first.add_bytes("a.txt", b"a")
+    other = store.begin_batch()
+    clash = other.begin_object("urn:pearl-archive:GZ:second")
+    clash.add_bytes("a.txt", b"b")
+    second = batch.begin_object("urn:pearl-archive:GZ:second")
+    second.add_bytes("a.txt", b"c")
+    commit(store, clash)  # a concurrent writer gets there first
+    done = []
+    with pytest.raises(ObjectExists):
+        for b in store.commit_many([first, second], message="ingest", user_name="ingest"):
+            done.append(b.object_id)
+    assert done == ["urn:pearl-archive:GZ:first"]
+    assert first.closed and second.closed
+    batch.close()
+    other.close()
+    assert list(store.staging_dir.glob("ocfl-txn-*")) == []
+    assert_valid(store.root)
+
+
+def test_sweep_removes_dead_staging_at_once_and_spares_live_writers(store: OcflStore) -> None:
+    staging = store.staging_dir
+    (staging / "ocfl-txn-empty").mkdir()  # a writer died between creating its folder and its lock
+    (staging / "ocfl-txn-half" / "object").mkdir(parents=True)  # died while removing its folder
+    dead = staging / "ocfl-txn-dead"
+    dead.mkdir()
+    (dead / ".lock").touch()  # its lock is free: the writer died
+    (dead / "object").mkdir()
+    live = store.begin_batch()
+    live_builder = live.begin_object("urn:pearl-archive:GZ:live")
+    actions = store.sweep_staging()
+    assert len(actions) == 3
+    assert sorted(p.name for p in staging.glob("ocfl-txn-*")) == [live.path.name]
+    live_builder.add_bytes("a.txt", b"still here")
+    assert store.commit(live_builder, message="m", user_name="u") == "v1"
+    live.close()
+    assert list(staging.glob("ocfl-txn-*")) == []
+
+
+def test_a_writer_whose_new_folder_is_swept_tries_another(
+    store: OcflStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_lock_new = _fs.lock_new
+    swept: list[str] = []
+
+    def lock_new(lock_file: Path) -> int | None:
+        if not swept:  # recovery runs between the writer's mkdir and its lock
+            swept.extend(store.sweep_staging())
+        return real_lock_new(lock_file)
+
+    monkeypatch.setattr(_fs, "lock_new", lock_new)
+    b = store.begin_object(RECORD_ID)
+    assert swept and b.version_dir.exists()
+    b.add_bytes(SCAN, SCAN_BYTES)
+    assert commit(store, b) == "v1"

@@ -119,3 +119,17 @@ def test_concurrent_ingests(any_home: Settings, tmp_path: Path) -> None:
     assert len(stored_objects(any_home)) == records + len(stored)
     with db.read_session(any_home) as s:
         assert verify_chain(s).ok
+
+
+def test_any_command_sweeps_staging_left_by_dead_writers(home: Settings, tmp_path: Path) -> None:
+    """A writer killed between creating its staging folder and locking it leaves an empty ``ocfl-txn-*``; one
+    killed after its catalogue commit leaves its (unlocked) staging batch. Neither needs a rollback, and the
+    next command of any kind sweeps both."""
+    bag = simple_bag(tmp_path / "bag", [("a", "GZ-5-0001", "甲", b"one\n")])
+    proc = archive_cmd("ingest", str(bag), "--archive", "GZ", env={"ARCHIVE_FAILPOINT": "ingest:committed"})
+    assert proc.returncode == -9
+    (home.staging_dir / "ocfl-txn-0123456789abcdef").mkdir()
+    assert len(list(home.staging_dir.glob("ocfl-txn-*"))) == 2
+    assert archive_cmd("transfers").returncode == 0
+    assert leftover_staging(home) == []
+    assert catalogue_counts(home) == (1, 1)  # the committed transfer is kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import tarfile
 import zipfile
@@ -16,7 +17,14 @@ from archive.config import Settings
 from archive.home import leftover_staging
 from archive.services import get_record
 from ingest.bagwriter import make_bag, write_payload
-from tests.e2e.helpers import CSV_HEADER, catalogue_counts, ingest_json, simple_bag, stored_objects
+from tests.e2e.helpers import (
+    CSV_HEADER,
+    archive_cmd,
+    catalogue_counts,
+    ingest_json,
+    simple_bag,
+    stored_objects,
+)
 
 
 def _good(root: Path) -> Path:
@@ -205,12 +213,24 @@ def test_hostile_transfer_is_refused_and_leaves_nothing(home: Settings, tmp_path
     assert not (tmp_path.parent / "evil.txt").exists() and not Path("/tmp/evil.txt").exists()
 
 
-def test_transfer_beyond_the_size_limit_is_refused(home: Settings, tmp_path: Path) -> None:
+@pytest.mark.parametrize("form", ["zip", "dir"])
+def test_transfer_beyond_the_size_limit_is_refused(home: Settings, tmp_path: Path, form: str) -> None:
     bag = tmp_path / "big"
     write_payload(bag, {"data/a/random.bin": os.urandom(300_000)})
-    source = _zip_of(make_bag(bag))
+    source = _zip_of(make_bag(bag)) if form == "zip" else make_bag(bag)
     code, result = ingest_json(source, "GZ", env={"ARCHIVE_MAX_TRANSFER_BYTES": "100000"})
     assert code == 1 and "UNP009" in {p["code"] for p in result["errors"]}, result
+    assert catalogue_counts(home) == (0, 0) and stored_objects(home) == []
+    check = archive_cmd("validate", str(source), "--json", env={"ARCHIVE_MAX_TRANSFER_BYTES": "100000"})
+    assert check.returncode == 1 and "UNP009" in {p["code"] for p in json.loads(check.stdout)["errors"]}
+    code, result = ingest_json(source, "GZ", env={"ARCHIVE_MAX_TRANSFER_BYTES": "1000000"})
+    assert code == 0, result  # within the limit the same bag is stored
+
+
+def test_directory_transfer_with_too_many_entries_is_refused(home: Settings, tmp_path: Path) -> None:
+    bag = simple_bag(tmp_path / "many", [(f"r{i}", f"GZ-M-{i}", f"件{i}", b"x") for i in range(10)])
+    code, result = ingest_json(bag, "GZ", env={"ARCHIVE_MAX_TRANSFER_FILES": "12"})
+    assert code == 1 and "UNP008" in {p["code"] for p in result["errors"]}, result
     assert catalogue_counts(home) == (0, 0) and stored_objects(home) == []
 
 

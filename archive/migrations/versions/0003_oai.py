@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 
 revision = '0003_oai'
-down_revision = '0002_federation'  # chained after federation's migration when the branches met
+down_revision = '0002_federation'
 branch_labels = None
 depends_on = None
 
