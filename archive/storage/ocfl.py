@@ -436,7 +436,7 @@ class StagingBatch:
     def begin_object(self, object_id: str) -> ObjectBuilder:
         """Stage v1 of a new object in this batch (as ``OcflStore.begin_object``)."""
         if self._lock_fd is None:
-            raise StagingError("the staging batch is already closed")
+            raise StagingError(variant="batch_closed")
         self._count += 1
         return self._store._begin_object(
             object_id, self.path / f"o{self._count}", self.path / f"c{self._count}"
@@ -620,7 +620,7 @@ class OcflStore:
             fd = _fs.lock_new(txn / ".lock")
             if fd is not None:
                 return txn, fd
-        raise StagingError(f"could not create a transaction directory in {self.staging_dir}")
+        raise StagingError(variant="no_txn_dir", staging=self.staging_dir)
 
     def _begin_object(self, object_id: str, txn: Path | None, chain: Path | None) -> ObjectBuilder:
         self._ready()
@@ -706,7 +706,7 @@ class OcflStore:
             for builder in todo:
                 builder._check_open()
                 if builder._object_stage is None:
-                    raise StagingError(f"commit_many is for new objects; {builder.object_id!r} has a v1")
+                    raise StagingError(variant="not_new", object_id=builder.object_id)
                 builder._check_no_strays()
                 inv_bytes = inventory_bytes(builder._inventory(when, message, user))
                 sidecar = sidecar_bytes(inv_bytes)
