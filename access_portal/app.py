@@ -2,8 +2,14 @@
 routes, static files and the error pages.
 
 Errors a visitor can cause are answered, never raised: an unknown or non-open record is a 404 (identical
-whichever it is), a malformed API parameter a 422 with JSON reasons, an unavailable search backend a 503. A
+whichever it is), a malformed API parameter a 422 with JSON reasons, an unavailable search backend (or any
+:class:`archive.errors.Unavailable`: the database down, the disk full) a 503, another usage error a 400. A
 500 means a bug: it is logged with its traceback and answered with a friendly page that shows nothing of it.
+
+The JSON answers of ``/api/`` carry the project's codes and messages from the catalogue
+(``archive/codes/``): ``{"code", "message_zh", "message_en"}``, with ``detail``/``detail_zh`` repeating the
+messages for clients written before the codes. What a visitor sees is the public face of the failure (404
+ARC004, 503 SRC005 or ARC019, 500 ARC000); the full coded error, with URLs and causes, goes to the log only.
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ from access_portal.limits import Limits, OutOfBounds
 from access_portal.regional import ContactLog
 from access_portal.routes import api, federation, oai, public, staff
 from access_portal.staff import on_forbidden, on_not_authenticated
+from archive.codes import render
 from archive.config import Settings, get_settings
-from archive.errors import Forbidden, NotAuthenticated, NotFound
+from archive.errors import ArchiveError, Forbidden, NotAuthenticated, NotFound, Unavailable, UsageError
 from archive.federation.errors import HolderUnavailable, NodeNotInitialised, SignatureRejected
 from search import SearchBackend, SearchError, get_backend
 from search.federation import Federation
@@ -50,10 +57,16 @@ def _error_page(request: Request, status: int, title_key: str, body_key: str) ->
     )
 
 
+def coded(code: str, variant: str | None = None, **params: object) -> dict[str, str]:
+    """The JSON body of a coded answer, its texts from the catalogue."""
+    zh, en = render(code, params, variant)
+    return {"code": code, "message_zh": zh, "message_en": en, "detail": en, "detail_zh": zh}
+
+
 def _not_found(request: Request) -> Response:
     """The same answer for a record that is restricted, missing, or a path that does not exist."""
     if _is_api(request):
-        return JSONResponse({"detail": "Not Found", "detail_zh": "未找到"}, status_code=404)
+        return JSONResponse(coded(NotFound.code), status_code=404)
     return _error_page(request, 404, "not_found_title", "not_found_body")
 
 
@@ -101,11 +114,32 @@ async def _on_out_of_bounds(request: Request, exc: Exception) -> Response:
 async def _on_search_error(request: Request, exc: Exception) -> Response:
     log.error("search backend unavailable: %s", exc)
     if _is_api(request):
-        return JSONResponse(
-            {"detail": "Search is temporarily unavailable", "detail_zh": "检索服务暂时不可用"},
-            status_code=503,
-        )
+        return JSONResponse(coded("SRC005"), status_code=503)
     return _error_page(request, 503, "unavailable_title", "unavailable_body")
+
+
+async def _on_archive_error(request: Request, exc: Exception) -> Response:
+    """A coded error a route let through: unavailable → 503, a usage error → 400, anything else is a bug."""
+    assert isinstance(exc, ArchiveError)
+    if isinstance(exc, Unavailable):
+        log.error("unavailable on %s %s: %s", request.method, request.url.path, exc)
+        if _is_api(request):
+            return JSONResponse(coded(Unavailable.code, "public"), status_code=503)
+        return _error_page(request, 503, "unavailable_title", "unavailable_body")
+    if isinstance(exc, UsageError):
+        if _is_api(request):
+            return JSONResponse(
+                {
+                    "code": exc.code,
+                    "message_zh": exc.zh,
+                    "message_en": exc.en,
+                    "detail": exc.en,
+                    "detail_zh": exc.zh,
+                },
+                status_code=400,
+            )
+        return _error_page(request, 400, "bad_request_title", "bad_request_body")
+    return await _on_bug(request, exc)
 
 
 async def _on_signature_rejected(request: Request, exc: Exception) -> Response:
@@ -167,9 +201,7 @@ async def _on_holder_unavailable(request: Request, exc: Exception) -> Response:
 async def _on_bug(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     if _is_api(request):
-        return JSONResponse(
-            {"detail": "Internal Server Error", "detail_zh": "服务器内部错误"}, status_code=500
-        )
+        return JSONResponse(coded(ArchiveError.code, "internal"), status_code=500)
     return _error_page(request, 500, "error_title", "error_body")
 
 
@@ -297,6 +329,8 @@ def create_app(settings: Settings | None = None, backend: SearchBackend | None =
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(SearchError, _on_search_error)
+    app.add_exception_handler(ArchiveError, _on_archive_error)
+
     app.add_exception_handler(SignatureRejected, _on_signature_rejected)
     app.add_exception_handler(NodeNotInitialised, _on_no_identity)
     app.add_exception_handler(HolderUnavailable, _on_holder_unavailable)

@@ -51,60 +51,58 @@ FILTERS: tuple[str, ...] = ("archive", "level", "fonds", "retention", "format")
 
 
 class OutOfBounds(BadArgument):
-    """A request beyond the portal's bounds (answered 422). ``code`` is one of ``POR001``–``POR005``."""
+    """A request beyond the portal's bounds (answered 422); texts in ``archive/codes/portal.toml``::
 
+    OutOfBounds (POR000)
+    ├── TooManyParams (POR001)
+    ├── TooManyValues (POR002)
+    ├── BadFilterValue (POR003)
+    ├── NoSuchPage (POR004)
+    └── QueryTooLong (POR005)
+    """
+
+    code = "POR000"
     status_code = 422
 
-    def __init__(self, code: str, zh: str, en: str, **details: object) -> None:
-        super().__init__(zh, en, **details)
-        self.code = code
+
+class TooManyParams(OutOfBounds):
+    code = "POR001"
+
+
+class TooManyValues(OutOfBounds):
+    code = "POR002"
+
+
+class BadFilterValue(OutOfBounds):
+    code = "POR003"
+
+
+class NoSuchPage(OutOfBounds):
+    code = "POR004"
+
+
+class QueryTooLong(OutOfBounds):
+    code = "POR005"
 
 
 def too_many_params(limit: int) -> OutOfBounds:
-    return OutOfBounds(
-        "POR001",
-        f"请求参数过多（最多 {limit} 个）",
-        f"Too many query parameters (at most {limit})",
-        limit=limit,
-    )
+    return TooManyParams(limit=limit)
 
 
 def too_many_values(name: str, limit: int) -> OutOfBounds:
-    return OutOfBounds(
-        "POR002",
-        f"筛选条件 {name} 的取值过多（最多 {limit} 个）",
-        f"Too many values for the filter {name} (at most {limit})",
-        parameter=name,
-        limit=limit,
-    )
+    return TooManyValues(parameter=name, limit=limit)
 
 
 def bad_value(name: str) -> OutOfBounds:
-    return OutOfBounds(
-        "POR003",
-        f"筛选条件 {name} 的取值无效（含控制字符或超过 {MAX_FILTER_CHARS} 个字符）",
-        f"A value of the filter {name} is invalid (a control character, or over {MAX_FILTER_CHARS} characters)",
-        parameter=name,
-    )
+    return BadFilterValue(parameter=name, limit=MAX_FILTER_CHARS)
 
 
 def query_too_long(limit: int) -> OutOfBounds:
-    return OutOfBounds(
-        "POR005",
-        f"检索条件过长（编码后最多 {limit} 字节）",
-        f"The search is too long (at most {limit} bytes URL-encoded)",
-        limit=limit,
-    )
+    return QueryTooLong(limit=limit)
 
 
 def no_such_page(page: int, last: int) -> OutOfBounds:
-    return OutOfBounds(
-        "POR004",
-        f"第 {page} 页不存在（最后一页是第 {last} 页）",
-        f"Page {page} does not exist (the last page is {last})",
-        page=page,
-        last_page=last,
-    )
+    return NoSuchPage(page=page, last_page=last)
 
 
 @dataclass(frozen=True)

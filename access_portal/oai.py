@@ -228,11 +228,11 @@ def decode_token(key: bytes, token: str, verb: str, now: dt.datetime) -> ListArg
     except (ValueError, UnicodeEncodeError):
         raise OaiBadResumptionToken("malformed") from None
     if not hmac.compare_digest(mac, hmac.new(key, payload, hashlib.sha256).digest()[:16]):
-        raise OaiBadResumptionToken("not one this repository issued") from None
+        raise OaiBadResumptionToken("foreign") from None
     try:
         body = json.loads(payload)
         if body["v"] != verb:
-            raise OaiBadResumptionToken(f"for {body['v']}, not {verb}")
+            raise OaiBadResumptionToken("other_verb", issued_for=body["v"], verb=verb)
         if body["e"] < now.timestamp():
             raise OaiBadResumptionToken("expired")
         return ListArgs(
@@ -252,8 +252,9 @@ def decode_token(key: bytes, token: str, verb: str, now: dt.datetime) -> ListArg
 # -- the request ------------------------------------------------------------------------------------------
 
 
-def _bad(argument: str, zh: str, en: str) -> OaiBadArgument:
-    return OaiBadArgument(f"参数 {argument} 有误：{zh}", f"Bad argument {argument}: {en}", argument=argument)
+def _bad(argument: str, variant: str, **details: str) -> OaiBadArgument:
+    """badArgument for ``argument``; ``variant`` names the situation's text in ``archive/codes/oai.toml``."""
+    return OaiBadArgument(variant=variant, argument=argument, **details)
 
 
 def parse_args(pairs: Sequence[tuple[str, str]]) -> tuple[str, dict[str, str]]:
@@ -261,32 +262,32 @@ def parse_args(pairs: Sequence[tuple[str, str]]) -> tuple[str, dict[str, str]]:
     verbs = [v for k, v in pairs if k == "verb"]
     if len(verbs) != 1 or verbs[0] not in VERBS:
         shown = verbs[0][:64] if len(verbs) == 1 else ("repeated" if verbs else "missing")
-        raise OaiBadVerb(f"verb 无效：{shown}", f"Illegal, missing or repeated verb: {shown}", verb=shown)
+        raise OaiBadVerb(verb=shown)
     verb = verbs[0]
     args: dict[str, str] = {}
     for k, v in pairs:
         if k == "verb":
             continue
         if k in args:
-            raise _bad(k, "重复给出", "given more than once")
+            raise _bad(k, "repeated")
         if len(v) > _MAX_ARG_CHARS or _NOT_XML.search(v):
-            raise _bad(k, "值过长或含非法字符", "too long or holds characters XML cannot carry")
+            raise _bad(k, "unsafe")
         args[k] = v
     required, optional, exclusive = _ARGS[verb]
     if exclusive and exclusive in args:
         if len(args) > 1:
-            raise _bad(exclusive, "续传令牌须单独使用", "a resumptionToken must be the only argument")
+            raise _bad(exclusive, "token_alone")
         return verb, args
     unknown = sorted(set(args) - required - optional)
     if unknown:
-        raise _bad(unknown[0], f"{verb} 不接受该参数", f"{verb} does not take it")
+        raise _bad(unknown[0], "not_taken", verb=verb)
     missing = sorted(required - set(args))
     if missing:
-        raise _bad(missing[0], "缺少必需参数", "required and missing")
+        raise _bad(missing[0], "missing")
     if "metadataPrefix" in args and not _PREFIX_SYNTAX.match(args["metadataPrefix"]):
-        raise _bad("metadataPrefix", "不合语法", "not a metadataPrefix")
+        raise _bad("metadataPrefix", "prefix_syntax")
     if "set" in args and not _SET_SYNTAX.match(args["set"]):
-        raise _bad("set", "不合语法", "not a setSpec")
+        raise _bad("set", "set_syntax")
     return verb, args
 
 
@@ -298,7 +299,7 @@ def _parse_time(name: str, value: str) -> tuple[dt.datetime, str]:
             return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC), "second"
     except ValueError:
         pass
-    raise _bad(name, "应为 YYYY-MM-DD 或 YYYY-MM-DDThh:mm:ssZ", "must be YYYY-MM-DD or YYYY-MM-DDThh:mm:ssZ")
+    raise _bad(name, "date_syntax")
 
 
 def time_window(args: dict[str, str]) -> tuple[dt.datetime | None, dt.datetime | None]:
@@ -313,9 +314,9 @@ def time_window(args: dict[str, str]) -> tuple[dt.datetime | None, dt.datetime |
         kinds.add(kind)
         stop = until + (dt.timedelta(days=1) if kind == "day" else dt.timedelta(seconds=1))
     if len(kinds) > 1:
-        raise _bad("from", "from 与 until 的粒度不同", "from and until have different granularities")
+        raise _bad("from", "granularity")
     if start and stop and start >= stop:
-        raise _bad("from", "from 晚于 until", "from is later than until")
+        raise _bad("from", "from_after_until")
     return start, stop
 
 
@@ -583,7 +584,7 @@ def _list_formats(ctx: Context, session: Session, args: dict[str, str]) -> str:
 
 def _list_sets(ctx: Context, session: Session, args: dict[str, str]) -> str:
     if "resumptionToken" in args:  # ListSets is answered in one response, so no token was ever issued
-        raise OaiBadResumptionToken("not one this repository issued")
+        raise OaiBadResumptionToken("foreign")
     archives = session.execute(select(Archive.code, Archive.name_zh).order_by(Archive.code)).all()
     fonds = session.execute(
         select(Archive.code, Fonds.code, Fonds.name)

@@ -48,7 +48,7 @@ MAX_CATALOGUE_PAGE_SIZE = 1000
 
 def not_found() -> NotFound:
     """The one answer for a record that is restricted, unknown, or asked for with a malformed name."""
-    return NotFound("没有找到该档案，或该档案尚未开放", "No such open record")
+    return NotFound(variant="open_record")
 
 
 def _clean(value: str, limit: int) -> str | None:
@@ -143,7 +143,7 @@ def get_public_archive(session: Session, code: str) -> Archive:
     if clean is not None:
         archive = session.execute(select(Archive).where(Archive.code == clean.upper())).scalar_one_or_none()
     if archive is None:
-        raise NotFound("没有该档案馆", "No such archive")
+        raise NotFound(variant="archive")
     return archive
 
 

@@ -62,7 +62,7 @@ def require_role(*roles: str) -> Callable[[Staff], Coroutine[Any, Any, Staff]]:
 
     async def dependency(staff: StaffDep) -> Staff:
         if not staff.has_role(*roles):
-            raise Forbidden("执行此操作（角色不符）", "do this (role)")
+            raise Forbidden(variant="role")
         return staff
 
     return dependency
@@ -79,19 +79,19 @@ ActorDep = Annotated[Staff, Depends(require_role(Role.admin, Role.archivist))]
 def require_archive(staff: Staff, archive: str) -> None:
     """The archive named in the request is one ``staff`` may act for (403 otherwise, before any lookup)."""
     if not staff.may_act_for(archive):
-        raise Forbidden(f"处理 {archive} 的档案", f"act for archive {archive}")
+        raise Forbidden(variant="act", archive=archive)
 
 
 def require_archive_read(staff: Staff, archive: str) -> None:
     """The archive named in the request is one ``staff`` may read (403 otherwise, before any lookup)."""
     if not staff.may_read(archive):
-        raise Forbidden(f"查看 {archive} 的档案", f"see archive {archive}")
+        raise Forbidden(variant="see", archive=archive)
 
 
 def check_read(staff: Staff, archive: str | None) -> None:
     """An object found by id belongs to an archive ``staff`` may read; a 404 otherwise, as if missing."""
     if not (staff.may_read(archive) if archive else staff.is_admin or Role.auditor in staff.roles):
-        raise NotFound("未找到", "Not Found")
+        raise NotFound()
 
 
 def readable_archives(staff: Staff) -> list[str] | None:

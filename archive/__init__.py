@@ -7,7 +7,8 @@
 * :mod:`archive.events` — PREMIS events in a hash-chained, append-only log
 * :mod:`archive.journal`, :mod:`archive.home` — crash-safe transfers and recovery
 * :mod:`archive.services` — catalogue operations; :mod:`archive.cli` — the ``archive`` command
-* :mod:`archive.errors` — typed errors with stable codes
+* :mod:`archive.errors` — the one error tree (``ArchiveError``), every error with a stable code;
+  :mod:`archive.codes` — the catalogue of codes and zh/en messages for every package (``archive/codes/*.toml``)
 
 Nothing here imports ``ingest``, ``preservation``, ``search`` or ``access_portal``.
 """

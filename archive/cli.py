@@ -1,7 +1,9 @@
 """The ``archive`` command line.
 
-Exit codes: 0 ok, 1 rejected input (or nothing found), 2 usage error. Errors print a coded message in Chinese
-and English on stderr. Packages standing on ``archive`` add their own commands through the
+Exit codes: 0 ok, 1 rejected input (or nothing found), 2 usage error, 3 the node cannot do it now (a service
+down, the disk full, a tool missing; see :mod:`archive.errors`). Every :class:`~archive.errors.ArchiveError`
+becomes one coded line on stderr, ``CODE 中文 / English`` (with ``--json`` an ``{"ok": false, "error": …}``
+object on stdout), here and nowhere else; no expected failure prints a traceback. Packages standing on ``archive`` add their own commands through the
 ``archive.commands`` entry-point group (see pyproject.toml), so this module imports none of them.
 """
 
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from archive.errors import ArchiveError, BadArgument
+from archive.errors import ArchiveError, BadArgument, DiskFull, is_disk_full
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -95,7 +97,9 @@ def fail(exc: ArchiveError, as_json: bool = False) -> typer.Exit:
     if as_json:
         print_json({"ok": False, "error": exc.as_dict()})
     else:
-        err.print(f"[bold red]{exc.code}[/] {exc.zh}\n       {exc.en}", highlight=False)
+        from rich.markup import escape
+
+        err.print(f"[bold red]{exc.code}[/] {escape(exc.zh)} / {escape(exc.en)}", highlight=False)
     return typer.Exit(exc.exit_code)
 
 
@@ -107,7 +111,7 @@ def run(action: Callable[[Settings], T], as_json: bool = False, *, needs_home: b
         try:
             settings = get_settings()
         except ValueError as exc:  # pydantic's ValidationError / SettingsError: a bad ARCHIVE_* variable
-            raise BadArgument(f"配置有误：{exc}", f"Invalid configuration: {exc}") from None
+            raise BadArgument(variant="config", error=exc) from None
         if needs_home:
             from archive.home import open_home
 
@@ -119,6 +123,11 @@ def run(action: Callable[[Settings], T], as_json: bool = False, *, needs_home: b
         return action(settings)
     except ArchiveError as exc:
         raise fail(exc, as_json) from None
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        # the writes that fill a disk are translated where they happen; this catches any other one
+        raise fail(DiskFull(path=exc.filename or "", reason=exc), as_json) from None
 
 
 @app.command()
@@ -279,10 +288,7 @@ def records_access(
         from archive.errors import BadArgument
 
         if requested not in REQUESTS:
-            raise BadArgument(
-                f"开放请求应为 {'/'.join(REQUESTS)}，而不是 {requested!r}",
-                f"The request must be one of {', '.join(REQUESTS)}, not {requested!r}",
-            )
+            raise BadArgument(variant="access_request", known=", ".join(REQUESTS), requested=requested)
         archive, code = services.split_record_ref(ref)
         with db.write_session(settings) as s:
             record = services.get_record(s, archive, code)
@@ -389,12 +395,9 @@ def _read_password(password_stdin: bool) -> str:
     elif sys.stdin.isatty():
         password = typer.prompt("Password / 密码", hide_input=True, confirmation_prompt=True)
     else:
-        raise BadArgument(
-            "没有终端可询问密码：请用 --password-stdin",
-            "No terminal to ask for the password: use --password-stdin",
-        )
+        raise BadArgument(variant="no_terminal")
     if len(password) < 8:
-        raise BadArgument("密码至少 8 个字符", "The password needs at least 8 characters")
+        raise BadArgument(variant="password_short")
     return password
 
 
@@ -565,9 +568,7 @@ def parse_date(text: str | None) -> dt.date | None:
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise BadArgument(
-            f"日期应写作 YYYY-MM-DD，而不是 {text!r}", f"A date is YYYY-MM-DD, not {text!r}"
-        ) from None
+        raise BadArgument(variant="date", value=text) from None
 
 
 def _load_plugins() -> None:
@@ -576,5 +577,8 @@ def _load_plugins() -> None:
 
 
 def main() -> None:
-    _load_plugins()
-    app()
+    try:
+        _load_plugins()
+        app()
+    except ArchiveError as exc:  # raised outside run(): a plugin's import, a command without run()
+        sys.exit(fail(exc).exit_code)

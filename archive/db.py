@@ -16,11 +16,14 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from archive.config import Settings
+from archive.errors import DatabaseUnavailable, DiskFull
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy.engine import ExceptionContext
 
 SQLITE_BUSY_MS = 120_000
+SQLITE_FULL = 13  # "database or disk is full"
 #: Key of the PostgreSQL advisory lock that schema upgrades take (any constant unique to this application).
 UPGRADE_LOCK = 0x70_65_61_72_6C  # "pearl"
 
@@ -36,10 +39,29 @@ def _sqlite_hooks(engine: Engine) -> None:
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
 
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        original = context.original_exception
+        if getattr(original, "sqlite_errorcode", None) == SQLITE_FULL:
+            raise DiskFull(path=engine.url.database or "", reason=original) from original
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         immediate = conn.get_execution_options().get("immediate", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _server_hooks(engine: Engine) -> None:
+    """A database server that cannot be reached (refused, unknown host, dropped connection) becomes
+    :class:`~archive.errors.DatabaseUnavailable` (exit 3, one coded line) here, where it happens; errors of
+    a statement stay SQLAlchemy's."""
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        if context.is_disconnect or (context.connection is None and context.execution_context is None):
+            raise DatabaseUnavailable(
+                url=engine.url.render_as_string(hide_password=True), reason=context.original_exception
+            ) from context.original_exception
 
 
 _ENGINES: dict[str, Engine] = {}
@@ -55,6 +77,7 @@ def get_engine(settings: Settings) -> Engine:
             _sqlite_hooks(engine)
         else:
             engine = create_engine(url, pool_pre_ping=True)
+            _server_hooks(engine)
         _ENGINES[url] = engine
     return engine
 

@@ -1,30 +1,79 @@
-"""Typed errors with stable codes and archivist-readable messages (Chinese and English).
+"""One error tree for the whole project: every error has a stable code and a Chinese and English message.
 
-Exception tree, so callers catch at the level they mean::
+The texts come from the one catalogue, ``archive/codes/*.toml`` (:mod:`archive.codes`), keyed by code; an
+error is raised with its parameters only, e.g. ``raise ObjectNotFound(object_id=oid)`` or, where one class
+covers several situations, with the catalogue variant of the situation: ``raise PathConflict(variant="added",
+path=p, version="v2")`` (code STO007, text of ``STO007.added``). Catch by class at the level you mean::
 
-    ArchiveError                 base; ``code``, ``zh``, ``en``, ``exit_code``
-    ├── UsageError               the command was asked for something that cannot be (exit 2)
-    │   ├── NotInitialised       ARCHIVE_HOME has no catalogue yet (ARC001)
-    │   ├── UnknownArchive       no holding archive with that code (ARC002)
-    │   ├── BadArgument          an argument is malformed (ARC003)
-    │   └── InsecureSetting      a secret setting holds a placeholder or an empty password (ARC010)
-    ├── NotFound                 a record/transfer does not exist (ARC004, exit 1)
-    ├── Unhealthy                a health check (`archive health …`) failed (ARC011, exit 1)
-    ├── Conflict                 e.g. an archive code registered twice (ARC005, exit 1)
-    └── RejectedInput            a transfer was refused; carries its problems (exit 1)
+    ArchiveError                      ARC000  base: ``code``, ``zh``, ``en``, ``details``, ``exit_code`` (1)
+    ├── UsageError                    ARC007  the command was asked for something that cannot be (exit 2)
+    │   ├── NotInitialised            ARC001  ARCHIVE_HOME has no catalogue yet
+    │   ├── UnknownArchive            ARC002  no holding archive with that code
+    │   ├── BadArgument               ARC003  an argument or setting is malformed
+    │   ├── InsecureSetting           ARC010  a secret setting holds a placeholder or an empty password
+    │   └── UnknownHarvestSource      OAI012  no harvest source with that URL
+    ├── NotFound                      ARC004  a record/transfer/file does not exist
+    ├── Unhealthy                     ARC011  a health check (``archive health …``) failed
+    ├── Conflict                      ARC005  e.g. an archive code registered twice
+    │   └── HarvestSourceExists       OAI011
+    ├── OaiError                      OAI000  an OAI-PMH protocol error (``oai_code``), answered in the document
+    │   └── OaiBadVerb OAI001, OaiBadArgument OAI002, OaiBadResumptionToken OAI003,
+    │       OaiCannotDisseminateFormat OAI004, OaiIdDoesNotExist OAI005, OaiNoRecordsMatch OAI006, …
+    ├── HarvestError                  OAI010  harvesting a peer's repository failed
+    ├── Unavailable                   ARC019  the node cannot do it now; retry when fixed (exit 3)
+    │   ├── ServiceUnavailable        ARC020  a service cannot be reached: ``service``, ``url``, ``reason``
+    │   │   ├── DatabaseUnavailable   ARC021  the catalogue database (PostgreSQL)
+    │   │   ├── BrokerUnavailable     ARC022  the task broker (Redis)
+    │   │   └── search.elastic.ElasticUnavailable  SRC001 (also a SearchError)
+    │   └── DiskFull                  ARC030  no space left on the device holding ``path``
+    ├── archive.storage.StorageError  STO000  the OCFL storage root (archive/storage/errors.py)
+    ├── search.SearchError            SRC000  the search index (search/backend.py); NotPublic SRC004 is
+    │                                         also a ValueError
+    ├── preservation.tools.PreservationError  PRS000  tools, migrations, policy (preservation/tools.py);
+    │                                         ToolMissing PRS006 (exit 3)
+    └── ingest.identify.SiegfriedFailed  IDN020  the identification child died or hung
+
+A rejected transfer is not an exception: it is a normal outcome with a report of coded problems
+(:mod:`ingest.problems`, codes BAG/UNP/META/IDN/ING from the same catalogue), and the CLI exits 1 for it.
+(ARC006, once ``RejectedInput``, which nothing raised, is retired; codes are never reused.)
+
+Exit codes of the ``archive`` command: 0 ok, 1 rejected input or nothing found, 2 usage error, 3 the node
+could not do it now (a service down, the disk full, a tool missing): the same command may succeed later.
+
+The earlier constructor shapes still work, for code written before the catalogue: ``ArchiveError(zh, en,
+**details)`` uses the two texts as given; ``SearchError("why")`` fills the code's ``{reason}``. Moving such
+texts into the catalogue is mechanical: add ``[CODE]`` (or ``[CODE.situation]``) with the zh/en templates to a
+``archive/codes/*.toml`` (the f-string fields become ``{name}``) and raise with ``variant="situation"`` and the
+values as keyword arguments. ``tests/archive/test_errors.py`` lists the raise sites that still carry texts.
 """
 
 from __future__ import annotations
 
+import errno
 from typing import Any
+
+from archive.codes import render
+
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
 
 
 class ArchiveError(Exception):
-    code = "ARC000"
-    exit_code = 1
+    code: str = "ARC000"
+    exit_code: int = EXIT_REJECTED
 
-    def __init__(self, zh: str, en: str, **details: Any) -> None:
+    def __init__(self, *messages: str, variant: str | None = None, **details: Any) -> None:
+        if len(messages) == 2:
+            zh, en = messages
+        elif len(messages) <= 1:
+            if messages:
+                details = {"reason": messages[0], **details}
+            zh, en = render(self.code, details, variant)
+        else:
+            raise TypeError("ArchiveError takes keyword details, one reason, or (zh, en)")
         super().__init__(en)
+        self.variant = variant
         self.zh = zh
         self.en = en
         self.details = details
@@ -34,38 +83,42 @@ class ArchiveError(Exception):
             "code": self.code,
             "message_zh": self.zh,
             "message_en": self.en,
+            **({"variant": self.variant} if self.variant else {}),
             **{k: str(v) for k, v in self.details.items()},
         }
 
     def __str__(self) -> str:
         return f"{self.code}: {self.zh} / {self.en}"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take their own arguments; rebuild from the finished state (Celery pickles results).
+        return (_rebuild, (type(self), self.__dict__))
+
+
+def _rebuild(cls: type[ArchiveError], state: dict[str, Any]) -> ArchiveError:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, state.get("en", ""))
+    exc.__dict__.update(state)
+    return exc
+
 
 class UsageError(ArchiveError):
-    code = "ARC003"
-    exit_code = 2
+    code = "ARC007"
+    exit_code = EXIT_USAGE
 
 
 class NotInitialised(UsageError):
     code = "ARC001"
 
     def __init__(self, home: object) -> None:
-        super().__init__(
-            f"{home} 尚未初始化，请先运行 archive init",
-            f"{home} is not initialised; run 'archive init' first",
-            home=home,
-        )
+        super().__init__(home=home)
 
 
 class UnknownArchive(UsageError):
     code = "ARC002"
 
     def __init__(self, archive: str) -> None:
-        super().__init__(
-            f"档案馆代码 {archive} 未登记（archive archives add）",
-            f"No archive with code {archive} (see 'archive archives add')",
-            archive=archive,
-        )
+        super().__init__(archive=archive)
 
 
 class BadArgument(UsageError):
@@ -80,8 +133,79 @@ class Conflict(ArchiveError):
     code = "ARC005"
 
 
-class RejectedInput(ArchiveError):
-    code = "ARC006"
+class Unavailable(ArchiveError):
+    """The node cannot do this now (a service is down, the disk is full, a tool is missing); retry later."""
+
+    code = "ARC019"
+    exit_code = EXIT_UNAVAILABLE
+
+
+class ServiceUnavailable(Unavailable):
+    """A service the node needs cannot be reached. Details: ``service``, ``url`` (no password), ``reason``."""
+
+    code = "ARC020"
+    service_name = "service"
+
+    def __init__(
+        self, *messages: str, service: str = "", url: object = "", reason: object = "", **details: Any
+    ) -> None:
+        super().__init__(
+            *messages,
+            service=service or self.service_name,
+            url=redact_url(str(url)),
+            reason=_reason(reason),
+            **details,
+        )
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    code = "ARC021"
+    service_name = "PostgreSQL"
+
+
+class BrokerUnavailable(ServiceUnavailable):
+    code = "ARC022"
+    service_name = "Redis"
+
+
+class DiskFull(Unavailable):
+    """No space (or quota) left where the node writes. Details: ``path``, ``reason``."""
+
+    code = "ARC030"
+
+    def __init__(self, *messages: str, path: object = "", reason: object = "", **details: Any) -> None:
+        super().__init__(*messages, path=path, reason=_reason(reason), **details)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """An OSError saying the device (or the user's quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _reason(reason: object) -> str:
+    """What went wrong underneath, in a few words: the operating system's words when an OSError is at the
+    root of the chain ("Connection refused", "No space left on device"), else the first line of the text
+    (drivers often add pages of context)."""
+    cause: BaseException | None = reason if isinstance(reason, BaseException) else None
+    for _ in range(10):
+        if cause is None:
+            break
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    text = str(reason) or (type(reason).__name__ if isinstance(reason, BaseException) else "")
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (``postgresql://user:***@host/db``), fit for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    auth, _, host = rest.partition("@")
+    user = auth.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in auth else url
 
 
 class InsecureSetting(UsageError):
@@ -92,13 +216,7 @@ class InsecureSetting(UsageError):
     code = "ARC010"
 
     def __init__(self, variable: str, problem_zh: str, problem_en: str) -> None:
-        super().__init__(
-            f"{variable} {problem_zh}：请设置真实的密码（docker compose 读取 .env）；"
-            "仅开发环境（ARCHIVE_ENV=development）接受占位值",
-            f"{variable} {problem_en}: set a real secret (docker compose reads it from .env); "
-            "only ARCHIVE_ENV=development accepts placeholders",
-            variable=variable,
-        )
+        super().__init__(variable=variable, problem_zh=problem_zh, problem_en=problem_en)
 
 
 class Unhealthy(ArchiveError):
@@ -107,11 +225,7 @@ class Unhealthy(ArchiveError):
     code = "ARC011"
 
     def __init__(self, component: str, reason_zh: str, reason_en: str) -> None:
-        super().__init__(
-            f"{component} 不健康：{reason_zh}",
-            f"{component} is not healthy: {reason_en}",
-            component=component,
-        )
+        super().__init__(component=component, reason_zh=reason_zh, reason_en=reason_en)
 
 
 # -- OAI-PMH provider and harvester (issue 10; messages also in archive/codes/oai.toml) -------------------
@@ -122,9 +236,6 @@ class OaiError(ArchiveError):
 
     code = "OAI000"
     oai_code = "badArgument"
-
-    def __init__(self, zh: str, en: str, **details: Any) -> None:
-        super().__init__(zh, en, **details)
 
 
 class OaiBadVerb(OaiError):
@@ -141,12 +252,8 @@ class OaiBadResumptionToken(OaiError):
     code = "OAI003"
     oai_code = "badResumptionToken"
 
-    def __init__(self, en_reason: str = "invalid") -> None:
-        super().__init__(
-            "续传令牌无效或已过期，请重新开始收割",
-            f"The resumption token is {en_reason}; start the list again",
-            reason=en_reason,
-        )
+    def __init__(self, variant: str | None = None, **details: Any) -> None:
+        super().__init__(variant=variant, **details)
 
 
 class OaiCannotDisseminateFormat(OaiError):
@@ -154,11 +261,7 @@ class OaiCannotDisseminateFormat(OaiError):
     oai_code = "cannotDisseminateFormat"
 
     def __init__(self, prefix: str) -> None:
-        super().__init__(
-            f"不提供元数据格式 {prefix}（可用 ListMetadataFormats 查询）",
-            f"Metadata format {prefix!r} is not offered (see ListMetadataFormats)",
-            prefix=prefix,
-        )
+        super().__init__(prefix=prefix)
 
 
 class OaiIdDoesNotExist(OaiError):
@@ -166,11 +269,7 @@ class OaiIdDoesNotExist(OaiError):
     oai_code = "idDoesNotExist"
 
     def __init__(self, identifier: str) -> None:
-        super().__init__(
-            "本库没有该标识符的记录",
-            "No record with this identifier in this repository",
-            identifier=identifier,
-        )
+        super().__init__(identifier=identifier)
 
 
 class OaiNoRecordsMatch(OaiError):
@@ -178,7 +277,7 @@ class OaiNoRecordsMatch(OaiError):
     oai_code = "noRecordsMatch"
 
     def __init__(self) -> None:
-        super().__init__("没有符合条件的记录", "No records match the request")
+        super().__init__()
 
 
 class OaiNoSetHierarchy(OaiError):
@@ -198,17 +297,17 @@ class HarvestSourceExists(Conflict):
     code = "OAI011"
 
     def __init__(self, url: str) -> None:
-        super().__init__(f"已登记收割来源 {url}", f"Harvest source {url} is already registered", url=url)
+        super().__init__(url=url)
 
 
 class UnknownHarvestSource(UsageError):
     code = "OAI012"
 
     def __init__(self, url: str) -> None:
-        super().__init__(f"没有收割来源 {url}", f"No harvest source {url}", url=url)
+        super().__init__(url=url)
 
 
-# -- staff accounts and the staff API's authorisation (issue 11; messages also in archive/codes/accounts.toml) --
+# -- staff accounts and the staff API's authorisation (texts in archive/codes/accounts.toml) ----------------
 
 
 class NotAuthenticated(ArchiveError):
@@ -216,40 +315,43 @@ class NotAuthenticated(ArchiveError):
 
     One message for every case, so a caller cannot tell which tokens exist."""
 
-    code = "ARC020"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "需要有效的访问令牌（Authorization: Bearer …）",
-            "A valid token is required (Authorization: Bearer …)",
-        )
+    code = "ACC001"
 
 
 class Forbidden(ArchiveError):
-    """The person is known but no role of theirs allows this action (HTTP 403)."""
+    """The person is known but no role of theirs allows this action (HTTP 403).
 
-    code = "ARC021"
+    Variants: ``role`` (no role of theirs may do it), ``act`` / ``see`` (the archive is outside their scope;
+    ``archive``)."""
 
-    def __init__(self, action_zh: str, action_en: str) -> None:
-        super().__init__(f"无权{action_zh}", f"Not allowed to {action_en}")
+    code = "ACC002"
 
 
 class UnknownUser(NotFound):
-    code = "ARC022"
+    code = "ACC003"
 
     def __init__(self, login: str) -> None:
-        super().__init__(f"没有用户 {login}", f"No user {login}", login=login)
+        super().__init__(login=login)
 
 
 class UserExists(Conflict):
-    code = "ARC023"
+    code = "ACC004"
 
     def __init__(self, login: str) -> None:
-        super().__init__(f"用户 {login} 已存在", f"User {login} already exists", login=login)
+        super().__init__(login=login)
+
+
+class UploadTooLarge(ArchiveError):
+    """An uploaded bag is larger than ``ARCHIVE_MAX_TRANSFER_BYTES`` (HTTP 413); nothing of it is kept."""
+
+    code = "ACC006"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit=limit)
 
 
 class UnknownToken(NotFound):
-    code = "ARC024"
+    code = "ACC005"
 
     def __init__(self, ref: str) -> None:
-        super().__init__(f"没有唯一对应 {ref} 的令牌", f"No single token matches {ref}", token=ref)
+        super().__init__(token=ref)

@@ -8,6 +8,7 @@ from pathlib import Path
 from sqlalchemy import inspect, select, update
 
 from archive import db
+from archive.codes import info, render
 from archive.config import Settings
 from archive.errors import NotInitialised
 from archive.events import RECOVERY, NewEvent, append_events
@@ -16,6 +17,12 @@ from archive.models import Transfer, TransferStatus, utcnow
 from archive.storage import OcflStore
 
 FINAL = (TransferStatus.stored, TransferStatus.rejected, TransferStatus.interrupted)
+
+
+def interrupted_problem() -> dict[str, str]:
+    """The problem recorded on a transfer rolled back after its process died (ING007, from the catalogue)."""
+    zh, en = render("ING007", {})
+    return {"code": "ING007", "severity": info("ING007").severity, "message_zh": zh, "message_en": en}
 
 
 def store_for(settings: Settings) -> OcflStore:
@@ -76,15 +83,7 @@ def recover_transfers(settings: Settings) -> list[Abandoned]:
                 .values(
                     status=TransferStatus.interrupted,
                     finished_at=utcnow(),
-                    problems=[
-                        {
-                            "code": "ING007",
-                            "severity": "error",
-                            "message_zh": "移交在处理过程中被中断，已回滚，存储和目录中不留任何部分",
-                            "message_en": "The transfer was interrupted and has been rolled back; "
-                            "nothing of it was kept",
-                        }
-                    ],
+                    problems=[interrupted_problem()],
                 )
             ).rowcount
             if changed:

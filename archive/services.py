@@ -27,15 +27,9 @@ def add_archive(
 ) -> Archive:
     code = code.strip().upper()
     if not ARCHIVE_CODE.match(code):
-        raise BadArgument(
-            f"档案馆代码 {code!r} 不合规：只能用大写字母、数字、- 和 _",
-            f"Archive code {code!r} is malformed: use capital letters, digits, '-' and '_'",
-        )
+        raise BadArgument(variant="archive_code", archive=code)
     if level not in {lv.value for lv in Level}:
-        raise BadArgument(
-            f"级别 {level!r} 无效（province/city/county）",
-            f"Level {level!r} is not one of province, city, county",
-        )
+        raise BadArgument(variant="level", level=level)
     parent_row = get_archive(session, parent) if parent else None
     archive = Archive(
         code=code,
@@ -48,7 +42,7 @@ def add_archive(
     try:
         session.flush()
     except IntegrityError as exc:
-        raise Conflict(f"档案馆代码 {code} 已登记", f"Archive code {code} is already registered") from exc
+        raise Conflict(variant="archive_code", archive=code) from exc
     append_events(
         session,
         [
@@ -117,9 +111,7 @@ def list_records(session: Session, archive: str | None = None, limit: int | None
 def split_record_ref(ref: str) -> tuple[str, str]:
     archive, sep, code = ref.partition("/")
     if not sep or not archive or not code:
-        raise BadArgument(
-            f"记录应写作 档案馆代码/档号，而不是 {ref!r}", f"A record is named ARCHIVE/CODE, not {ref!r}"
-        )
+        raise BadArgument(variant="record_ref", ref=ref)
     return archive, code
 
 
@@ -131,7 +123,7 @@ def get_record(session: Session, archive: str, code: str) -> Record:
         .where(Record.archive_id == arch.id, Record.archival_code == code)
     ).scalar_one_or_none()
     if record is None:
-        raise NotFound(f"{arch.code} 没有档号为 {code} 的档案", f"{arch.code} holds no record {code}")
+        raise NotFound(variant="record", archive=arch.code, archival_code=code)
     return record
 
 
@@ -200,7 +192,7 @@ def get_transfer(session: Session, transfer_id: str) -> Transfer:
         select(Transfer).options(selectinload(Transfer.archive)).where(Transfer.id == transfer_id)
     ).scalar_one_or_none()
     if transfer is None:
-        raise NotFound(f"没有移交 {transfer_id}", f"No transfer {transfer_id}")
+        raise NotFound(variant="transfer", transfer_id=transfer_id)
     return transfer
 
 
@@ -358,12 +350,9 @@ def staff_set_access(
     """A staff decision on a record's access (the CLI's ``archive access set`` and the staff API): the
     person is the event's agent, and their reason and next review date stay on the record and the event."""
     if status not in STAFF_STATUSES:
-        raise BadArgument(
-            f"开放状态应为 open 或 restricted，而不是 {status!r}",
-            f"The status is open or restricted, not {status!r}",
-        )
+        raise BadArgument(variant="staff_status", status=status)
     if not reason.strip():
-        raise BadArgument("需要说明理由（reason）", "A reason is required")
+        raise BadArgument(variant="reason_required")
     record = get_record(session, archive, code)
     changed = set_access(
         session,

@@ -7,7 +7,7 @@
 The pieces, each usable alone: :func:`open_bag`/:func:`verify_bag`/:func:`validate_bag` (RFC 8493),
 :func:`hash_files` (one streaming read, every algorithm, all cores), :func:`unpack` (safe zip/tar),
 :func:`identify_files` (PRONOM, MIME, PDF facts), :func:`read_records` (records.csv), :class:`Problem` (coded
-problems, catalogue in ``ingest/codes/``) and :func:`make_bag` (write bags).
+problems, catalogue in ``archive/codes/``) and :func:`make_bag` (write bags).
 """
 
 from importlib import import_module

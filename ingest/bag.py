@@ -4,7 +4,7 @@
 files on disk) and :func:`verify_bag` streams every payload file once through :mod:`ingest.hashing` to
 check fixity, completeness and Payload-Oxum, optionally copying each file while it is hashed.
 :func:`validate_bag` does both. Neither raises for a bad bag: every problem found is reported, each with a
-stable code from ``ingest/codes/bag.toml``, the bag-relative path it concerns and a Chinese and English
+stable code from ``archive/codes/bag.toml``, the bag-relative path it concerns and a Chinese and English
 message.
 
 Choices made (an archive must be able to preserve exactly what it received, and nothing else):

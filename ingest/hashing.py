@@ -25,6 +25,7 @@ from typing import Any
 
 from archive.digests import ALGORITHMS as _TABLE
 from archive.digests import MANIFEST_ALGORITHMS, MultiHasher, new_hasher, stream, write_all
+from archive.errors import DiskFull, is_disk_full
 
 __all__ = ["ALGORITHMS", "HashJob", "HashResult", "Progress", "hash_file", "hash_files"]
 
@@ -126,6 +127,8 @@ class _Worker:
                 size = stream(fd, hasher, self.buffer, out=out, progress=self._count)
             return HashResult(job, size, hasher.hexdigests())
         except OSError as exc:
+            if job.destination is not None and is_disk_full(exc):  # our disk, not the transfer, is at fault
+                raise DiskFull(path=job.destination, reason=exc) from exc
             return HashResult(job, error=f"{exc.strerror or exc} ({exc.filename or job.source})")
         finally:
             os.close(fd)

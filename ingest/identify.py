@@ -54,6 +54,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import IO, Any
 
+from archive.errors import ArchiveError
 from ingest.problems import Problem
 
 BATCH = 500
@@ -141,8 +142,10 @@ def _tools_for(ident: Identification) -> dict[str, str]:
 # -------------------- Siegfried
 
 
-class SiegfriedFailed(Exception):
-    """The Siegfried process timed out or died."""
+class SiegfriedFailed(ArchiveError):
+    """The Siegfried process timed out or died (caught here: only the file at fault gets warning IDN010)."""
+
+    code = "IDN020"
 
 
 def _siegfried_main() -> None:
@@ -225,7 +228,7 @@ class _SiegfriedProcess:
             self.process.stdin.write(json.dumps(request, ensure_ascii=False).encode() + b"\n")
             self.process.stdin.flush()
         except OSError as exc:
-            raise SiegfriedFailed(f"Siegfried process gone ({exc.strerror or exc})") from None
+            raise SiegfriedFailed(variant="gone", reason=exc.strerror or exc) from None
         return self.receive(timeout)
 
     def receive(self, timeout: float) -> dict[str, Any]:
@@ -235,10 +238,10 @@ class _SiegfriedProcess:
         while (end := self.pending.find(b"\n")) < 0:
             left = deadline - time.monotonic()
             if left <= 0 or not wait([fd], left):
-                raise SiegfriedFailed(f"timed out after {timeout:g} s")
+                raise SiegfriedFailed(variant="timeout", timeout=timeout)
             chunk = os.read(fd, 1 << 20)
             if not chunk:
-                raise SiegfriedFailed(f"Siegfried process exited with code {self.close()}")
+                raise SiegfriedFailed(variant="exited", returncode=self.close())
             self.pending += chunk
         line = bytes(self.pending[:end])
         del self.pending[: end + 1]
@@ -283,7 +286,7 @@ def _siegfried_call(request: dict[str, Any] | None, timeout: float) -> dict[str,
                 _siegfried_process = None
             if isinstance(exc, SiegfriedFailed):
                 raise
-            raise SiegfriedFailed(str(exc) or type(exc).__name__) from None
+            raise SiegfriedFailed(reason=str(exc) or type(exc).__name__) from None
 
 
 def _forget_siegfried() -> None:
@@ -338,7 +341,7 @@ def _siegfried_one(name: str, timeout: float) -> dict[str, Any]:
     try:
         result: dict[str, Any] = _siegfried_call({"paths": [name], "workers": 1}, timeout)["files"][0]
     except SiegfriedFailed as exc:
-        return {"filename": name, "errors": str(exc), "matches": [], "failed": True}
+        return {"filename": name, "errors": exc.en, "matches": [], "failed": True}
     return result
 
 

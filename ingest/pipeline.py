@@ -716,7 +716,7 @@ def ingest(
     """Ingest one transfer (a bag directory, .zip, .tar or .tar.gz) into ``archive_code``; ``transfer_id``
     is that of a transfer already registered by an upload (:func:`archive.services.register_upload`)."""
     if not source.exists():
-        raise BadArgument(f"找不到 {source}", f"{source} does not exist")
+        raise BadArgument(variant="no_path", path=source)
     with db.read_session(settings) as s:
         archive = get_archive(s, archive_code)
     return Ingest(settings, source.resolve(), archive, reporter or _Silent(), transfer_id).run()

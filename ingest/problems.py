@@ -1,62 +1,26 @@
 """Problems found in a transfer, each with a stable code and an archivist-readable message.
 
-Like ocfl-py's validation codes, every code lives in one data folder (``ingest/codes/*.toml``), one file per
-stage (bag, unpack, metadata, ingest). An entry gives the severity, the Chinese and English message templates
-(``str.format`` fields filled from :attr:`Problem.params`) and, where the check is one of the DA/T 70-2018
-四性检测 items for receiving a transfer, that item's code (e.g. ``"1-14"``) so a 四性检测 report can be built
-from the recorded events.
+The codes and messages live in the project's one catalogue, ``archive/codes/*.toml`` (see
+:mod:`archive.codes`), one file per stage (bag, unpack, metadata, identify, ingest). An entry gives the
+severity, the Chinese and English message templates (``str.format`` fields filled from
+:attr:`Problem.params`) and, where the check is one of the DA/T 70-2018 四性检测 items for receiving a
+transfer, that item's code (e.g. ``"1-14"``) so a 四性检测 report can be built from the recorded events.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tomllib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from archive.codes import CodeInfo, Severity, catalogue, fill
 from archive.services import more_problems
 
-Severity = Literal["error", "warning"]
-
-
-@dataclass(frozen=True)
-class CodeInfo:
-    code: str
-    severity: Severity
-    zh: str
-    en: str
-    dat: str | None = None  # DA/T 70-2018 四性检测 item, e.g. "1-14"
-
-
-@cache
-def catalogue() -> Mapping[str, CodeInfo]:
-    """Every known problem code, read once from ``ingest/codes/*.toml``."""
-    codes: dict[str, CodeInfo] = {}
-    for entry in sorted(resources.files("ingest.codes").iterdir(), key=lambda e: e.name):
-        if not entry.name.endswith(".toml"):
-            continue
-        for code, info in tomllib.loads(entry.read_text(encoding="utf-8")).items():
-            if code in codes:
-                raise RuntimeError(f"problem code {code} defined twice (in {entry.name})")
-            codes[code] = CodeInfo(
-                code=code,
-                severity=info.get("severity", "error"),
-                zh=info["zh"],
-                en=info["en"],
-                dat=info.get("dat"),
-            )
-    return codes
-
-
-class _Blank(dict[str, Any]):
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
+__all__ = ["CodeInfo", "Problem", "Severity", "catalogue", "errors", "warnings"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +33,7 @@ class Problem:
 
     def __post_init__(self) -> None:
         if self.code not in catalogue():
-            raise KeyError(f"unknown problem code {self.code!r}; add it to ingest/codes/")
+            raise KeyError(f"unknown problem code {self.code!r}; add it to archive/codes/")
 
     @property
     def info(self) -> CodeInfo:
@@ -84,7 +48,7 @@ class Problem:
         return self.info.dat
 
     def _fill(self, template: str) -> str:
-        return template.format_map(_Blank(path=self.path or "", **self.params))
+        return fill(template, {"path": self.path or "", **self.params})
 
     @property
     def message_zh(self) -> str:

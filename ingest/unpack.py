@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal
 
+from archive.errors import DiskFull, is_disk_full
 from ingest.problems import Problem, errors
 
 if TYPE_CHECKING:
@@ -579,6 +580,8 @@ def unpack(source: Path, dest: Path, *, max_bytes: int, max_ratio: float, max_me
     except _CORRUPT as exc:
         result.problems.append(Problem("UNP003", path=source.name, params={"error": _describe(exc)}))
     except OSError as exc:
+        if is_disk_full(exc):  # our disk, not the transfer, is at fault: an error, not a rejection
+            raise DiskFull(path=dest, reason=exc) from exc
         result.problems.append(Problem("UNP014", params={"error": _describe(exc)}))
 
     if not errors(result.problems):

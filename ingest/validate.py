@@ -48,7 +48,7 @@ class TransferReport:
 
 def validate_transfer(path: Path, settings: Settings, reporter: Any = None) -> TransferReport:
     if not path.exists():
-        raise BadArgument(f"找不到 {path}", f"{path} does not exist")
+        raise BadArgument(variant="no_path", path=path)
     report = TransferReport(str(path))
     kind = detect_kind(path)
     if kind is None:

@@ -149,13 +149,11 @@ def run_action(
     :func:`~preservation.tools.run_tool`): the caller no longer wants the result."""
     if isinstance(spec, str):
         if spec not in ACTIONS:
-            raise NoSafeAction(f"未知的处理方式 {spec}", f"Unknown preservation action {spec}", action=spec)
+            raise NoSafeAction(variant="unknown_action", action=spec)
         spec = ACTIONS[spec]
     impl = _IMPLEMENTATIONS.get(spec.name)
     if impl is None:
-        raise NoSafeAction(
-            f"未实现的处理方式 {spec.name}", f"No implementation for action {spec.name}", action=spec.name
-        )
+        raise NoSafeAction(variant="not_implemented", action=spec.name)
     source = Path(source).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=workdir, prefix=f".{spec.name}-") as tmp_name:
@@ -201,7 +199,7 @@ def identify_file(path: Path) -> FileIdentity:
 
 def _expect_output(job: _Job, path: Path, tool: str, stderr: str = "") -> Path:
     if not path.is_file() or path.stat().st_size == 0:
-        raise ToolFailed(tool, "no output was written", stderr)
+        raise ToolFailed(tool, variant="no_output", stderr=stderr)
     return path
 
 
@@ -218,7 +216,7 @@ def _srgb_profile() -> Path:
         Path("/usr/share/color/icc").glob("**/srgb.icc")
     )
     if not found:
-        raise ToolFailed("gs", "no sRGB ICC profile found for the PDF/A output intent")
+        raise ToolFailed("gs", variant="no_icc")
     return found[0]
 
 
@@ -371,7 +369,7 @@ def _office_pdfa(job: _Job) -> tuple[Path, dict[str, Any]]:
         if run.returncode == 0:
             break
     else:
-        raise ToolFailed("soffice", "LibreOffice kept asking for a restart (exit status 81)", run.stderr, 81)
+        raise ToolFailed("soffice", variant="restart", stderr=run.stderr, returncode=81)
     out = _expect_output(job, outdir / "in.pdf", "soffice", run.stdout + run.stderr)
     result = checks.check_pdfa(out, min_pages=1, part=PDFA_PART, conformance=PDFA_CONFORMANCE)
     return out, result.facts
@@ -384,7 +382,7 @@ def _source_image(job: _Job) -> tuple[tuple[int, int], int, int]:
     try:
         return checks.image_facts(job.link)
     except Exception as exc:  # Pillow raises many kinds for unreadable headers
-        raise ToolFailed("pillow", f"the original image cannot be read ({exc})") from exc
+        raise ToolFailed("pillow", variant="unreadable_image", error=exc) from exc
 
 
 def _image_tiff(job: _Job) -> tuple[Path, dict[str, Any]]:
@@ -467,9 +465,9 @@ def _ffmpeg(job: _Job, args: list[str], out: Path) -> None:
 def _source_probe(job: _Job, need_video: bool) -> checks.Probe:
     src = checks.probe(job.link, job.timeout)
     if need_video and not src.video:
-        raise ToolFailed("ffprobe", "the original has no video stream")
+        raise ToolFailed("ffprobe", variant="no_video")
     if not need_video and not src.audio:
-        raise ToolFailed("ffprobe", "the original has no audio stream")
+        raise ToolFailed("ffprobe", variant="no_audio")
     return src
 
 

@@ -85,7 +85,7 @@ def inspect_pdf(path: Path) -> PdfSource:
     try:
         pdf = pikepdf.open(path)
     except (pikepdf.PdfError, OSError, ValueError) as exc:
-        raise ToolFailed("pikepdf", f"the original PDF cannot be read ({exc})") from exc
+        raise ToolFailed("pikepdf", variant="unreadable_pdf", error=exc) from exc
     with pdf:
         try:
             fonts = _FontWalk()
@@ -93,7 +93,7 @@ def inspect_pdf(path: Path) -> PdfSource:
                 fonts.resources(_page_resources(page.obj), number)
             pages = len(pdf.pages)
         except (pikepdf.PdfError, ValueError, TypeError, AttributeError) as exc:
-            raise ToolFailed("pikepdf", f"the original PDF cannot be read ({exc})") from exc
+            raise ToolFailed("pikepdf", variant="unreadable_pdf", error=exc) from exc
     return PdfSource(pages, tuple(sorted(fonts.unembedded_cid)), tuple(sorted(set(fonts.first_use.values()))))
 
 
@@ -270,41 +270,42 @@ def check_pdfa(
     try:
         pdf = pikepdf.open(output)
     except (pikepdf.PdfError, OSError, ValueError) as exc:
-        raise OutputInvalid(
-            f"PDF 无法打开（{exc}）", f"the PDF cannot be opened ({exc})", path=output
-        ) from exc
+        raise OutputInvalid(variant="unopenable", error=exc, path=output) from exc
     with pdf:
         problems = pdf.check_pdf_syntax()
         if problems:
             raise OutputInvalid(
-                f"PDF 结构有误：{problems[0]}",
-                f"the PDF is damaged: {problems[0]}",
+                variant="damaged",
+                problem=problems[0],
                 path=output,
                 problems="; ".join(map(str, problems[:5])),
             )
         if pdf.is_encrypted:
-            raise OutputInvalid("PDF 已加密", "the PDF is encrypted", path=output)
+            raise OutputInvalid(variant="encrypted", path=output)
         pages = len(pdf.pages)
         if expected_pages is not None and pages != expected_pages:
             raise OutputInvalid(
-                f"页数 {pages} 与原件 {expected_pages} 不符",
-                f"it has {pages} pages, the original {expected_pages}",
+                variant="pages",
+                pages=pages,
+                expected=expected_pages,
                 path=output,
             )
         if pages < min_pages:
-            raise OutputInvalid("PDF 没有页面", "the PDF has no pages", path=output)
+            raise OutputInvalid(variant="no_pages", path=output)
         meta = pdf.open_metadata()
         got_part = str(meta.get("pdfaid:part", "") or "")
         got_conf = str(meta.get("pdfaid:conformance", "") or "").upper()
         if got_part != part or got_conf != conformance.upper():
             claim = f"{got_part}{got_conf}" or "none"
             raise OutputInvalid(
-                f"XMP 未声明 PDF/A-{part}{conformance}（实际：{claim}）",
-                f"its XMP does not declare PDF/A-{part}{conformance} (found: {claim})",
+                variant="pdfa_claim",
+                part=part,
+                conformance=conformance,
+                claim=claim,
                 path=output,
             )
         if "/OutputIntents" not in pdf.Root:
-            raise OutputInvalid("缺少输出意图（OutputIntent）", "it has no output intent", path=output)
+            raise OutputInvalid(variant="output_intent", path=output)
     return CheckResult("pdfa", {"pages": pages, "pdfa": f"{part}{conformance.upper()}"})
 
 
@@ -318,9 +319,7 @@ def check_text_kept(source_text: str | None, output_text: str | None, output: Pa
     coverage = text_coverage(source_text, output_text)
     if coverage is not None and coverage < MIN_TEXT_COVERAGE:
         raise OutputInvalid(
-            f"文字未能保留（仅 {coverage:.0%} 与原件一致，可能缺少中文字体映射）",
-            f"the text was not preserved (only {coverage:.0%} matches the original; a CJK font mapping "
-            "may be missing)",
+            variant="text_lost",
             path=output,
             coverage=round(coverage, 3),
         )
@@ -359,23 +358,23 @@ def check_image(
                 img.seek(n)
                 img.load()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise OutputInvalid(
-            f"图像无法解码（{exc}）", f"the image does not decode ({exc})", path=output
-        ) from exc
+        raise OutputInvalid(variant="image_decode", error=exc, path=output) from exc
     if fmt and found_fmt != fmt:
-        raise OutputInvalid(
-            f"图像格式为 {found_fmt}，应为 {fmt}", f"the image is {found_fmt}, not {fmt}", path=output
-        )
+        raise OutputInvalid(variant="image_format", found=found_fmt, expected=fmt, path=output)
     if any(abs(a - b) > tolerance for a, b in zip(size, expected_size, strict=True)):
         raise OutputInvalid(
-            f"图像尺寸 {size[0]}×{size[1]} 与预期 {expected_size[0]}×{expected_size[1]} 不符",
-            f"the image is {size[0]}×{size[1]}, expected {expected_size[0]}×{expected_size[1]}",
+            variant="image_size",
+            width=size[0],
+            height=size[1],
+            expected_width=expected_size[0],
+            expected_height=expected_size[1],
             path=output,
         )
     if expected_frames is not None and frames != expected_frames:
         raise OutputInvalid(
-            f"帧数 {frames} 与原件 {expected_frames} 不符",
-            f"it has {frames} frames, the original {expected_frames}",
+            variant="frames",
+            frames=frames,
+            expected=expected_frames,
             path=output,
         )
     return CheckResult("image", {"width": size[0], "height": size[1], "frames": frames, "format": found_fmt})
@@ -403,7 +402,7 @@ def probe(path: Path, timeout: float) -> Probe:
     try:
         data = json.loads(run.stdout)
     except json.JSONDecodeError as exc:
-        raise ToolFailed("ffprobe", "unreadable answer", run.stderr) from exc
+        raise ToolFailed("ffprobe", variant="unreadable_answer", stderr=run.stderr) from exc
     streams = data.get("streams", [])
 
     def seconds(value: Any) -> float | None:
@@ -437,25 +436,27 @@ def check_av(
     out = probe(output, timeout)
     if video_codec is not None and video_codec not in out.video:
         raise OutputInvalid(
-            f"视频编码应为 {video_codec}，实际为 {', '.join(out.video) or '无'}",
-            f"the video codec should be {video_codec}, found {', '.join(out.video) or 'none'}",
+            variant="video_codec",
+            expected=video_codec,
+            found=", ".join(out.video) or "-",
             path=output,
         )
     if source.audio and not any(c in audio_codecs for c in out.audio):
         raise OutputInvalid(
-            f"音频流缺失或编码不符（{', '.join(out.audio) or '无'}）",
-            f"the audio stream is missing or has the wrong codec ({', '.join(out.audio) or 'none'})",
+            variant="audio",
+            found=", ".join(out.audio) or "-",
             path=output,
         )
     if source.duration is not None:
         if out.duration is None:
-            raise OutputInvalid("无法读取时长", "its duration cannot be read", path=output)
+            raise OutputInvalid(variant="no_duration", path=output)
         allowed = max(DURATION_TOLERANCE_S, DURATION_TOLERANCE_REL * source.duration)
         if abs(out.duration - source.duration) > allowed:
             raise OutputInvalid(
-                f"时长 {out.duration:.3f} 秒与原件 {source.duration:.3f} 秒相差超过 {allowed:.2f} 秒",
-                f"it lasts {out.duration:.3f} s, the original {source.duration:.3f} s (more than "
-                f"{allowed:.2f} s apart)",
+                variant="duration",
+                duration=out.duration,
+                expected=source.duration,
+                allowed=allowed,
                 path=output,
             )
     with tempfile.TemporaryDirectory(prefix="decode-") as tmp:
@@ -467,9 +468,7 @@ def check_av(
                 name="ffmpeg",
             )
         except ToolFailed as exc:
-            raise OutputInvalid(
-                f"无法完整解码（{exc.en}）", f"it does not decode completely ({exc.en})", path=output
-            ) from exc
+            raise OutputInvalid(variant="decode", error=exc.en, path=output) from exc
     return CheckResult(
         "av",
         {

@@ -9,7 +9,9 @@ inside the commands, so that other ``archive`` commands start quickly.
 * ``archive beat`` — the schedule alone: drain the migrate outbox every ``ARCHIVE_DISPATCH_INTERVAL`` s,
   a nightly incremental fixity audit.
 * ``archive migrate --pending`` queues what ingest left in the outbox (and jobs whose lease ran out);
-  ``--record ARCHIVE/CODE`` queues every action for that record's originals again (failed ones start over).
+  ``--record ARCHIVE/CODE`` queues every action for that record's originals again (failed ones start over);
+  ``--record ARCHIVE/CODE --now`` runs them in this process instead, without a worker or broker, and stops
+  at the first failure with its coded message (the job is left failed with its reason, as a worker would).
 * ``archive jobs [--state failed] [--record ARCHIVE/CODE] [--json]`` — queued, running, retrying, failed
   (with the reason) and done jobs.
 * ``archive audit [--archive CODE] [--since DATE] [--deep] [--json]`` — fixity audit with a progress bar on
@@ -133,6 +135,9 @@ def migrate(
     record: Annotated[
         str | None, typer.Option("--record", help="ARCHIVE/CODE: queue this record again.")
     ] = None,
+    now: Annotated[
+        bool, typer.Option("--now", help="With --record: migrate here and now instead of queuing.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Queue migrations by hand (the schedule does --pending on its own)."""
@@ -143,9 +148,12 @@ def migrate(
         from preservation.celery_app import close_apps
 
         if pending == (record is not None):
-            raise BadArgument(
-                "请指定 --pending 或 --record 之一", "Give exactly one of --pending or --record"
-            )
+            raise BadArgument(variant="pending_or_record")
+        if now:
+            if record is None:
+                raise BadArgument(variant="now_needs_record")
+            _migrate_now(settings, split_record_ref(record), as_json)
+            return
         try:
             result = (
                 jobs.queue_record(settings, split_record_ref(record)) if record else jobs.dispatch(settings)
@@ -162,6 +170,27 @@ def migrate(
         )
 
     run(body, as_json)
+
+
+def _migrate_now(settings: Settings, ref: tuple[str, str], as_json: bool) -> None:
+    from archive.errors import ArchiveError
+    from preservation import jobs
+    from preservation.migrate import migrate as migrate_file
+
+    planned = jobs.queue_record(settings, ref, send_tasks=False)
+    outcomes = []
+    for work in planned.work:
+        jobs.mark_running(settings, work.file_id, work.action)
+        try:
+            outcomes.append(migrate_file(settings, work.file_id, work.action))
+        except ArchiveError as exc:
+            jobs.mark_failed(settings, work.file_id, work.action, exc)
+            raise
+    if as_json:
+        print_json({"ok": True, "migrations": [o.as_dict() for o in outcomes]})
+        return
+    for o in outcomes:
+        out.print(f"{o.action} {o.logical_path or ''}: {o.status} {o.version or ''}", highlight=False)
 
 
 def jobs_cmd(
@@ -181,9 +210,7 @@ def jobs_cmd(
         known = {s.value for s in jobs.JobState}
         bad = [s for s in state or [] if s not in known]
         if bad:
-            raise BadArgument(
-                f"未知的状态 {', '.join(bad)}", f"Unknown state(s) {', '.join(bad)}: {sorted(known)}"
-            )
+            raise BadArgument(variant="job_state", states=", ".join(bad), known=sorted(known))
         found = jobs.list_jobs(
             settings, states=state, record=split_record_ref(record) if record else None, limit=limit
         )
@@ -218,10 +245,7 @@ def _since(value: str | None) -> dt.datetime | None:
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise BadArgument(
-            f"日期应写作 YYYY-MM-DD[THH:MM]，而不是 {value!r}",
-            f"--since takes YYYY-MM-DD[THH:MM], not {value!r}",
-        ) from None
+        raise BadArgument(variant="since", value=value) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 

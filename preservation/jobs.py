@@ -31,17 +31,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from archive import db
 from archive.config import Settings
-from archive.errors import ArchiveError
+from archive.errors import ArchiveError, BrokerUnavailable
 from archive.events import MIGRATION, NewEvent, append_events
 from archive.models import Archive, File, FileRole, Outbox, Record, utcnow
 from archive.services import get_record
-from preservation.celery_app import MIGRATE_TASK, QUEUE, app_for, lease_seconds
+from preservation.celery_app import MIGRATE_TASK, QUEUE, app_for, broker_url_and_options, lease_seconds
 from preservation.policy import Policy, load_policy
 
 TOPIC_FILE = "migrate"
@@ -285,9 +286,12 @@ def send(settings: Settings, work: Iterable[Work]) -> int:
     with warnings.catch_warnings():
         # kombu's SQLAlchemy transport declares its models with lazy="noload", deprecated in SQLAlchemy 2.1
         warnings.filterwarnings("ignore", message=".*noload.*", category=DeprecationWarning)
-        with celery.producer_or_acquire() as producer:
-            for w in work:
-                celery.send_task(MIGRATE_TASK, args=[w.file_id, w.action], queue=QUEUE, producer=producer)
+        try:
+            with celery.producer_or_acquire() as producer:
+                for w in work:
+                    celery.send_task(MIGRATE_TASK, args=[w.file_id, w.action], queue=QUEUE, producer=producer)
+        except (KombuOperationalError, OSError) as exc:  # the broker (Redis) cannot be reached
+            raise BrokerUnavailable(url=broker_url_and_options(settings)[0], reason=exc) from exc
     return len(work)
 
 
@@ -315,9 +319,12 @@ def dispatch(settings: Settings, *, policy: Policy | None = None, limit: int = 5
             return total
 
 
-def queue_record(settings: Settings, ref: tuple[str, str], *, policy: Policy | None = None) -> DispatchResult:
+def queue_record(
+    settings: Settings, ref: tuple[str, str], *, policy: Policy | None = None, send_tasks: bool = True
+) -> DispatchResult:
     """``archive migrate --record``: queue every action the policy names for the record's originals again
-    (failed jobs start over; done jobs are queued too and finish as no-ops if their derivative exists)."""
+    (failed jobs start over; done jobs are queued too and finish as no-ops if their derivative exists).
+    Without ``send_tasks`` the jobs are claimed but no task is sent (``--now`` runs them in this process)."""
     policy = policy or load_policy(settings.policy_file)
     result = DispatchResult()
     with db.write_session(settings) as s:
@@ -340,7 +347,8 @@ def queue_record(settings: Settings, ref: tuple[str, str], *, policy: Policy | N
                     _set(job, outcome=None, reason=None, reason_code=None)
                     job.last_error = None
                 result.work.append(_queue(job, settings, now))
-    send(settings, result.work)
+    if send_tasks:
+        send(settings, result.work)
     return result
 
 

@@ -160,7 +160,7 @@ def spec_for(action: str) -> ActionSpec:
     if action == REPAIR_ACTION.name:
         return REPAIR_ACTION
     if action not in ACTIONS:
-        raise NoSafeAction(f"未知的处理方式 {action}", f"Unknown preservation action {action}", action=action)
+        raise NoSafeAction(variant="unknown_action", action=action)
     return ACTIONS[action]
 
 
@@ -236,12 +236,9 @@ def _load(settings: Settings, file_id: int, spec: ActionSpec) -> tuple[_Original
     with db.read_session(settings) as s:
         file = s.get(File, file_id)
         if file is None:
-            raise NotFound(f"没有编号为 {file_id} 的文件", f"No file with id {file_id}")
+            raise NotFound(variant="file", file_id=file_id)
         if file.role != FileRole.original:
-            raise BadArgument(
-                f"文件 {file_id} 是派生文件，只迁移原件",
-                f"File {file_id} is a derivative; only originals migrate",
-            )
+            raise BadArgument(variant="derivative", file_id=file_id)
         record = s.get(Record, file.record_id)
         assert record is not None
         siblings = s.execute(
@@ -306,8 +303,7 @@ def migrate(settings: Settings, file_id: int, action: str) -> MigrationOutcome:
     source = _content_path(store, original.object_id, original.logical_path)
     if source is None:
         raise NotFound(
-            f"对象 {original.object_id} 中没有 {original.logical_path}",
-            f"{original.logical_path} is not in the head of {original.object_id}",
+            variant="logical_path", object_id=original.object_id, logical_path=original.logical_path
         )
     derived_from = original.file_id
     repaired: MigrationOutcome | None = None
@@ -419,10 +415,7 @@ def _commit(
             time.sleep(min(2.0, 0.05 * 2**attempt))
         finally:
             store.abort(builder)
-    raise MigrationBusy(
-        f"档案对象 {original.object_id} 正被其他迁移修改，稍后重试",
-        f"The object {original.object_id} kept changing during the migration; it will be retried",
-    )
+    raise MigrationBusy(object_id=original.object_id)
 
 
 def _migration_event(
@@ -543,10 +536,7 @@ def _complete(
         identity.sha256,
     )
     if identity.sha512 != digest or identity.sha256 != expected_256:
-        raise PreservationError(
-            f"{target} 已存入 {version}，但内容与清单摘要不符",
-            f"{target} was stored in {version} but its content does not match the inventory digests",
-        )
+        raise PreservationError(variant="stored_mismatch", target=target, version=version)
     found = _MESSAGE_TOOL.search(inventory["versions"][version].get("message", ""))
     tool, tool_version = (found["tool"], found["version"]) if found else (spec.tool, "unknown")
     output = _Output(content, identity, tool, tool_version, {"completed_from_inventory": True})

@@ -77,8 +77,7 @@ def repair_pdf(source: Path, workdir: Path, timeout: float) -> RepairResult:
             )
         except ToolError as exc:
             raise Unrepairable(
-                f"PDF 已损坏且无法修复（{found or exc.en}）",
-                f"The PDF is damaged and cannot be repaired ({found or exc.en})",
+                reason=found or exc.en,
                 path=source,
                 stderr=getattr(exc, "stderr", ""),
             ) from exc
@@ -91,11 +90,9 @@ def repair_pdf(source: Path, workdir: Path, timeout: float) -> RepairResult:
             except pikepdf.PdfError as exc:
                 still = str(exc)
         if after != 0 or pages < 1:
-            raise Unrepairable(
-                f"PDF 修复后仍不完整（{still or '没有页面'}）",
-                f"The repaired PDF is still not sound ({still or 'no pages'})",
-                path=source,
-            )
+            if still:
+                raise Unrepairable(variant="still_broken", reason=still, path=source)
+            raise Unrepairable(variant="no_pages", path=source)
         final_dir = workdir / REPAIR_ACTION.name
         final_dir.mkdir(exist_ok=True)
         final = final_dir / f"{source.stem}.pdf"

@@ -183,42 +183,28 @@ def load_policy(path: Path | None = None) -> Policy:
     return policy
 
 
-def _invalid(path: Path, en: str, zh: str) -> PolicyInvalid:
-    return PolicyInvalid(
-        f"格式策略文件 {path} 有误：{zh}", f"The format policy {path} is invalid: {en}", path=path
-    )
+def _invalid(path: Path, variant: str | None = None, **details: Any) -> PolicyInvalid:
+    return PolicyInvalid(variant=variant, path=path, **details)
 
 
 def _rule(path: Path, raw: Any, where: str) -> Rule:
     if not isinstance(raw, dict):
-        raise _invalid(path, f"{where} is not a table", f"{where} 不是表")
+        raise _invalid(path, "not_table", where=where)
     actions = raw.get("actions")
     if not isinstance(actions, list) or not actions or not all(isinstance(a, str) for a in actions):
-        raise _invalid(path, f"{where} needs a non-empty list 'actions'", f"{where} 缺少 actions 列表")
+        raise _invalid(path, "no_actions", where=where)
     unknown = [a for a in actions if a != KEEP and a not in ACTIONS]
     if unknown:
         known = ", ".join([KEEP, *ACTIONS])
-        raise _invalid(
-            path,
-            f"{where} names unknown action(s) {', '.join(unknown)} (known: {known})",
-            f"{where} 含未知的处理方式 {', '.join(unknown)}（可用：{known}）",
-        )
+        raise _invalid(path, "unknown_actions", where=where, unknown=", ".join(unknown), known=known)
     if KEEP in actions and len(actions) > 1:
-        raise _invalid(
-            path,
-            f"{where}: 'keep' cannot be combined with other actions",
-            f"{where}：keep 不能与其他处理方式同时使用",
-        )
+        raise _invalid(path, "keep_combined", where=where)
     zh, en = raw.get("risk_zh"), raw.get("risk_en")
     risk = Note(str(zh or en), str(en or zh)) if (zh or en) else None
     puids = raw.get("puids", [])
     exts = raw.get("extensions", [])
     if not isinstance(puids, list) or not isinstance(exts, list):
-        raise _invalid(
-            path,
-            f"{where}: 'puids' and 'extensions' must be lists",
-            f"{where}：puids 和 extensions 必须是列表",
-        )
+        raise _invalid(path, "lists", where=where)
     return Rule(
         label=str(raw.get("label", where)),
         actions=tuple(actions),
@@ -233,20 +219,18 @@ def _merge(policy: Policy, path: Path) -> None:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise _invalid(path, "file not found", "文件不存在") from exc
+        raise _invalid(path, "not_found") from exc
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise _invalid(path, str(exc), str(exc)) from exc
+        raise _invalid(path, reason=exc) from exc
     if "default" in data:
         policy.default = _rule(path, data["default"], "[default]")
     rules = data.get("rules", [])
     if not isinstance(rules, list):
-        raise _invalid(path, "'rules' must be an array of tables ([[rules]])", "rules 必须写成 [[rules]]")
+        raise _invalid(path, "rules_array")
     for n, raw in enumerate(rules, 1):
         rule = _rule(path, raw, f"rule {n}")
         if not rule.puids and not rule.extensions:
-            raise _invalid(
-                path, f"rule {n} names neither puids nor extensions", f"第 {n} 条规则没有 puids 或 extensions"
-            )
+            raise _invalid(path, "no_match", rule=n)
         for puid in rule.puids:
             policy.by_puid[puid] = rule
         for ext in rule.extensions:

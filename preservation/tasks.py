@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from archive import db
 from archive.config import Settings, get_settings
-from archive.errors import NotFound, UsageError
+from archive.errors import NotFound, ServiceUnavailable, UsageError
 from archive.models import utcnow
 from archive.storage import StorageError, VersionConflict
 from preservation import jobs
@@ -60,7 +60,12 @@ PERMANENT: tuple[type[BaseException], ...] = (
     UsageError,
 )
 #: Errors that say "try again soon" rather than "this attempt failed".
-TRANSIENT: tuple[type[BaseException], ...] = (VersionConflict, OperationalError, IntegrityError)
+TRANSIENT: tuple[type[BaseException], ...] = (
+    VersionConflict,
+    OperationalError,
+    IntegrityError,
+    ServiceUnavailable,  # the database server out of reach (was an OperationalError before it was coded)
+)
 
 BACKOFF_BASE = 2.0
 BACKOFF_MAX = 600.0
@@ -192,7 +197,11 @@ def _on_ready(**_: Any) -> None:
             log.warning("staging: %s", action)
         for work in jobs.recover_dead_workers(settings):
             log.warning("re-queued %s of a dead worker", jobs.job_key(work.file_id, work.action))
-    except (StorageError, OperationalError) as exc:  # an uninitialised home: the tasks will say so
+    except (
+        StorageError,
+        OperationalError,
+        ServiceUnavailable,
+    ) as exc:  # an uninitialised home: the tasks will say so
         log.error("start-up recovery skipped: %s", exc)
     finally:
         db.dispose_engines()

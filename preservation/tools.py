@@ -12,14 +12,16 @@ Choices made here:
 * **Output limit.** ``OutputLimit(ratio, floor, cap)``: the bytes a run may write are
   ``min(cap, max(floor, ratio × input size))`` — a tiny input may legitimately grow (H.264 → FFV1 is often
   20–50×), a huge one may not exceed the absolute cap. Checked while the tool runs and once more at the end.
-* **Errors** carry stable codes and Chinese/English messages (they are :class:`archive.errors.ArchiveError`)::
+* **Errors** carry stable codes and Chinese/English messages from ``archive/codes/preservation.toml`` (they
+  are :class:`archive.errors.ArchiveError`; ``variant`` names the precise situation's text under a code)::
 
-      PreservationError            PRS000 base
-      ├── ToolError                a tool run went wrong
+      ArchiveError
+      └── PreservationError        PRS000 base
+      ├── ToolError                PRS009 a tool run went wrong
       │   ├── ToolTimeout          PRS001 the tool ran longer than the timeout (process group killed)
       │   ├── ToolFailed           PRS002 non-zero exit or no output; ``stderr`` holds the last lines
       │   ├── OutputTooLarge       PRS003 the output exceeded the limit (process group killed)
-      │   └── ToolMissing          PRS006 the tool is not installed
+      │   └── ToolMissing          PRS006 the tool is not installed (also an archive.errors.Unavailable: exit 3)
       ├── OutputInvalid            PRS004 the output failed validation (see preservation/checks.py)
       ├── NoSafeAction             PRS005 the policy has no action for this format / the action is unknown
       ├── PolicyInvalid            PRS007 the policy file cannot be read or names unknown actions
@@ -49,7 +51,7 @@ from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
-from archive.errors import ArchiveError
+from archive.errors import ArchiveError, Unavailable
 
 STDERR_TAIL = 2000
 _POLL = 0.05
@@ -63,36 +65,40 @@ class PreservationError(ArchiveError):
 
 
 class ToolError(PreservationError):
-    code = "PRS002"
+    code = "PRS009"
 
 
 class ToolTimeout(ToolError):
     code = "PRS001"
 
     def __init__(self, tool: str, timeout: float, stderr: str = "") -> None:
-        super().__init__(
-            f"{tool} 运行超过 {timeout:g} 秒，已终止（文件可能过大或异常）",
-            f"{tool} ran longer than {timeout:g} seconds and was stopped (the file may be too large or malformed)",
-            tool=tool,
-            timeout=timeout,
-            stderr=stderr,
-        )
+        super().__init__(tool=tool, timeout=timeout, stderr=stderr)
         self.stderr = stderr
 
 
 class ToolFailed(ToolError):
+    """``variant`` names the situation (``exit_status``, ``stopped``, ``no_output``…); the last line the tool
+    wrote on stderr ends the message."""
+
     code = "PRS002"
 
-    def __init__(self, tool: str, reason: str, stderr: str = "", returncode: int | None = None) -> None:
+    def __init__(
+        self,
+        tool: str,
+        *,
+        variant: str | None = None,
+        stderr: str = "",
+        returncode: int | None = None,
+        **details: Any,
+    ) -> None:
         tail = stderr.strip().splitlines()[-1:] if stderr.strip() else []
-        said = f"：{tail[0]}" if tail else ""
         super().__init__(
-            f"{tool} 转换失败（{reason}）{said}",
-            f"{tool} failed ({reason}){': ' + tail[0] if tail else ''}",
+            variant=variant,
             tool=tool,
-            reason=reason,
+            said=f": {tail[0]}" if tail else "",
             stderr=stderr,
             returncode=returncode,
+            **details,
         )
         self.stderr = stderr
         self.returncode = returncode
@@ -102,31 +108,18 @@ class OutputTooLarge(ToolError):
     code = "PRS003"
 
     def __init__(self, tool: str, size: int, limit: int) -> None:
-        super().__init__(
-            f"{tool} 的输出超过上限（{size} 字节 > {limit} 字节），已终止",
-            f"{tool} wrote more than allowed ({size} bytes > {limit} bytes) and was stopped",
-            tool=tool,
-            size=size,
-            limit=limit,
-        )
+        super().__init__(tool=tool, size=size, limit=limit)
 
 
-class ToolMissing(ToolError):
+class ToolMissing(ToolError, Unavailable):
     code = "PRS006"
 
     def __init__(self, tool: str) -> None:
-        super().__init__(
-            f"未安装转换工具 {tool}，请由管理员安装（见 scripts/）",
-            f"The tool {tool} is not installed; ask the administrator to install it (see scripts/)",
-            tool=tool,
-        )
+        super().__init__(tool=tool)
 
 
 class OutputInvalid(PreservationError):
     code = "PRS004"
-
-    def __init__(self, zh: str, en: str, **details: Any) -> None:
-        super().__init__(f"转换结果未通过校验：{zh}", f"The migrated file failed validation: {en}", **details)
 
 
 class NoSafeAction(PreservationError):
@@ -255,7 +248,7 @@ def run_tool(
     if shutil.which(argv[0]) is None:
         raise ToolMissing(tool)
     if stop is not None and stop.is_set():
-        raise ToolFailed(tool, "stopped: its result is no longer needed")
+        raise ToolFailed(tool, variant="stopped")
     max_bytes = (limit or OutputLimit()).bytes_for(input_size)
     started_at = time.monotonic()
     deadline = started_at + timeout
@@ -283,7 +276,7 @@ def run_tool(
                 if stop is not None and stop.is_set():
                     _kill_group(proc)
                     proc.wait()
-                    raise ToolFailed(tool, "stopped: its result is no longer needed", _tail(err))
+                    raise ToolFailed(tool, variant="stopped", stderr=_tail(err))
                 now = time.monotonic()
                 if now >= deadline:
                     _kill_group(proc)
@@ -309,7 +302,7 @@ def run_tool(
         stdout = out.read(1024 * 1024).decode("utf-8", "replace")
         stderr = _tail(err)
     if proc.returncode not in ok_codes:
-        raise ToolFailed(tool, f"exit status {proc.returncode}", stderr, proc.returncode)
+        raise ToolFailed(tool, variant="exit_status", stderr=stderr, returncode=proc.returncode)
     return ToolRun(tuple(argv), proc.returncode, stdout, stderr, seconds)
 
 

@@ -32,6 +32,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+from archive.errors import ArchiveError
+
 Sort = Literal["relevance", "date_desc", "date_asc"]
 SORTS: tuple[str, ...] = ("relevance", "date_desc", "date_asc")
 FACETS: tuple[str, ...] = ("archive", "level", "fonds", "year", "retention", "format")
@@ -45,8 +47,19 @@ MAX_QUERY_CHARS = 256
 MAX_QUERY_TERMS = 16
 
 
-class SearchError(Exception):
-    """The backend could not answer (index missing, service down). Never raised for bad query text."""
+class SearchError(ArchiveError):
+    """The backend could not answer (index missing, service down). Never raised for bad query text.
+
+    Codes SRC… (``archive/codes/search.toml``)::
+
+        SearchError (SRC000)
+        ├── search.elastic.ElasticUnavailable (SRC001)  also an archive.errors.ServiceUnavailable (exit 3)
+        ├── search.elastic.IndexMissing (SRC002)        run ``archive reindex``
+        ├── search.reindex.ReindexLocked (SRC003)       another reindex holds the lock
+        └── search.documents.NotPublic (SRC004)         also a ValueError: a non-open record was offered
+    """
+
+    code = "SRC000"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from archive.access import is_public
 from archive.models import File, Record
-from search.backend import RecordDoc
+from search.backend import RecordDoc, SearchError
 from search.text import MAX_FILE_CHARS, extract_text, kind_of
 
 MAX_TITLE_CHARS = 2_000
@@ -32,11 +32,13 @@ TEXT_TIME_BUDGET = 300.0  # seconds of extraction per record, all files together
 _KEYWORD_SEPARATORS = re.compile(r"[；;，,、\n]+")
 
 
-class NotPublic(ValueError):
-    """A document of a record that is not open was offered to the public index."""
+class NotPublic(SearchError, ValueError):
+    """A document of a record that is not open was offered to the public index (a ValueError too, as before)."""
+
+    code = "SRC004"
 
     def __init__(self, doc_id: str, status: str) -> None:
-        super().__init__(f"{doc_id} is {status!r}, not open: it may not enter the public index")
+        super().__init__(doc_id=doc_id, status=status)
         self.doc_id = doc_id
         self.status = status
 

@@ -68,6 +68,7 @@ import elasticsearch
 from elastic_transport import TransportError
 from elasticsearch import helpers
 
+from archive.errors import ServiceUnavailable
 from search.backend import (
     FACETS,
     MAX_WINDOW,
@@ -250,24 +251,38 @@ MAPPINGS: dict[str, Any] = {
 }
 
 
-class ElasticUnavailable(SearchError):
+class ElasticUnavailable(SearchError, ServiceUnavailable):
     """Elasticsearch could not be reached or is overloaded (connection refused, timeout, 429/5xx): retry later."""
+
+    code = "SRC001"
+    service_name = "Elasticsearch"
 
 
 class IndexMissing(SearchError):
     """The alias points at no index (call ``ensure_ready`` or ``archive reindex``)."""
 
+    code = "SRC002"
 
-def _fail(exc: Exception, what: str) -> SearchError:
+
+def client_url(client: elasticsearch.Elasticsearch) -> str:
+    """The first node's URL of ``client`` (for messages), or "" if it cannot be told."""
+    try:
+        return str(client.transport.node_pool.all()[0].base_url)
+    except (AttributeError, IndexError, TypeError):
+        return ""
+
+
+def translate_error(exc: Exception, what: str, url: str = "") -> SearchError:
+    """The coded error for an Elasticsearch client failure (``what``: what we were doing, in English)."""
     if isinstance(exc, TransportError):
-        return ElasticUnavailable(f"Elasticsearch unreachable while {what}: {exc}")
+        return ElasticUnavailable(url=url, reason=exc, what=what)
     if isinstance(exc, elasticsearch.ApiError):
         status = exc.meta.status if exc.meta else 0
         if status == 429 or status >= 500:
-            return ElasticUnavailable(f"Elasticsearch unavailable while {what}: {exc}")
+            return ElasticUnavailable(url=url, reason=exc, what=what)
         if status == 404:
-            return IndexMissing(f"index missing while {what}: {exc}")
-    return SearchError(f"Elasticsearch failed while {what}: {exc}")
+            return IndexMissing(what=what, reason=exc)
+    return SearchError(variant="elastic", what=what, reason=exc)
 
 
 def index_settings() -> dict[str, Any]:
@@ -500,6 +515,7 @@ class ElasticBackend:
                 **_client_options(),
             )
         self.client = client
+        self.url = client_url(client)
         self.alias = alias
         self.refresh_mode = refresh
         self.chunk_size = chunk_size
@@ -508,7 +524,7 @@ class ElasticBackend:
     @classmethod
     def from_settings(cls, settings: Settings, **kw: Any) -> ElasticBackend:
         if not settings.elasticsearch_url:
-            raise SearchError("ARCHIVE_ELASTICSEARCH_URL is not set")
+            raise SearchError(variant="no_url")
         return cls(settings.elasticsearch_url, settings.elasticsearch_index, **kw)
 
     def __repr__(self) -> str:
@@ -534,7 +550,7 @@ class ElasticBackend:
         except elasticsearch.NotFoundError:
             return []
         except (TransportError, elasticsearch.ApiError) as exc:
-            raise _fail(exc, "reading the alias") from exc
+            raise translate_error(exc, "reading the alias", self.url) from exc
 
     def create_index(self, name: str, *, alias: bool = False, bulk_load: bool = False) -> None:
         """Create the versioned index ``name`` with our mapping; with ``alias`` the alias is added atomically.
@@ -554,7 +570,7 @@ class ElasticBackend:
                 wait_for_active_shards="1",
             )
         except (TransportError, elasticsearch.ApiError) as exc:
-            raise _fail(exc, f"creating index {name}") from exc
+            raise translate_error(exc, f"creating index {name}", self.url) from exc
 
     def ensure_ready(self) -> None:
         """Create the first versioned index and the alias if the alias is missing."""
@@ -563,11 +579,9 @@ class ElasticBackend:
                 self._ready = True
                 return
             if self.client.indices.exists(index=self.alias):
-                raise SearchError(
-                    f"{self.alias!r} is a concrete index, not an alias: run `archive reindex` to replace it"
-                )
+                raise SearchError(variant="concrete_index", alias=self.alias)
         except (TransportError, elasticsearch.ApiError) as exc:
-            raise _fail(exc, "checking the index") from exc
+            raise translate_error(exc, "checking the index", self.url) from exc
         try:
             # A deterministic first name: two processes starting together create it once.
             self.create_index(f"{self.alias}-v0", alias=True)
@@ -581,7 +595,7 @@ class ElasticBackend:
         try:
             self.client.indices.refresh(index=self.alias)
         except (TransportError, elasticsearch.ApiError) as exc:
-            raise _fail(exc, "refreshing") from exc
+            raise translate_error(exc, "refreshing", self.url) from exc
 
     # -- writing ----------------------------------------------------------------------------------------
 
@@ -625,7 +639,7 @@ class ElasticBackend:
                 if in_flight is not None:
                     items += in_flight.result()
         except (TransportError, elasticsearch.ApiError) as exc:
-            raise _fail(exc, what) from exc
+            raise translate_error(exc, what, self.url) from exc
         return items
 
     def index(self, docs: Iterable[RecordDoc], *, into: str | None = None) -> int:
@@ -643,8 +657,15 @@ class ElasticBackend:
         if failed:
             first = failed[0]
             status = int(first.get("status") or 0)
-            message = f"{len(failed)} of {len(unique)} documents refused, first {first.get('_id')}: {first['error']}"
-            raise (ElasticUnavailable if status == 429 or status >= 500 else SearchError)(message)
+            refused = {
+                "failed": len(failed),
+                "total": len(unique),
+                "doc_id": first.get("_id"),
+                "error": first["error"],
+            }
+            if status == 429 or status >= 500:
+                raise ElasticUnavailable(variant="overloaded", url=self.url, **refused)
+            raise SearchError(variant="refused", **refused)
         return len(batch)
 
     def delete(self, ids: Iterable[str]) -> int:
@@ -658,7 +679,7 @@ class ElasticBackend:
             if outcome.get("result") == "deleted":
                 removed += 1
             elif "error" in outcome and outcome.get("status") != 404:
-                raise SearchError(f"delete of {outcome.get('_id')} failed: {outcome.get('error')}")
+                raise SearchError(variant="delete", doc_id=outcome.get("_id"), error=outcome.get("error"))
         return removed
 
     def clear(self) -> None:
@@ -676,7 +697,7 @@ class ElasticBackend:
                 )
             ]
         except (TransportError, elasticsearch.ApiError) as exc:
-            raise _fail(exc, "clearing the index") from exc
+            raise translate_error(exc, "clearing the index", self.url) from exc
         self.delete(ids)
         self.refresh()
 
@@ -730,16 +751,15 @@ class ElasticBackend:
             body = b"".join(_dumps(line) + b"\n" for line in searches)
             answer = self.client.msearch(index=self.alias, searches=cast(Any, body))  # sent as it is
         except (TransportError, elasticsearch.ApiError) as exc:
-            raise _fail(exc, "searching") from exc
+            raise translate_error(exc, "searching", self.url) from exc
         responses = answer["responses"]
         for r in responses:
             if "error" in r:
                 status = int(r.get("status") or 0)
                 error = r["error"]
-                kind = ElasticUnavailable if status == 429 or status >= 500 else SearchError
-                if status == 404:
-                    kind = IndexMissing
-                raise kind(f"search failed: {error}")
+                if status == 429 or status >= 500:
+                    raise ElasticUnavailable(variant="query", url=self.url, reason=error)
+                raise (IndexMissing if status == 404 else SearchError)(variant="query", reason=error)
         counted = responses[0]
         total = int(counted["hits"]["total"]["value"])
         facets = _facets(counted.get("aggregations", {})) if query.facets else {k: {} for k in FACETS}
@@ -779,7 +799,7 @@ class ElasticBackend:
                 return 0
             return int(self.client.count(index=self.alias, query=build_query(query, parsed))["count"])
         except (TransportError, elasticsearch.ApiError) as exc:
-            raise _fail(exc, "counting") from exc
+            raise translate_error(exc, "counting", self.url) from exc
 
     def ids(self) -> set[str]:
         """Every document id in the index (for reconciliation and tests)."""
@@ -791,7 +811,7 @@ class ElasticBackend:
                 )
             }
         except (TransportError, elasticsearch.ApiError) as exc:
-            raise _fail(exc, "listing ids") from exc
+            raise translate_error(exc, "listing ids", self.url) from exc
 
 
 def _bodies(docs: Iterable[tuple[bytes, ...]], count: int, max_bytes: int) -> Iterator[bytes]:

@@ -328,7 +328,7 @@ class EmbeddedBackend:
         (renaming a WAL database under live readers can pair it with the wrong ``-wal`` file). The copy
         gets a new generation number, so every process's result cache is stale."""
         if not Path(built).is_file():  # connecting would create an empty index and copy that
-            raise SearchError(f"cannot copy {built} into the search index {self.path}: no such file")
+            raise SearchError(variant="copy_missing", built=built, path=self.path)
         self.ensure_ready()  # the live file exists and has our schema
         source = sqlite3.connect(built, isolation_level=None)
         target = sqlite3.connect(self.path, timeout=BUSY_MS / 1000)
@@ -336,7 +336,7 @@ class EmbeddedBackend:
             source.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(time.time_ns()),))
             source.backup(target)
         except sqlite3.Error as exc:
-            raise SearchError(f"cannot copy {built} into the search index {self.path}: {exc}") from exc
+            raise SearchError(variant="copy_failed", built=built, path=self.path, reason=exc) from exc
         finally:
             target.close()
             source.close()
@@ -365,7 +365,7 @@ class EmbeddedBackend:
             con.execute("COMMIT")
         except sqlite3.Error as exc:
             con.execute("ROLLBACK")
-            raise SearchError(f"cannot prepare the search index {self.path}: {exc}") from exc
+            raise SearchError(variant="prepare", path=self.path, reason=exc) from exc
 
     @staticmethod
     def _recount(con: sqlite3.Connection) -> None:
@@ -400,7 +400,7 @@ class EmbeddedBackend:
         try:
             self._conn().execute("SELECT 1 FROM meta LIMIT 1").fetchall()
         except sqlite3.Error as exc:
-            raise SearchError(f"search index {self.path} unusable: {exc}") from exc
+            raise SearchError(variant="unusable", path=self.path, reason=exc) from exc
 
     def index(self, docs: Iterable[RecordDoc]) -> int:
         """Add or replace ``docs`` in one transaction, a statement per table for the whole batch (a document
@@ -593,7 +593,7 @@ class EmbeddedBackend:
         try:
             return self._search(query)
         except sqlite3.OperationalError as exc:
-            raise SearchError(f"search failed: {exc}") from exc
+            raise SearchError(variant="query", reason=exc) from exc
 
     def _search(self, query: SearchQuery) -> SearchResult:
         con = self._conn()

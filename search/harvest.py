@@ -79,9 +79,7 @@ def split_url(url: str) -> tuple[str, str]:
     url = url.strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise BadArgument(
-            f"收割地址 {url!r} 应为节点的 http(s) 地址", f"Harvest URL {url!r} must be a node's http(s) URL"
-        )
+        raise BadArgument(variant="harvest_url", url=url)
     origin = url.rstrip("/").removesuffix("/oai").rstrip("/")
     return origin + "/oai", origin
 
@@ -262,7 +260,7 @@ def _xml(content: bytes) -> etree._Element:
             content, etree.XMLParser(no_network=True, resolve_entities=False, huge_tree=True)
         )
     except etree.XMLSyntaxError as exc:
-        raise HarvestError("收到的不是 XML", f"the answer is not XML: {exc}") from None
+        raise HarvestError(variant="not_xml", reason=exc) from None
 
 
 def _token(root: etree._Element) -> str | None:
@@ -274,7 +272,7 @@ def _token(root: etree._Element) -> str | None:
 
 def read_page(root: etree._Element, prefix: str) -> Page:
     if root.tag != f"{OAI}OAI-PMH":
-        raise HarvestError("收到的不是 OAI-PMH 应答", "the answer is not an OAI-PMH document")
+        raise HarvestError(variant="not_oai")
     page = Page(response_date=(root.findtext(f"{OAI}responseDate") or "").strip())
     errors = root.findall(f"{OAI}error")
     if errors:
@@ -282,10 +280,10 @@ def read_page(root: etree._Element, prefix: str) -> Page:
         if codes == ["noRecordsMatch"]:
             page.no_records = True
             return page
-        raise HarvestError(f"对方报错 {codes}", f"the repository answered {codes}: {errors[0].text}")
+        raise HarvestError(variant="oai_error", codes=codes, text=errors[0].text)
     body = root.find(f"{OAI}ListRecords")
     if body is None:
-        raise HarvestError("应答中没有 ListRecords", "no ListRecords in the answer")
+        raise HarvestError(variant="no_list_records")
     for rec in body.iterfind(f"{OAI}record"):
         header = rec.find(f"{OAI}header")
         if header is None:
@@ -343,9 +341,9 @@ def _get(client: httpx.Client, url: str, params: dict[str, str]) -> bytes:
     try:
         response = client.get(url, params=params)
     except httpx.HTTPError as exc:
-        raise HarvestError("无法连接", f"cannot reach {url}: {exc}") from None
+        raise HarvestError(variant="unreachable", url=url, reason=exc) from None
     if response.status_code != 200:
-        raise HarvestError(f"HTTP {response.status_code}", f"{url} answered HTTP {response.status_code}")
+        raise HarvestError(variant="http_status", url=url, status=response.status_code)
     return response.content
 
 
@@ -354,13 +352,13 @@ def _choose_prefix(client: httpx.Client, base: str) -> str:
     try:
         root = etree.fromstring(content, etree.XMLParser(no_network=True, resolve_entities=False))
     except etree.XMLSyntaxError:
-        raise HarvestError("收到的不是 XML", f"{base} did not answer XML") from None
+        raise HarvestError(variant="formats_not_xml", url=base) from None
     prefixes = {(e.text or "").strip() for e in root.iter(f"{OAI}metadataPrefix")}
     if NATIVE in prefixes:
         return NATIVE
     if "oai_dc" in prefixes:
         return "oai_dc"
-    raise HarvestError("对方不提供 oai_dc", f"{base} offers neither {NATIVE} nor oai_dc")
+    raise HarvestError(variant="no_format", url=base, native=NATIVE)
 
 
 def _fetch(client: httpx.Client, url: str, params: dict[str, str]) -> etree._Element:

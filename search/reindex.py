@@ -54,7 +54,7 @@ from archive.config import Settings
 from archive.models import Outbox, Record, utcnow
 from search.backend import RecordDoc, SearchBackend, SearchError
 from search.documents import build_document, doc_id
-from search.elastic import ElasticBackend, new_index_name
+from search.elastic import ElasticBackend, new_index_name, translate_error
 from search.embedded import EmbeddedBackend
 from search.indexer import TOPIC, _build
 
@@ -67,6 +67,8 @@ REFRESH_INTERVAL = "1s"
 
 class ReindexLocked(SearchError):
     """Another reindex of the same index is running."""
+
+    code = "SRC003"
 
 
 @dataclass
@@ -241,15 +243,15 @@ def elastic_lock(backend: ElasticBackend, timeout: float) -> Iterator[None]:
             break
         except elasticsearch.BadRequestError as exc:
             if "resource_already_exists_exception" not in str(exc):
-                raise SearchError(f"cannot take the reindex lock {name}: {exc}") from exc
+                raise translate_error(exc, f"taking the reindex lock {name}", backend.url) from exc
         except (TransportError, elasticsearch.ApiError) as exc:
-            raise SearchError(f"cannot take the reindex lock {name}: {exc}") from exc
+            raise translate_error(exc, f"taking the reindex lock {name}", backend.url) from exc
         if _lock_is_stale(client, name):
             with contextlib.suppress(elasticsearch.NotFoundError):
                 client.indices.delete(index=name)
             continue
         if time.monotonic() > deadline:
-            raise ReindexLocked(f"another reindex holds {name} (delete that index if it is left over)")
+            raise ReindexLocked(lock=name)
         time.sleep(delay)
         delay = min(delay * 2, 5.0)
     try:
@@ -336,7 +338,7 @@ def file_lock(path: Path, timeout: float) -> Iterator[None]:
                 break
             except BlockingIOError as exc:
                 if time.monotonic() > deadline:
-                    raise ReindexLocked(f"another reindex holds {path}") from exc
+                    raise ReindexLocked(lock=path) from exc
                 time.sleep(0.2)
         try:
             yield

@@ -29,7 +29,7 @@ from access_portal.staff import (
 )
 from archive import db, services
 from archive.config import Settings
-from archive.errors import ArchiveError, BadArgument, NotFound, RejectedInput, UnknownArchive
+from archive.errors import ArchiveError, BadArgument, NotFound, UnknownArchive, UploadTooLarge
 
 router = APIRouter(
     prefix="/api/v1",
@@ -122,7 +122,7 @@ def change_access(
                 open_after_years=settings.open_after_years,
             )
         except UnknownArchive:
-            raise NotFound("未找到", "Not Found") from None
+            raise NotFound() from None
         except BadArgument as exc:
             raise refused(exc) from None
 
@@ -204,10 +204,7 @@ CHUNK = 1 << 20
 def _bag_name(filename: str | None) -> str:
     name = Path(filename or "").name
     if not name or name.startswith(".") or not name.lower().endswith(BAG_SUFFIXES) or "\x00" in name:
-        raise BadArgument(
-            "上传的包应为 .zip、.tar 或 .tar.gz 文件",
-            "The bag must be uploaded as a .zip, .tar or .tar.gz file",
-        )
+        raise BadArgument(variant="bag_upload_name")
     return name
 
 
@@ -225,10 +222,7 @@ def _store_upload(settings: Settings, upload: UploadFile, transfer_id: str, name
             if written > limit:
                 out.close()
                 shutil.rmtree(folder, ignore_errors=True)
-                raise RejectedInput(
-                    f"上传超过移交大小上限（{limit} 字节）",
-                    f"The upload exceeds the transfer limit ({limit} bytes)",
-                )
+                raise UploadTooLarge(limit=limit)
             out.write(chunk)
         out.flush()
         os.fsync(out.fileno())
@@ -272,7 +266,7 @@ async def submit_transfer(
         path = await run_in_threadpool(_store_upload, settings, file, transfer_id, name)
     except BadArgument as exc:
         raise refused(exc) from None
-    except RejectedInput as exc:
+    except UploadTooLarge as exc:
         raise refused(exc, 413) from None
     await run_in_threadpool(_register, settings, transfer_id, archive, path, staff.login)
     await run_in_threadpool(_queue, settings, transfer_id, path, archive)

@@ -46,7 +46,7 @@ def create_token(
 ) -> tuple[ApiToken, str]:
     """A new token for ``login``; returns the row and the token text (the only time it exists)."""
     if expires_days is not None and expires_days < 1:
-        raise BadArgument("--expires 应为正整数（天）", "--expires must be a positive number of days")
+        raise BadArgument(variant="expires")
     user = get_user(session, login)
     now = now or utcnow()
     token_id = secrets.token_hex(6)

@@ -21,23 +21,14 @@ ROLES = tuple(r.value for r in Role)
 
 def check_grants(roles: Sequence[str], archives: Sequence[str]) -> None:
     if not roles:
-        raise BadArgument("至少需要一个角色（--role）", "At least one role is needed (--role)")
+        raise BadArgument(variant="no_role")
     for role in roles:
         if role not in ROLES:
-            raise BadArgument(
-                f"角色应为 {'/'.join(ROLES)}，而不是 {role!r}",
-                f"A role is one of {', '.join(ROLES)}, not {role!r}",
-            )
+            raise BadArgument(variant="role", known=", ".join(ROLES), role=role)
     if Role.archivist in roles and not archives:
-        raise BadArgument(
-            "档案员角色需要指定档案馆（--archive CODE）",
-            "The archivist role needs its archives (--archive CODE)",
-        )
+        raise BadArgument(variant="archivist_needs_archive")
     if archives and Role.archivist not in roles:
-        raise BadArgument(
-            "只有档案员角色按档案馆授予（--archive 仅用于 --role archivist）",
-            "Only the archivist role is granted per archive (--archive goes with --role archivist)",
-        )
+        raise BadArgument(variant="archive_without_archivist")
 
 
 def add_user(
@@ -54,10 +45,7 @@ def add_user(
     from archive.services import get_archive
 
     if not LOGIN.match(login):
-        raise BadArgument(
-            f"登录名 {login!r} 无效（字母、数字、._@-，最多 64 个字符）",
-            f"Invalid login {login!r} (letters, digits, ._@-, at most 64 characters)",
-        )
+        raise BadArgument(variant="login", login=login)
     check_grants(roles, archives)
     if session.execute(select(User.id).where(User.login == login)).first():
         raise UserExists(login)

@@ -1,21 +1,28 @@
-"""Storage errors, each with a stable code so callers, logs and reports can refer to it.
+"""Storage errors: :class:`archive.errors.ArchiveError` subclasses, each with a stable code.
 
-Hierarchy (catch at the level you mean)::
+Messages (Chinese and English) come from the catalogue, ``archive/codes/storage.toml``; a raise site passes
+the parameters, and the catalogue variant of its situation where the class covers several
+(``raise PathConflict(variant="is_directory", path=p, version=v)``). Hierarchy (catch at the level you mean)::
 
-    StorageError (STO000)
-    ├── ObjectExists (STO001)            an object with this id is already stored; never overwritten
-    ├── InvalidLogicalPath (STO002)      a logical path breaks the OCFL / storage rules
-    ├── NotAnOcflRoot (STO003)           the root directory is not (our kind of) OCFL storage root
-    ├── ObjectNotFound (STO004)          no object with this id
-    ├── InvalidDigest (STO005)           a digest is malformed, missing or of an unsupported algorithm
-    ├── ContentMismatch (STO006)         written content disagrees with what the caller declared
-    ├── PathConflict (STO007)            a logical path clashes with another one in the same version
-    ├── VersionConflict (STO008)         the object changed (or has an uncommitted version) since staging
-    ├── StagingError (STO009)            staging area misconfigured, or a builder used after commit/abort
-    └── InventoryError (STO010)          an inventory or its sidecar is unreadable or inconsistent
+    ArchiveError
+    └── StorageError (STO000)
+        ├── ObjectExists (STO001)            an object with this id is already stored; never overwritten
+        ├── InvalidLogicalPath (STO002)      a logical path breaks the OCFL / storage rules
+        ├── NotAnOcflRoot (STO003)           the root is not (our kind of) OCFL storage root
+        ├── ObjectNotFound (STO004)          no object with this id
+        ├── InvalidDigest (STO005)           a digest is malformed, missing or unsupported
+        ├── ContentMismatch (STO006)         written content disagrees with the declaration
+        ├── PathConflict (STO007)            a logical path clashes in the same version
+        ├── VersionConflict (STO008)         the object changed since staging
+        ├── StagingError (STO009)            staging misconfigured, or a builder misused
+        └── InventoryError (STO010)          an inventory or its sidecar is unreadable or inconsistent
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from archive.errors import ArchiveError
 
 __all__ = [
     "ContentMismatch",
@@ -32,14 +39,10 @@ __all__ = [
 ]
 
 
-class StorageError(Exception):
-    """Base of every storage error; ``code`` is stable, ``message`` is for people."""
+class StorageError(ArchiveError):
+    """Base of every storage error."""
 
     code = "STO000"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(f"[{self.code}] {message}")
-        self.message = message
 
 
 class ObjectExists(StorageError):
@@ -49,10 +52,9 @@ class ObjectExists(StorageError):
 class InvalidLogicalPath(StorageError):
     code = "STO002"
 
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"invalid logical path {path!r}: {reason}")
+    def __init__(self, path: str, *, variant: str | None = None, **details: Any) -> None:
+        super().__init__(variant=variant, path=path, **details)
         self.path = path
-        self.reason = reason
 
 
 class NotAnOcflRoot(StorageError):

@@ -109,15 +109,17 @@ def read_checked(directory: Path, object_id: str | None = None) -> dict[str, Any
         data = (directory / INVENTORY).read_bytes()
         sidecar = (directory / SIDECAR).read_bytes()
     except OSError as exc:
-        raise InventoryError(f"cannot read inventory in {directory}: {exc}") from None
+        raise InventoryError(path=directory, reason=exc) from None
     if not sidecar_matches(data, sidecar):
-        raise InventoryError(f"{directory / INVENTORY} does not match its sidecar (run recover_object)")
+        raise InventoryError(variant="sidecar", path=directory / INVENTORY)
     try:
         inventory: dict[str, Any] = json.loads(data)
     except ValueError as exc:
-        raise InventoryError(f"{directory / INVENTORY} is not JSON: {exc}") from None
+        raise InventoryError(variant="json", path=directory / INVENTORY, reason=exc) from None
     if object_id is not None and inventory.get("id") != object_id:
-        raise InventoryError(f"{directory} holds object {inventory.get('id')!r}, not {object_id!r}")
+        raise InventoryError(
+            variant="other_object", path=directory, found=inventory.get("id"), object_id=object_id
+        )
     return inventory
 
 
@@ -127,9 +129,9 @@ def read_id(directory: Path) -> str:
     try:
         object_id = json.loads((directory / INVENTORY).read_bytes())["id"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InventoryError(f"cannot read the inventory in {directory}: {exc}") from None
+        raise InventoryError(path=directory, reason=exc) from None
     if not isinstance(object_id, str):
-        raise InventoryError(f"the inventory in {directory} names no object id")
+        raise InventoryError(variant="no_id", path=directory)
     return object_id
 
 

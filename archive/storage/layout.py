@@ -69,22 +69,22 @@ _CONTROL = re.compile("[\x00-\x1f\x7f]")
 def validate_logical_path(path: str) -> str:
     """Return ``path`` unchanged if it is an acceptable logical path, else raise InvalidLogicalPath."""
     if not isinstance(path, str) or not path:
-        raise InvalidLogicalPath(str(path), "must be a non-empty string")
+        raise InvalidLogicalPath(str(path), variant="empty")
     if path.startswith("/"):
-        raise InvalidLogicalPath(path, "must not start with '/'")
+        raise InvalidLogicalPath(path, variant="absolute")
     if "\\" in path:
-        raise InvalidLogicalPath(path, "must not contain a backslash; use '/' between segments")
+        raise InvalidLogicalPath(path, variant="backslash")
     if _CONTROL.search(path):
-        raise InvalidLogicalPath(path, "must not contain control characters")
+        raise InvalidLogicalPath(path, variant="control")
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidLogicalPath(path, "is not valid UTF-8 (lone surrogate)") from None
+        raise InvalidLogicalPath(path, variant="surrogate") from None
     if not unicodedata.is_normalized("NFC", path):
-        raise InvalidLogicalPath(path, "must be NFC-normalised")
+        raise InvalidLogicalPath(path, variant="nfc")
     for segment in path.split("/"):
         if segment in ("", ".", ".."):
-            raise InvalidLogicalPath(path, f"empty, '.' or '..' segment ({segment!r})")
+            raise InvalidLogicalPath(path, variant="segment", segment=segment)
         if len(segment.encode("utf-8")) > _MAX_SEGMENT_BYTES:
-            raise InvalidLogicalPath(path, f"segment longer than {_MAX_SEGMENT_BYTES} bytes in UTF-8")
+            raise InvalidLogicalPath(path, variant="segment_length", limit=_MAX_SEGMENT_BYTES)
     return path

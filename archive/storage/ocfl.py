@@ -126,9 +126,9 @@ class ContentFile(NamedTuple):
 def _check_digest(algorithm: str, value: str) -> str:
     length = FIXITY_ALGORITHMS.get(algorithm)
     if length is None:
-        raise InvalidDigest(f"unsupported digest algorithm {algorithm!r}")
+        raise InvalidDigest(variant="algorithm", algorithm=algorithm)
     if not isinstance(value, str) or not re.fullmatch(rf"[0-9a-fA-F]{{{length}}}", value):
-        raise InvalidDigest(f"{algorithm} digest {value!r} is not {length} hex digits")
+        raise InvalidDigest(variant="hex", algorithm=algorithm, value=value, length=length)
     return value.lower()
 
 
@@ -227,7 +227,7 @@ class ObjectBuilder:
         for logical_path in logical_paths:
             validate_logical_path(logical_path)
             if logical_path in self._added or logical_path in targets:
-                raise PathConflict(f"{logical_path!r} was already added to {self.version}; remove it first")
+                raise PathConflict(variant="added", path=logical_path, version=self.version)
             self._check_state_conflict(logical_path)
             targets[logical_path] = self._content_dir / logical_path
         by_folder: dict[Path, list[str]] = {}
@@ -237,15 +237,13 @@ class ObjectBuilder:
             try:
                 fresh = self._make_folder(folder)
             except (FileExistsError, NotADirectoryError):
-                raise PathConflict(
-                    f"a parent of {self.version}/content/{members[0]} is already a content file"
-                ) from None
+                raise PathConflict(variant="parent_is_file", path=members[0], version=self.version) from None
             if fresh:  # created just now: nothing in it to clash with
                 continue
             present = set(os.listdir(folder))
             taken = next((m for m in members if targets[m].name in present), None)
             if taken is not None:
-                raise PathConflict(f"content path {self.version}/content/{taken} is already taken")
+                raise PathConflict(variant="content_taken", path=taken, version=self.version)
         return targets
 
     def _prune(self, folder: Path) -> None:
@@ -293,14 +291,14 @@ class ObjectBuilder:
         except OSError:
             found = None
         if found is None or not stat.S_ISREG(found.st_mode):
-            raise ContentMismatch(f"nothing was written at {self.version}/content/{logical_path}")
+            raise ContentMismatch(variant="nothing_written", path=logical_path, version=self.version)
         actual = found.st_size
         if actual != size:
-            raise ContentMismatch(f"{logical_path!r}: declared size {size}, written {actual} bytes")
+            raise ContentMismatch(variant="size", path=logical_path, size=size, actual=actual)
         digests = {a: _check_digest(a, v) for a, v in (fixity or {}).items()}
         for required in REQUIRED_FIXITY:
             if required not in digests:
-                raise InvalidDigest(f"{logical_path!r}: fixity must include {required}")
+                raise InvalidDigest(variant="fixity_required", path=logical_path, algorithm=required)
         self._register(logical_path, _check_digest(DIGEST_ALGORITHM, sha512), digests, target)
 
     def add_bytes(self, logical_path: str, data: bytes) -> None:
@@ -321,7 +319,7 @@ class ObjectBuilder:
         """Drop a logical path from the new version's state; earlier versions keep their content."""
         self._check_open()
         if logical_path not in self._state:
-            raise PathConflict(f"{logical_path!r} is not in the state of {self.version}")
+            raise PathConflict(variant="not_in_state", path=logical_path, version=self.version)
         digest = self._state.pop(logical_path)
         self._count_dirs(logical_path, -1)
         self._added.discard(logical_path)
@@ -337,9 +335,7 @@ class ObjectBuilder:
 
     def _check_open(self) -> None:
         if self.closed:
-            raise StagingError(
-                f"builder for {self.object_id!r} {self.version} is already committed or aborted"
-            )
+            raise StagingError(variant="closed", object_id=self.object_id, version=self.version)
 
     def _count_dirs(self, logical_path: str, delta: int) -> None:
         parts = logical_path.split("/")
@@ -351,12 +347,12 @@ class ObjectBuilder:
 
     def _check_state_conflict(self, logical_path: str) -> None:
         if self._dirs.get(logical_path):
-            raise PathConflict(f"{logical_path!r} is already a directory in the state of {self.version}")
+            raise PathConflict(variant="is_directory", path=logical_path, version=self.version)
         parts = logical_path.split("/")
         for i in range(1, len(parts)):
             prefix = "/".join(parts[:i])
             if prefix in self._state:
-                raise PathConflict(f"{logical_path!r} would be inside the file {prefix!r}")
+                raise PathConflict(variant="inside_file", path=logical_path, prefix=prefix)
 
     def _register_hashed(self, logical_path: str, digests: dict[str, str], target: Path) -> None:
         sha512 = digests.pop(DIGEST_ALGORITHM)
@@ -370,9 +366,7 @@ class ObjectBuilder:
                 if algorithm in known and known[algorithm] != value:
                     staged.unlink()
                     self._prune(staged.parent)
-                    raise ContentMismatch(
-                        f"{logical_path!r}: same sha512 as stored content but a different {algorithm}"
-                    )
+                    raise ContentMismatch(variant="fixity", path=logical_path, algorithm=algorithm)
             for algorithm, value in fixity.items():  # a new algorithm's value is worth keeping
                 known.setdefault(algorithm, value)
             staged.unlink()
@@ -417,7 +411,7 @@ class ObjectBuilder:
             for name in files:
                 rel = Path(dirpath, name).relative_to(self.version_dir.parent).as_posix()
                 if rel not in expected:
-                    raise StagingError(f"{rel} was written but never added (add_written) or removed")
+                    raise StagingError(variant="stray", path=rel)
         if not expected:  # OCFL: no content directory for a version without new content
             shutil.rmtree(self._content_dir)
 
@@ -442,7 +436,7 @@ class StagingBatch:
     def begin_object(self, object_id: str) -> ObjectBuilder:
         """Stage v1 of a new object in this batch (as ``OcflStore.begin_object``)."""
         if self._lock_fd is None:
-            raise StagingError("the staging batch is already closed")
+            raise StagingError(variant="batch_closed")
         self._count += 1
         return self._store._begin_object(
             object_id, self.path / f"o{self._count}", self.path / f"c{self._count}"
@@ -473,7 +467,7 @@ class OcflStore:
         self.fixity_algorithms = tuple(dict.fromkeys((*REQUIRED_FIXITY, *fixity_algorithms)))
         for algorithm in self.fixity_algorithms:
             if algorithm not in FIXITY_ALGORITHMS or algorithm == DIGEST_ALGORITHM:
-                raise InvalidDigest(f"unsupported fixity algorithm {algorithm!r}")
+                raise InvalidDigest(variant="fixity_algorithm", algorithm=algorithm)
         self._verified = False
 
     # -- the root ---------------------------------------------------------------------------------------
@@ -494,7 +488,7 @@ class OcflStore:
         if self.root.exists():
             leftovers = set(os.listdir(self.root)) - {"ocfl_layout.json", "extensions"}
             if leftovers:
-                raise NotAnOcflRoot(f"{self.root} exists, is not empty and is not an OCFL storage root")
+                raise NotAnOcflRoot(variant="foreign", root=self.root)
             # an empty directory (a mount point), or an init that crashed half-way: finish it, namaste last
             for rel, data in root_files.items():
                 (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -525,13 +519,10 @@ class OcflStore:
             or root_real in staging_real.parents
             or staging_real in root_real.parents
         ):
-            raise StagingError(f"staging dir {self.staging_dir} must be outside the storage root {self.root}")
+            raise StagingError(variant="inside_root", staging=self.staging_dir, root=self.root)
         anchor = self.root if self.root.exists() else self.root.parent
         if os.stat(anchor).st_dev != os.stat(self.staging_dir).st_dev:
-            raise StagingError(
-                f"staging dir {self.staging_dir} is not on the same file system as {self.root}; "
-                "the final rename would not be atomic"
-            )
+            raise StagingError(variant="other_device", staging=self.staging_dir, root=self.root)
 
     def _verify_root(self) -> None:
         namaste = self.root / ROOT_NAMASTE
@@ -542,19 +533,21 @@ class OcflStore:
                 (self.root / "extensions" / LAYOUT_EXTENSION / "config.json").read_text("utf-8")
             )
         except (OSError, ValueError) as exc:
-            raise NotAnOcflRoot(f"{self.root} is not a usable OCFL 1.1 storage root: {exc}") from None
+            raise NotAnOcflRoot(variant="unusable", root=self.root, reason=exc) from None
         if declared != "ocfl_1.1\n":
-            raise NotAnOcflRoot(f"{namaste} does not declare ocfl_1.1")
+            raise NotAnOcflRoot(variant="namaste", path=namaste)
         if not isinstance(layout, dict) or layout.get("extension") != LAYOUT_EXTENSION:
-            raise NotAnOcflRoot(f"{self.root} uses layout {layout!r}; this store needs {LAYOUT_EXTENSION}")
+            raise NotAnOcflRoot(variant="layout", root=self.root, layout=layout, expected=LAYOUT_EXTENSION)
         if not isinstance(config, dict) or any(config.get(k) != v for k, v in LAYOUT_CONFIG.items()):
-            raise NotAnOcflRoot(f"{self.root} layout parameters {config!r} differ from {LAYOUT_CONFIG!r}")
+            raise NotAnOcflRoot(
+                variant="layout_config", root=self.root, config=config, expected=LAYOUT_CONFIG
+            )
         self._verified = True
 
     def _ready(self) -> None:
         if not self._verified:
             if not (self.root / ROOT_NAMASTE).exists():
-                raise NotAnOcflRoot(f"{self.root} is not an OCFL storage root (run init)")
+                raise NotAnOcflRoot(variant="missing", root=self.root)
             self._prepare_staging()
             self._verify_root()
 
@@ -572,7 +565,7 @@ class OcflStore:
         self._ready()
         path = self.object_path(object_id)
         if not (path / OBJECT_NAMASTE).is_file():
-            raise ObjectNotFound(f"no object {object_id!r}")
+            raise ObjectNotFound(object_id=object_id)
         try:
             return self._read_inventory_at(path, object_id)
         except InventoryError:
@@ -627,14 +620,14 @@ class OcflStore:
             fd = _fs.lock_new(txn / ".lock")
             if fd is not None:
                 return txn, fd
-        raise StagingError(f"could not create a transaction directory in {self.staging_dir}")
+        raise StagingError(variant="no_txn_dir", staging=self.staging_dir)
 
     def _begin_object(self, object_id: str, txn: Path | None, chain: Path | None) -> ObjectBuilder:
         self._ready()
         if not object_id or not isinstance(object_id, str):
-            raise StorageError("object id must be a non-empty string")
+            raise StorageError(variant="object_id")
         if self.object_path(object_id).exists():
-            raise ObjectExists(f"object {object_id!r} already exists")
+            raise ObjectExists(object_id=object_id)
         if txn is None:
             return self._new_builder(object_id, None)
         txn.mkdir()
@@ -713,7 +706,7 @@ class OcflStore:
             for builder in todo:
                 builder._check_open()
                 if builder._object_stage is None:
-                    raise StagingError(f"commit_many is for new objects; {builder.object_id!r} has a v1")
+                    raise StagingError(variant="not_new", object_id=builder.object_id)
                 builder._check_no_strays()
                 inv_bytes = inventory_bytes(builder._inventory(when, message, user))
                 sidecar = sidecar_bytes(inv_bytes)
@@ -815,7 +808,7 @@ class OcflStore:
                 os.rename(staged_target, stage)
                 shutil.rmtree(chain)
                 if top == target and target.exists():
-                    raise ObjectExists(f"object {builder.object_id!r} already exists") from exc
+                    raise ObjectExists(object_id=builder.object_id) from exc
                 if attempt == _COMMIT_ATTEMPTS - 1:
                     raise
                 continue  # a parent appeared or vanished meanwhile (concurrent commit or prune): retry
@@ -830,12 +823,14 @@ class OcflStore:
             current = self._read_inventory_at(obj, builder.object_id)  # not read_inventory: lock held
             if current["head"] != builder._prior["head"]:
                 raise VersionConflict(
-                    f"{builder.object_id!r} moved from {builder._prior['head']} to {current['head']} "
-                    "while this version was staged"
+                    variant="moved",
+                    object_id=builder.object_id,
+                    before=builder._prior["head"],
+                    after=current["head"],
                 )
             target = obj / builder.version
             if target.exists():
-                raise VersionConflict(f"{target} already exists without being the head (run recover_object)")
+                raise VersionConflict(variant="not_head", path=target)
             os.rename(builder.version_dir, target)
             _fs.fsync_dir(obj)
             # the object now holds the new version; the root inventory makes it the head
@@ -849,7 +844,7 @@ class OcflStore:
         path = self.object_path(object_id)
         with _fs.locked(self._object_lock(object_id)):
             if not path.exists():
-                raise ObjectNotFound(f"no object {object_id!r}")
+                raise ObjectNotFound(object_id=object_id)
             _fs.remove_tree(path, self.staging_dir)
             _fs.prune_empty_dirs(path.parent, self.root)
 
@@ -864,7 +859,7 @@ class OcflStore:
         self._ready()
         obj = self.object_path(object_id)
         if not obj.exists():
-            raise ObjectNotFound(f"no object {object_id!r}")
+            raise ObjectNotFound(object_id=object_id)
         with _fs.locked(self._object_lock(object_id)):
             return self._recover_at(obj)
 
@@ -875,7 +870,7 @@ class OcflStore:
             sidecar = (obj / SIDECAR).read_bytes()
             head = json.loads(inv_bytes)["head"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise InventoryError(f"cannot read the root inventory of {obj}: {exc}") from None
+            raise InventoryError(path=obj, reason=exc) from None
         if not sidecar_matches(inv_bytes, sidecar):
             # crash between replacing inventory.json and its sidecar: the new head is complete, finish it
             head_dir = obj / head
@@ -883,7 +878,7 @@ class OcflStore:
                 _fs.replace_atomically(obj / SIDECAR, (head_dir / SIDECAR).read_bytes(), self.staging_dir)
                 actions.append(f"{obj.name}: completed root inventory sidecar for {head}")
             else:
-                raise InventoryError(f"{obj / INVENTORY} does not match its sidecar nor the head version")
+                raise InventoryError(variant="root_sidecar", path=obj / INVENTORY)
         head_number = version_number(head) or 0
         for entry in sorted(os.listdir(obj)):
             number = version_number(entry)

@@ -145,10 +145,10 @@ def make_replica(settings: Settings, replica_root: Path, *, record_event: bool =
     file that rotted is not noticed here (size and time are unchanged) — audit the replica for that."""
     source = settings.ocfl_root
     if not (source / ROOT_NAMASTE).is_file():
-        raise BadArgument(f"{source} 不是 OCFL 存储根", f"{source} is not an OCFL storage root")
+        raise BadArgument(variant="not_ocfl_root", root=source)
     dest_root = Path(replica_root).absolute()
     if dest_root == source or source in dest_root.parents or dest_root in source.parents:
-        raise BadArgument("副本不能位于存储根之内或包含它", "the replica must be outside the storage root")
+        raise BadArgument(variant="replica_inside_root")
     copied = unchanged = nbytes = 0
     for dirpath, _dirs, files in os.walk(source, topdown=False):
         here = Path(dirpath)

@@ -77,22 +77,17 @@ def run_audit(
     """Audit the objects in scope (see :mod:`preservation.audit`); write the report; record the events."""
     algos = tuple(dict.fromkeys(a.lower() for a in algorithms))
     if not algos or any(a not in ALGORITHMS for a in algos):
-        raise BadArgument(
-            f"核验算法只能是 {', '.join(ALGORITHMS)}",
-            f"audit algorithms must be among {', '.join(ALGORITHMS)}: {algorithms!r}",
-        )
+        raise BadArgument(variant="audit_algorithms", known=", ".join(ALGORITHMS), given=algorithms)
     if archive is not None:
         archive = archive.strip().upper()
     if since is not None:
         since = as_utc(since)
     root = settings.ocfl_root
     if not (root / ROOT_NAMASTE).is_file():
-        raise BadArgument(f"{root} 不是 OCFL 存储根", f"{root} is not an OCFL storage root")
+        raise BadArgument(variant="not_ocfl_root", root=root)
     replica = Path(replica_root).absolute() if replica_root is not None else None
     if replica is not None and not (replica / ROOT_NAMASTE).is_file():
-        raise BadArgument(
-            f"副本 {replica} 不是 OCFL 存储根", f"replica {replica} is not an OCFL storage root"
-        )
+        raise BadArgument(variant="replica_not_ocfl_root", root=replica)
     scope = {"archive": archive, "since": since.isoformat() if since else None, "algorithms": list(algos)}
     run, resumed = RunDir.open(settings.home_dir / "audits", scope, resume)
     try:

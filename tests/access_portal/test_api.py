@@ -88,7 +88,13 @@ def test_restricted_and_missing_are_the_same_404(client: TestClient) -> None:
     c = client.get(api_record_url("NOPE", "x"))
     assert a.status_code == b.status_code == c.status_code == 404
     assert a.content == b.content == c.content
-    assert a.json() == {"detail": "Not Found", "detail_zh": "未找到"}
+    assert a.json() == {
+        "code": "ARC004",
+        "message_zh": "未找到",
+        "message_en": "Not Found",
+        "detail": "Not Found",
+        "detail_zh": "未找到",
+    }
 
 
 def test_archives_tree(client: TestClient, portal_home: PortalHome) -> None:
@@ -140,3 +146,36 @@ def test_every_answer_carries_the_security_headers(client: TestClient, path: str
     assert headers["referrer-policy"] == "same-origin"
     assert headers["x-frame-options"] == "DENY"
     assert len(headers.get_list("x-frame-options")) == 1
+
+
+def test_failures_answer_with_the_catalogue_codes(portal_home: PortalHome) -> None:
+    """503 with the public face of the failure (code, zh, en), never the URL or cause behind it."""
+    import socket
+
+    from access_portal.app import create_app
+    from search import SearchError
+
+    class Down:
+        name = "down"
+
+        def ensure_ready(self) -> None:
+            raise SearchError("connection refused")
+
+        def search(self, query: object) -> None:
+            raise SearchError("connection refused")
+
+    with TestClient(create_app(portal_home.settings, backend=Down()), raise_server_exceptions=False) as c:  # type: ignore[arg-type]
+        r = c.get("/api/v1/search", params={"q": "广州"})
+    assert r.status_code == 503 and "connection refused" not in r.text
+    body = r.json()
+    assert body["code"] == "SRC005" and body["message_zh"] == "检索服务暂时不可用" and body["message_en"]
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql+psycopg://x:secret@127.0.0.1:{port}/db"
+    settings = portal_home.settings.model_copy(update={"database_url": url})
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        r = c.get("/api/v1/archives")
+    assert r.status_code == 503 and "secret" not in r.text and str(port) not in r.text
+    assert r.json()["code"] == "ARC019" and r.json()["message_zh"] and r.json()["message_en"]

@@ -164,7 +164,7 @@ def test_role_matrix(node: Node, who: str) -> None:
         if r.status_code == 401:
             assert r.headers["content-type"].startswith("application/problem+json"), name
             assert r.headers["www-authenticate"].startswith("Bearer"), name
-            assert r.json()["code"] == "ARC020"
+            assert r.json()["code"] == "ACC001"
         elif r.status_code == 403:
             assert r.headers["content-type"].startswith("application/problem+json"), name
             assert r.json()["status"] == 403

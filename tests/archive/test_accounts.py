@@ -52,7 +52,7 @@ def test_users_add_refusals(home: Settings) -> None:
     again = archive_cmd(
         "users", "add", "chen", "--role", "admin", "--password-stdin", input_text="x" * 10 + "\n"
     )
-    assert again.returncode == 1 and "ARC023" in again.stderr
+    assert again.returncode == 1 and "ACC004" in again.stderr
     for args, code in (
         (["--role", "archivist"], "ARC003"),  # an archivist without an archive
         (["--role", "auditor", "--archive", "GZ"], "ARC003"),  # --archive only for archivists
@@ -102,7 +102,7 @@ def test_revoke_by_prefix_and_disable(home: Settings) -> None:
     with db.read_session(home) as s:
         assert authenticate(s, second) is None
     missing = archive_cmd("users", "disable", "nobody")
-    assert missing.returncode == 1 and "ARC022" in missing.stderr
+    assert missing.returncode == 1 and "ACC003" in missing.stderr
     assert archive_cmd("tokens", "create", "nobody").returncode == 1
 
 

@@ -281,5 +281,10 @@ def test_every_federation_code_is_in_the_catalogue() -> None:
     }
     assert raised == set(catalogue)
     assert all(set(entry) == {"zh", "en"} for entry in catalogue.values())
-    for code, (zh, en) in errors._MESSAGES.items():
-        assert catalogue[code] == {"zh": zh, "en": en}
+    signature_errors: list[type[errors.SignatureRejected]] = [
+        errors.SignatureRejected,
+        *errors.SignatureRejected.__subclasses__(),
+    ]
+    for cls in signature_errors:
+        rejected = cls()  # the texts as raised are the catalogue's (no detail: nothing appended)
+        assert catalogue[cls.code] == {"zh": rejected.zh, "en": rejected.en + "{said}"}
