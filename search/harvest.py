@@ -22,8 +22,8 @@ Choices:
   (``source-N.sqlite3.full-PID``) written without journal or fsync — it is rebuildable from the origin, and
   nothing reads it — which replaces the index in one transaction at the end (SQLite's backup API, as
   ``archive reindex`` does). A full harvest that fails or dies half-way leaves the index as it was and its
-  side file is thrown away (if the process died, it stays behind until a full harvest run by a process of
-  the same id removes it: delete ``*.full-PID`` files of dead processes by hand). Pages are fetched and parsed
+  side file is thrown away (if the process died, the next full harvest of that source removes the side
+  files whose process is gone). Pages are fetched and parsed
   while two worker threads store the ones before, rows and index (up to :data:`DEPTH` pages ahead).
 - **Where the copy lives.** The rows in the catalogue database (``harvested_records``, with the origin and
   the harvest time of each record), and one embedded search index (SQLite FTS5, the same backend as the
@@ -457,10 +457,31 @@ def _side_index(settings: Settings, source_id: int) -> EmbeddedBackend:
     return EmbeddedBackend(live.with_name(f"{live.name}.full-{os.getpid()}"), durable=False)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def _sweep_dead_side_files(settings: Settings, source_id: int) -> None:
+    """Remove the side files of full harvests of this source whose process is gone (killed half-way); a
+    live process's side file (another full harvest running now) is left alone."""
+    live = index_for(settings, source_id).path
+    for path in live.parent.glob(f"{live.name}.full-*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            EmbeddedBackend(path, durable=False).remove_files()
+
+
 def _store_open(settings: Settings, source_id: int, full: bool) -> int:
     index = _side_index(settings, source_id) if full else index_for(settings, source_id)
     if full:
-        index.remove_files()  # left by a run that died half-way
+        index.remove_files()  # left by a run of this process id that died half-way
+        _sweep_dead_side_files(settings, source_id)
     index.ensure_ready()
     _OPEN[source_id] = index
     return 0

@@ -3,6 +3,10 @@ peer, garbage, HTTP errors, OAI errors. The provider end to end is in tests/e2e/
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import httpx
 import pytest
 from sqlalchemy import select
@@ -113,6 +117,33 @@ def test_no_records_match_is_an_empty_success(home: Settings) -> None:
     assert (report.status, report.added) == ("ok", 0)
     answer = catalogue_search(home, "http://peer", SearchQuery())
     assert answer is not None and answer.total == 0
+
+
+def test_a_full_harvest_removes_side_files_of_dead_runs_only(home: Settings) -> None:
+    sid = source_id(home, "http://peer")
+    home.harvest_dir.mkdir(parents=True, exist_ok=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        base = home.harvest_dir / f"source-{sid}.sqlite3"
+        left = [Path(f"{base}.full-{dead.stdout.strip()}"), Path(f"{base}.full-{dead.stdout.strip()}-wal")]
+        running = Path(f"{base}.full-{live.pid}")
+        for path in [*left, running]:
+            path.write_bytes(b"")
+        client = mock(
+            {
+                "ListMetadataFormats": httpx.Response(200, text=FORMATS),
+                "ListRecords": httpx.Response(200, text=DC_PAGE),
+            }
+        )
+        assert harvest_source(home, sid, full=True, client=client).status == "ok"
+        assert not any(p.exists() for p in left)  # the dead run's side file and its WAL are gone
+        assert running.exists()  # a running harvest's side file is left alone
+    finally:
+        live.kill()
+        live.wait()
 
 
 def test_hourly_on_the_beat(home: Settings) -> None:
