@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +25,7 @@ from ingest.bagwriter import make_bag, write_payload
 from ingest.pipeline import ingest
 from search import SearchQuery
 from search.harvest import catalogue_search
-from tests.e2e.helpers import CSV_HEADER, archive_cmd
+from tests.e2e.helpers import CSV_HEADER, archive_cmd, free_port, serving
 from tests.oai_schema import NS, validated
 
 pytestmark = pytest.mark.slow
@@ -54,12 +51,6 @@ def make_home(path: Path) -> Settings:
     return settings
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Node:
     settings: Settings
@@ -77,32 +68,8 @@ def node(tmp_path: Path) -> Iterator[Node]:
         "ARCHIVE_PUBLIC_URL": f"http://127.0.0.1:{port}",
     }
     env_all = {k: v for k, v in os.environ.items() if k != "ARCHIVE_DATABASE_URL"} | env
-    log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "archive", "serve", "--host", "127.0.0.1", "--port", str(port), "--no-drain"],
-        env=env_all,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"archive serve exited: {(tmp_path / 'serve.log').read_text()}")
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("the portal did not start within 60 s")
-            time.sleep(0.2)
+    with serving(env_all, port, tmp_path / "serve.log") as url:
         yield Node(settings, url, env)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
 
 
 def ident(code: str) -> str:

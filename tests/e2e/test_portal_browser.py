@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.access_portal import OPEN_PDF, PDF_NAME, PortalHome
 from tests.access_portal import portal_home as portal_home  # the fixture, re-exported for pytest
+from tests.e2e.helpers import free_port, serving
 
 CHROMIUM = os.environ.get("ARCHIVE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -55,51 +51,15 @@ def _need_browser() -> None:
         pytest.skip(message)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def portal_url(portal_home: PortalHome, tmp_path: Path) -> Iterator[str]:
     """``archive serve`` on a free 127.0.0.1 port against the demo node, until the test ends."""
     _need_browser()
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_")}
     env["ARCHIVE_HOME"] = str(portal_home.settings.home_dir)
-    log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "archive", "serve", "--host", "127.0.0.1", "--port", str(port), "--no-drain"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"archive serve exited with {proc.returncode}: {(tmp_path / 'serve.log').read_text()}"
-                )
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("the portal did not answer /healthz within 60 s")
-            time.sleep(0.2)
+    with serving(env, port, tmp_path / "serve.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def test_search_facet_record_download_english(portal_url: str, tmp_path: Path) -> None:
