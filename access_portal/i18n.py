@@ -151,6 +151,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "This record is held by {name}; it is shown here as that archive answers now.",
     },
     "holder_unavailable_title": {"zh": "保管单位暂时无法访问", "en": "Holding archive unavailable"},
+    "harvested_note": {
+        "zh": "保管单位 {name} 暂时无法访问，以下为本馆截至 {time} 收割的目录副本（仅著录信息，不含文件）。",
+        "en": "{name} cannot be reached now; shown from the catalogue copy harvested on {time} "
+        "(description only, no files).",
+    },
 }
 
 

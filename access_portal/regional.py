@@ -34,7 +34,7 @@ from archive.federation.errors import HolderUnavailable, UnknownPeer
 from archive.federation.identity import NodeIdentity, has_identity, load_identity
 from archive.federation.peers import get_peer, list_peers, record_contact
 from archive.federation.signing import SignatureAuth
-from search import SearchBackend, SearchQuery
+from search import SearchBackend, SearchQuery, harvested_record
 from search.federation import (
     RECORD_PATH,
     Federation,
@@ -277,6 +277,39 @@ async def remote_record(
         for f in record.files
     ]
     return record.model_copy(update={"url": base, "files": files})
+
+
+def catalogue_record(
+    settings: Settings, node_id: str, archive: str, code: str
+) -> tuple[RecordOut, str] | None:
+    """The record as last harvested from its holder ``node_id`` (metadata only: files are never harvested),
+    with the time of that harvest; ``None`` when this node never harvested it. What the record page shows
+    while the holder cannot answer — the same open records the holder itself lists over OAI-PMH."""
+    h = holder(settings, node_id)
+    if services._clean(archive, 64) is None or services._clean(code, services.MAX_CODE_CHARS) is None:
+        return None
+    copy = harvested_record(settings, h.peer.url, archive, code)
+    if copy is None:
+        return None
+    f = copy.fields
+    names = node_context(settings).peer_archives.get(archive, {})
+    record = RecordOut(
+        archive=archive,
+        archive_name_zh=names.get("name_zh") or archive,
+        archive_name_en=names.get("name_en"),
+        archival_code=code,
+        title=f.get("title") or code,
+        creator=f.get("creator"),
+        date=f.get("date"),
+        retention=f.get("retention"),
+        fonds=f.get("fonds"),
+        description=f.get("description"),
+        keywords=list(f.get("keywords") or ()),
+        language=f.get("language"),
+        url=remote_record_path(node_id, archive, code),
+        files=[],
+    )
+    return record, copy.harvested_at
 
 
 #: Headers of a peer's file answer passed on to the visitor; nothing else (no Set-Cookie, no Location).

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from search.documents import NotPublic, build_document, doc_id
     from search.embedded import EmbeddedBackend
     from search.federation import Federation, RegionalResult
-    from search.harvest import CatalogueAnswer, catalogue_search
+    from search.harvest import CatalogueAnswer, HarvestedCopy, catalogue_search, harvested_record
     from search.indexer import DrainCounts, drain, enqueue, pending
 
 # Imported on first use (PEP 562), so that `archive` commands loading search's CLI start quickly.
@@ -46,7 +46,8 @@ _WHERE = {
     "SearchQuery": "backend", "SearchResult": "backend", "NotPublic": "documents",
     "build_document": "documents", "doc_id": "documents", "EmbeddedBackend": "embedded",
     "DrainCounts": "indexer", "drain": "indexer", "enqueue": "indexer", "pending": "indexer",
-    "CatalogueAnswer": "harvest", "catalogue_search": "harvest",
+    "CatalogueAnswer": "harvest", "catalogue_search": "harvest", "HarvestedCopy": "harvest",
+    "harvested_record": "harvest",
     "Federation": "federation", "RegionalResult": "federation",
 }  # fmt: skip
 
@@ -66,6 +67,7 @@ __all__ = [
     "DrainCounts",
     "EmbeddedBackend",
     "Federation",
+    "HarvestedCopy",
     "Hit",
     "NotPublic",
     "RecordDoc",
@@ -81,6 +83,7 @@ __all__ = [
     "embedded_path",
     "enqueue",
     "get_backend",
+    "harvested_record",
     "pending",
 ]
 

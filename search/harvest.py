@@ -726,5 +726,31 @@ def catalogue_search(settings: Settings, origin_url: str, params: SearchParams) 
     )
 
 
+@dataclass
+class HarvestedCopy:
+    """One record of a peer as last harvested: its fields (``_native_fields``/``_dc_fields``) and when."""
+
+    fields: dict[str, Any]
+    harvested_at: str
+
+
+def harvested_record(settings: Settings, origin_url: str, archive: str, code: str) -> HarvestedCopy | None:
+    """The harvested copy of the record ``archive``/``code`` of the node at ``origin_url``, or ``None``
+    when it was never harvested from there (or the peer no longer lists it: the copy keeps open records
+    only, a record restricted or deleted at its holder leaves the copy at the next harvest)."""
+    origin = normalise_origin(origin_url)
+    with db.read_session(settings) as s:
+        row = s.execute(
+            select(_HARVESTED.c.fields, _HARVESTED.c.harvested_at)
+            .join(HarvestSource, HarvestSource.id == _HARVESTED.c.source_id)
+            .where(HarvestSource.origin_url == origin, _HARVESTED.c.doc_id == f"{archive}/{code}")
+            .order_by(_HARVESTED.c.harvested_at.desc())
+            .limit(1)
+        ).first()
+    if row is None:
+        return None
+    return HarvestedCopy(dict(row.fields), _iso(row.harvested_at))
+
+
 def _iso(value: dt.datetime) -> str:
     return (value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value).isoformat()

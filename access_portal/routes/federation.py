@@ -40,6 +40,7 @@ from access_portal.routes.public import content_disposition, render
 from access_portal.schemas import ArchiveOut, RecordOut
 from archive import db
 from archive.config import Settings
+from archive.federation.errors import HolderUnavailable
 from archive.federation.identity import load_identity
 from archive.federation.peers import accept_announcement, peer_public_key, remember_nonce
 from archive.federation.signing import verify_request
@@ -221,13 +222,22 @@ async def announce(call: Signed, settings: SettingsDep) -> JSONResponse:
 async def remote_record_page(
     request: Request, settings: SettingsDep, node_id: str, archive: str, code: str
 ) -> HTMLResponse:
+    """A peer's record as its holder answers now; while the holder cannot answer, the copy this node last
+    harvested from it (metadata only, dated), and the error page only when there is no copy either."""
     fed = request.app.state.federation
-    record = await regional.remote_record(fed, settings, node_id, archive, code)
+    harvested_at = None
+    try:
+        record = await regional.remote_record(fed, settings, node_id, archive, code)
+    except HolderUnavailable:
+        copy = await run_in_threadpool(regional.catalogue_record, settings, node_id, archive, code)
+        if copy is None:
+            raise
+        record, harvested_at = copy
     holder = await run_in_threadpool(regional.holder, settings, node_id)
     return render(
         request,
         "record.html",
-        {"record": record, "catalogue_url": None, "holder": holder.peer},
+        {"record": record, "catalogue_url": None, "holder": holder.peer, "harvested_at": harvested_at},
     )
 
 

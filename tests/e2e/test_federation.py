@@ -560,6 +560,15 @@ def test_a_dead_node_is_answered_from_the_harvested_catalogue(region: dict[str, 
             assert SECRET not in json.dumps(region_search(th, q=q, size=100), ensure_ascii=False)
         page = httpx.get(th.url + "/search", params={"q": "港口"}, timeout=30)
         assert "目录副本" in page.text and gz.name in page.text and SECRET not in page.text
+        # The record page of the dead holder's record: the harvested copy, dated, without files.
+        record = httpx.get(th.url + from_copy[0]["url"], timeout=30)
+        assert record.status_code == 200, record.text
+        assert "收割的目录副本" in record.text and "GZ-F-0001" in record.text and "/files/" not in record.text
+        english = httpx.get(th.url + from_copy[0]["url"], params={"lang": "en"}, timeout=30)
+        assert "catalogue copy harvested on" in english.text
+        # A restricted record was never harvested: still the holder-unavailable page, nothing of it shown.
+        hidden = httpx.get(th.url + f"/remote/{gz.node_id}/records/GZ/GZ-S-0009", timeout=30)
+        assert hidden.status_code == 502 and SECRET not in hidden.text
     finally:
         gz.start()
     wait_for(lambda: all_ok(th), 30, "the region did not recover after the restart")
