@@ -29,6 +29,11 @@ Choices:
   the harvest time of each record), and one embedded search index (SQLite FTS5, the same backend as the
   node's own default index) per origin under ``$ARCHIVE_HOME/harvest/`` — never in the node's own index,
   whichever backend that is, so the node's own search never returns a peer's records.
+- **One harvest of a source at a time**: an exclusive ``flock`` on ``harvest/source-N.lock`` (the files two
+  runs would both rewrite live in the home, whichever database the catalogue is on); a second run finds it
+  held and reports ``busy`` without touching anything (``archive harvest run`` exits 0 for it: the other
+  run does the work). The kernel releases a dead process's lock. Homes shared by several hosts need a file
+  system whose ``flock`` works across them (local disks, NFSv4).
 - **Origins.** A source is named by its node URL; ``harvest add`` takes the node URL or its ``…/oai``
   endpoint and keeps both (``origin_url`` without a trailing slash or ``/oai``).
 """
@@ -36,13 +41,16 @@ Choices:
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import logging
 import os
 import re
+import socket
 import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import quote, urlsplit
@@ -528,6 +536,46 @@ def harvest_source(
         )
     full = full or start is None
     report = HarvestReport(url=base.removesuffix("/oai"), full=full)
+    with _source_lock(settings, source_id) as holder:
+        if holder is not None:  # the schedule and a hand-started run, or two hosts sharing the home
+            report.status = "busy"
+            report.error = HarvestError(variant="busy", url=report.url, holder=holder).en
+            return report
+        return _harvest_locked(settings, source_id, report, base, prefix, set_spec, start, client)
+
+
+@contextmanager
+def _source_lock(settings: Settings, source_id: int) -> Iterator[str | None]:
+    """One harvest of a source at a time, whatever the catalogue database: an exclusive ``flock`` on
+    ``harvest/source-N.lock`` beside the source's index (the thing two harvests would both rewrite), taken
+    without waiting. Yields ``None`` when taken, else who holds it ("pid P on HOST", as written in the file).
+    The kernel drops the lock when its process dies, so a killed harvest never blocks the next one."""
+    settings.harvest_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.harvest_dir / f"source-{source_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "?"
+            return
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        yield None
+    finally:
+        os.close(fd)
+
+
+def _harvest_locked(
+    settings: Settings,
+    source_id: int,
+    report: HarvestReport,
+    base: str,
+    prefix: str | None,
+    set_spec: str | None,
+    start: str | None,
+    client: httpx.Client | None,
+) -> HarvestReport:
+    full = report.full
     t0 = time.perf_counter()
     own = client is None
     http = client or httpx.Client(timeout=settings.harvest_timeout, follow_redirects=False)

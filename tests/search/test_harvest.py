@@ -176,3 +176,45 @@ def test_a_full_harvest_rebuilds_the_index_and_a_failed_one_keeps_it(home: Setti
     assert gone is not None and gone.total == 0
     assert found is not None and [h["archival_code"] for h in found.hits] == ["SZ-2"]
     assert not list(home.harvest_dir.glob("*.full-*"))  # no side file left behind
+
+
+def test_one_harvest_of_a_source_at_a_time(home: Settings) -> None:
+    """A second harvest of a source while one runs (the schedule and a hand-started run, or two hosts sharing
+    the home) is skipped as "busy", changing nothing; once the first one's process is gone — even killed —
+    the next harvest runs."""
+    sid = source_id(home, "http://peer")
+    client = mock(
+        {
+            "ListMetadataFormats": httpx.Response(200, text=FORMATS),
+            "ListRecords": httpx.Response(200, text=DC_PAGE),
+        }
+    )
+    home.harvest_dir.mkdir(parents=True, exist_ok=True)
+    lock = home.harvest_dir / f"source-{sid}.lock"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.pwrite(fd, f'pid {os.getpid()} on testhost'.encode(), 0)\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        report = harvest_source(home, sid, client=client)
+        assert report.status == "busy" and report.added == 0
+        assert report.error and f"pid {holder.pid} on testhost" in report.error
+        with db.read_session(home) as s:
+            source = s.execute(select(HarvestSource)).scalar_one()
+            assert source.last_run_at is None and source.last_status is None
+    finally:
+        holder.kill()
+        holder.communicate(timeout=10)
+    report = harvest_source(home, sid, client=client)
+    assert (report.status, report.added) == ("ok", 1)
