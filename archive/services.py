@@ -6,7 +6,7 @@ import datetime as dt
 import re
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from archive.access import decide_access, is_public
+from archive.codes import more_problems
 from archive.errors import BadArgument, Conflict, NotFound, UnknownArchive
 from archive.events import ACCESS_DECISION, NewEvent, append_events
 from archive.models import Archive, File, Level, Outbox, Record, Transfer, utcnow
@@ -205,21 +206,6 @@ def transfer_record_refs(session: Session, transfer_id: str) -> list[str]:
         .order_by(Record.archival_code)
     ).all()
     return [f"{a}/{c}" for a, c in rows]
-
-
-def more_problems(
-    counts: Mapping[str, int], shown: Mapping[str, int], file: str | None
-) -> list[dict[str, Any]]:
-    """For each problem code counted more often than shown: how many more, in a zh/en sentence that says
-    where every one of them is."""
-    out = []
-    for code, n in sorted(counts.items()):
-        more = n - shown.get(code, 0)
-        if more > 0:
-            zh = f"另有 {more} 个 {code} 问题未列出" + (f"，全部见 {file}" if file else "")
-            en = f"and {more} more {code}" + (f"; every one is in {file}" if file else "")
-            out.append({"code": code, "count": more, "message_zh": zh, "message_en": en})
-    return out
 
 
 def transfer_summary(t: Transfer) -> dict[str, Any]:

@@ -59,9 +59,11 @@ def _progress() -> Progress:
     )
 
 
-def _print_problems(problems: list[Problem]) -> None:
-    for p in problems:
-        _print_problem(p.as_dict())
+def _print_problems(problems: list[Problem], shown: int, file: Path | None) -> None:
+    """Problems, bounded: the first ``shown`` of each code, then how many more (and where they all are)."""
+    from ingest.problems import summarise
+
+    _print_summary(summarise(problems, shown, file))
 
 
 def _print_problem(p: dict[str, Any]) -> None:
@@ -86,8 +88,17 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def validate(
     path: Annotated[Path, typer.Argument(help="Bag directory, .zip, .tar or .tar.gz")],
     as_json: JsonOpt = False,
+    problems_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--problems-file",
+            help="Write every problem here (JSON lines); the report lists the first "
+            "ARCHIVE_PROBLEMS_SHOWN of each code and counts the rest",
+        ),
+    ] = None,
 ) -> None:
-    """Check a bag without storing anything: exit 0 valid, 1 invalid (every problem listed)."""
+    """Check a bag without storing anything: exit 0 valid, 1 invalid (problems listed: the first
+    ARCHIVE_PROBLEMS_SHOWN of each code, with how many more; every one with --problems-file)."""
 
     def body(settings: Settings) -> None:
         from ingest.validate import validate_transfer
@@ -98,10 +109,13 @@ def validate(
                 report = validate_transfer(path, settings, RichReporter(progress))
         else:
             report = validate_transfer(path, settings)
+        from ingest.problems import write_problem_file
+
+        written = write_problem_file(problems_file, report.problems) if problems_file else None
         if as_json:
-            print_json(report.as_dict())
+            print_json(report.as_dict(settings.problems_shown, written))
         else:
-            _print_problems(report.problems)
+            _print_problems(report.problems, settings.problems_shown, written)
             state = "[green]valid[/]" if report.valid else "[bold red]invalid[/]"
             out.print(
                 f"{path}: {state} — {report.file_count} files, {report.byte_count} bytes, "

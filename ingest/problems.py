@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archive.codes import CodeInfo, Severity, catalogue, fill
+from archive.codes import CodeInfo, Severity, catalogue, fill, more_problems
 
 __all__ = ["CodeInfo", "Problem", "Severity", "catalogue", "errors", "warnings"]
 
@@ -97,9 +97,6 @@ def summarise(problems: Sequence[Problem], shown: int, file: Path | None = None)
         seen[p.code] += 1
         if seen[p.code] <= shown:
             (shown_errors if p.severity == "error" else shown_warnings).append(p.as_dict())
-    # imported here: archive.services brings SQLAlchemy (~0.16 s), which `archive validate` never needs
-    from archive.services import more_problems
-
     where = str(file) if file else None
     return {
         "errors": shown_errors,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from archive.errors import BadArgument
 from ingest.bag import open_bag, verify_bag
 from ingest.metadata import read_records
-from ingest.problems import Problem, errors, warnings
+from ingest.problems import Problem, errors, summarise, warnings
 from ingest.unpack import check_directory_transfer, detect_kind, unpack_transfer
 
 if TYPE_CHECKING:
@@ -34,15 +34,31 @@ class TransferReport:
     def valid(self) -> bool:
         return not errors(self.problems)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, shown: int | None = None, file: Path | None = None) -> dict[str, Any]:
+        """The report; with ``shown``, bounded as an ingest's is (:func:`ingest.problems.summarise`: the
+        first ``shown`` problems of each code, the count of every code, how many more, and ``file`` — where
+        every one of them was written, if anywhere)."""
+        if shown is None:
+            problems: dict[str, Any] = {
+                "errors": [p.as_dict() for p in errors(self.problems)],
+                "warnings": [p.as_dict() for p in warnings(self.problems)],
+            }
+        else:
+            summary = summarise(self.problems, shown, file)
+            problems = {
+                "errors": summary["errors"],
+                "warnings": summary["warnings"],
+                "problem_counts": summary["counts"],
+                "more_problems": summary["more"],
+                "problems_file": summary["file"],
+            }
         return {
             "path": self.path,
             "valid": self.valid,
             "files": self.file_count,
             "bytes": self.byte_count,
             "records": self.records,
-            "errors": [p.as_dict() for p in errors(self.problems)],
-            "warnings": [p.as_dict() for p in warnings(self.problems)],
+            **problems,
         }
 
 

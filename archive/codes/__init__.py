@@ -156,3 +156,17 @@ def render(code: str, params: Mapping[str, Any], variant: str | None = None) -> 
     """The Chinese and English messages of ``code`` (or of its ``variant``) filled with ``params``."""
     entry = info(code, variant)
     return fill(entry.zh, params), fill(entry.en, params)
+
+
+def more_problems(
+    counts: Mapping[str, int], shown: Mapping[str, int], file: str | None
+) -> list[dict[str, Any]]:
+    """For each problem code counted more often than shown: how many more, in a zh/en sentence (ING009,
+    from the catalogue) that says where every one of them is."""
+    out = []
+    for code, n in sorted(counts.items()):
+        more = n - shown.get(code, 0)
+        if more > 0:
+            zh, en = render("ING009", {"count": more, "code": code, "file": file}, "file" if file else None)
+            out.append({"code": code, "count": more, "message_zh": zh, "message_en": en})
+    return out

@@ -156,6 +156,31 @@ def test_thousands_of_problems_are_kept_whole_in_a_file_and_shown_bounded(
     assert catalogue_counts(home) == (0, 0) and stored_objects(home) == []
 
 
+def test_validate_shows_problems_bounded_and_writes_them_all_on_request(
+    home: Settings, tmp_path: Path
+) -> None:
+    count = 2_000
+    bag = bad_rows_bag(tmp_path / "bad", count)
+    every = tmp_path / "out" / "problems.jsonl"
+    proc = archive_cmd("validate", str(bag), "--json", "--problems-file", str(every))
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert len(proc.stdout) < 50_000, len(proc.stdout)
+    result = json.loads(proc.stdout)
+    counts = result["problem_counts"]
+    assert result["valid"] is False and sum(counts.values()) >= 2 * count
+    shown = home.problems_shown
+    assert len(result["errors"]) + len(result["warnings"]) == sum(min(n, shown) for n in counts.values())
+    assert {m["code"]: m["count"] for m in result["more_problems"]} == {
+        c: n - shown for c, n in counts.items() if n > shown
+    }
+    assert all(str(every) in m["message_en"] for m in result["more_problems"])
+    assert result["problems_file"] == str(every)
+    assert len(every.read_text(encoding="utf-8").splitlines()) == sum(counts.values())
+    plain = archive_cmd("validate", str(bag))
+    assert plain.returncode == 1 and len(plain.stdout) < 50_000
+    assert f"另有 {counts['META012'] - shown} 个 META012 问题未列出" in plain.stdout
+
+
 def test_a_few_problems_are_all_shown(home: Settings, tmp_path: Path) -> None:
     bag = bad_rows_bag(tmp_path / "bad", 3)
     code, result = ingest_json(bag, "GZ")
