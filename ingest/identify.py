@@ -46,7 +46,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
@@ -312,10 +312,15 @@ if hasattr(os, "register_at_fork"):
 
 
 def _siegfried(
-    paths: list[Path], workers: int, timeout: float, progress: Callable[[int], None] | None = None
+    paths: list[Path],
+    workers: int,
+    timeout: float,
+    progress: Callable[[int], None] | None = None,
+    batch_done: Callable[[list[Path], dict[Path, dict[str, Any]]], None] | None = None,
 ) -> dict[Path, dict[str, Any]]:
     """Siegfried's report per file. A batch that fails (timeout, crash) is retried file by file, so that only
-    the file at fault is reported as such (``failed`` set: IDN010). ``progress(files done)`` after a batch."""
+    the file at fault is reported as such (``failed`` set: IDN010). ``progress(files done)`` after a batch;
+    ``batch_done(paths, reports)`` with each batch's files as soon as it is back."""
     out: dict[Path, dict[str, Any]] = {}
     for start in range(0, len(paths), BATCH):
         if progress is not None:
@@ -332,6 +337,8 @@ def _siegfried(
             if found is None and position < len(files):
                 found = files[position]
             out[path] = found or {"errors": "no result from Siegfried", "matches": []}
+        if batch_done is not None:
+            batch_done(chunk, out)
     if progress is not None:
         progress(len(paths))
     return out
@@ -698,13 +705,23 @@ def identify_files(
     workers = max(1, workers)
     if not unique:
         return _with_tools(found, order)
-    reports = _siegfried(unique, workers, timeout, progress)
-    if len(unique) >= BATCH:  # a big batch leaves Go's heap at ~150 MB: give it back before what follows
-        release_siegfried()
-    jobs = [(path, _plain_text(reports[path])) for path in unique]
+    # libmagic (and Pillow's header reads) start on each Siegfried batch as soon as it is back, in threads
+    # beside the Siegfried child, which leaves part of the cores idle (its Go-side concurrency does not fill
+    # them); the last batch's share is all that is left for after Siegfried.
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="identify") as pool:
-        chunks = [jobs[i : i + _MAGIC_CHUNK] for i in range(0, len(jobs), _MAGIC_CHUNK)]
-        magic_results = [r for result in pool.map(_magic_chunk, chunks) for r in result]
+        magic: list[Future[list[tuple[str | None, dict[str, Any] | None]]]] = []
+
+        def batch_done(chunk: list[Path], reports: dict[Path, dict[str, Any]]) -> None:
+            jobs = [(path, _plain_text(reports[path])) for path in chunk]
+            magic.extend(
+                pool.submit(_magic_chunk, jobs[i : i + _MAGIC_CHUNK])
+                for i in range(0, len(jobs), _MAGIC_CHUNK)
+            )
+
+        reports = _siegfried(unique, workers, timeout, progress, batch_done)
+        if len(unique) >= BATCH:  # a big batch leaves Go's heap at ~150 MB: give it back before what follows
+            release_siegfried()
+        magic_results = [r for future in magic for r in future.result()]
 
     for path, (mime, image_props) in zip(unique, magic_results, strict=True):
         ident = _from_siegfried(path, reports[path])
