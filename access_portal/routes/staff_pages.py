@@ -43,6 +43,7 @@ from access_portal.schemas import record_url
 from access_portal.staff import (
     CSRF_FIELD,
     SESSION_COOKIE,
+    AdminPageDep,
     ArchivistPageDep,
     StaffPageDep,
     check_read,
@@ -51,10 +52,19 @@ from access_portal.staff import (
     require_archive_read,
 )
 from archive import dashboard, db, services, transfer_views
-from archive.accounts import Staff, sessions
+from archive.accounts import Staff, add_user, disable_user, list_users, sessions
 from archive.config import Settings
-from archive.errors import ArchiveError, BadArgument, CsrfRejected, LockedOut, SignInFailed, UploadTooLarge
-from archive.models import TransferStatus
+from archive.errors import (
+    ArchiveError,
+    BadArgument,
+    CsrfRejected,
+    LockedOut,
+    SignInFailed,
+    UploadTooLarge,
+    UsageError,
+    UserExists,
+)
+from archive.models import Role, TransferStatus
 from archive.transfer_views import TransferFilter
 
 router = APIRouter(prefix="/staff", dependencies=[Depends(get_limits)], include_in_schema=False)
@@ -424,3 +434,65 @@ async def upload(
     await run_in_threadpool(_register, settings, transfer_id, archive, path, staff.login)
     await run_in_threadpool(_queue, settings, transfer_id, path, archive)
     return RedirectResponse(f"/staff/transfers/{transfer_id}", status_code=303)
+
+
+def _users_page(
+    request: Request, settings: Settings, error: ArchiveError | None = None, status_code: int = 200
+) -> HTMLResponse:
+    lang = resolve_lang(request)
+    with db.read_session(settings) as s:
+        users = list_users(s)
+    return render_staff(
+        request,
+        "staff/users.html",
+        {
+            "nav": "users",
+            "users": users,
+            "roles": [r.value for r in Role],
+            "archives": _archive_choices(settings, None),
+            "error": (error.zh if lang == "zh" else error.en) if error else None,
+            "error_code": error.code if error else None,
+        },
+        status_code,
+    )
+
+
+@router.get("/users", response_class=HTMLResponse)
+def users_page(request: Request, staff: AdminPageDep, settings: SettingsDep) -> Response:
+    return _users_page(request, settings)
+
+
+@router.post("/users", response_class=HTMLResponse)
+def add_user_page(
+    request: Request,
+    staff: AdminPageDep,
+    settings: SettingsDep,
+    login: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(min_length=12, max_length=1024)],
+    role: Annotated[list[str], Form()],
+    archive: Annotated[list[str] | None, Form()] = None,
+    display_name: Annotated[str | None, Form(max_length=255)] = None,
+) -> Response:
+    """Add a person (an event whose agent is the administrator); the same rules as ``archive users add``."""
+    try:
+        with db.write_session(settings) as s:
+            add_user(
+                s,
+                login,
+                roles=role,
+                archives=archive or [],
+                password=password,
+                display_name=display_name or None,
+                actor=staff.login,
+            )
+    except (UsageError, UserExists) as exc:
+        return _users_page(request, settings, exc, 409 if isinstance(exc, UserExists) else 422)
+    return RedirectResponse("/staff/users", status_code=303)
+
+
+@router.post("/users/{login}/disable", response_class=HTMLResponse)
+def disable_user_page(request: Request, login: str, staff: AdminPageDep, settings: SettingsDep) -> Response:
+    """Disable a person: their sessions and tokens stop working at once (an event)."""
+    with db.write_session(settings) as s:
+        disable_user(s, login, actor=staff.login)
+    return RedirectResponse("/staff/users", status_code=303)

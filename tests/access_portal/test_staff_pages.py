@@ -88,16 +88,17 @@ def pages(node: Node) -> list[tuple[str, str, str]]:
         ("upload form", "GET", "/staff/upload"),
         ("upload GZ", "POST", "/staff/upload?archive=GZ"),
         ("upload GD", "POST", "/staff/upload?archive=GD"),
+        ("users", "GET", "/staff/users"),
     ]
 
 
 EXPECTED: dict[str, tuple[int, ...]] = {
-    # dash, list, list GZ, list GD, tr GZ, tr GD, csv GZ, csv GD, upload form, upload GZ, upload GD
-    "anonymous": (303,) * 11,
-    "root": (200, 200, 200, 200, 200, 200, 200, 200, 403, 403, 403),  # uploading is an archivist's
-    "gz": (200, 200, 200, 403, 200, 404, 200, 404, 200, 303, 403),
-    "gd": (200, 200, 403, 200, 404, 200, 404, 200, 200, 403, 303),
-    "aud": (200, 200, 200, 200, 200, 200, 200, 200, 403, 403, 403),
+    # dash, list, list GZ, list GD, tr GZ, tr GD, csv GZ, csv GD, upload form, upload GZ, upload GD, users
+    "anonymous": (303,) * 12,
+    "root": (200, 200, 200, 200, 200, 200, 200, 200, 403, 403, 403, 200),  # uploading is an archivist's
+    "gz": (200, 200, 200, 403, 200, 404, 200, 404, 200, 303, 403, 403),
+    "gd": (200, 200, 403, 200, 404, 200, 404, 200, 200, 403, 303, 403),
+    "aud": (200, 200, 200, 200, 200, 200, 200, 200, 403, 403, 403, 403),
 }
 
 
@@ -156,13 +157,14 @@ def test_every_form_route_refuses_a_change_without_the_csrf_token(node: Node) ->
     assert ("/staff/logout", "POST") in routes and ("/staff/upload", "POST") in routes
     client = node.clients["gz"]
     for path, method in routes:
-        concrete = path.replace("{transfer_id}", node.gz_transfer)
+        concrete = path.replace("{transfer_id}", node.gz_transfer).replace("{login}", "gd")
         for token in (None, "0" * 64, csrf_of(node.clients["gd"])):  # none, forged, another session's
             data = {"archive": "GZ", **({"csrf_token": token} if token else {})}
             r = client.request(method, concrete, data=data, follow_redirects=False)
             assert r.status_code == 403, (path, token, r.status_code)
             assert "SES003" in r.text
     assert client.get("/staff").status_code == 200  # still signed in: nothing was done
+    assert "gd" in node.clients["gd"].get("/staff").text  # gd was not disabled
 
 
 def test_filters_and_totals(node: Node) -> None:
@@ -205,3 +207,47 @@ def test_pages_in_english_and_cookie_not_readable_by_scripts(node: Node) -> None
     assert '<html lang="en">' in page.text and "Transfers" in page.text
     assert page.headers["cache-control"] == "no-store"
     assert SESSION_COOKIE in node.clients["aud"].cookies
+
+
+def test_admin_adds_and_disables_people(node: Node) -> None:
+    admin = node.clients["root"]
+    token = csrf_of(admin, "/staff/users")
+    form = {"login": "th", "password": "a long enough password", "role": "archivist", "archive": "GZ-TH"}
+    added = admin.post("/staff/users", data={**form, "csrf_token": token}, follow_redirects=False)
+    assert added.status_code == 303
+    again = admin.post("/staff/users", data={**form, "csrf_token": token})
+    assert again.status_code == 409 and "ACC004" in again.text
+    bad = admin.post("/staff/users", data={**form, "login": "th2", "archive": [], "csrf_token": token})
+    assert bad.status_code == 422 and "ARC003" in bad.text  # an archivist needs an archive
+    th = TestClient(create_app(node.settings))
+    with th:
+        assert sign_in(th, "th", "a long enough password").status_code == 303
+        assert th.get("/staff").status_code == 200
+        out = admin.post("/staff/users/th/disable", data={"csrf_token": token}, follow_redirects=False)
+        assert out.status_code == 303
+        assert th.get("/staff", follow_redirects=False).status_code == 303  # the session stopped at once
+    page = admin.get("/staff/users").text
+    assert 'data-user="th"' in page
+
+
+def test_dashboard_figures(node: Node) -> None:
+    from sqlalchemy import func, select
+
+    from archive import db
+    from archive.models import Archive, Record
+
+    with db.read_session(node.settings) as s:
+        held = s.execute(
+            select(func.count()).select_from(Record).join(Archive).where(Archive.code == "GZ")
+        ).scalar_one()
+        opened = s.execute(
+            select(func.count())
+            .select_from(Record)
+            .join(Archive)
+            .where(Archive.code == "GZ", Record.access_status == "open")
+        ).scalar_one()
+    page = node.clients["gz"].get("/staff").text
+    section = page.split('id="arch-GZ"')[1]
+    assert f'data-figure="holdings">{held}<' in section
+    assert f'data-figure="open_share">{round(100 * opened / held)}%<' in section
+    assert 'data-figure="transfers_month">' in section and 'data-figure="last_audit">' in section
