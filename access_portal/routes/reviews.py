@@ -1,8 +1,9 @@
 """The staff JSON API of opening review (开放审核) and description, under ``/api/v1``.
 
-Who may call what is decided in :mod:`access_portal.staff`: any staff role reads (an archivist their own
-archives' reviews and records; another archive's are 404, as missing), admins and the archive's archivists
-decide and edit (an auditor: 403; an archive named in the path outside the scope: 403). The handlers call
+Who may call what is decided in :mod:`access_portal.staff`, by its rules: any staff role reads, admins and
+the archive's archivists decide and edit (an auditor: 403); an archive named in the request (``?archive=``,
+the path of a decision or an edit) outside the person's scope is a 403 whether or not anything exists there;
+a review found by its id, or a record's history, of another archive is a 404, the same as a missing one. The handlers call
 :mod:`archive.review` and :mod:`archive.describe`; each decision or edit is indexed right after its commit
 (:func:`search.index_records`), so the public search follows within the request.
 """
@@ -17,7 +18,14 @@ from pydantic import BaseModel, Field
 
 from access_portal.deps import BackendDep, SettingsDep
 from access_portal.routes.staff import refused
-from access_portal.staff import ActorDep, ReaderDep, check_read, readable_archives, require_archive
+from access_portal.staff import (
+    ActorDep,
+    ReaderDep,
+    check_read,
+    readable_archives,
+    require_archive,
+    require_archive_read,
+)
 from archive import db, describe, review
 from archive.errors import Conflict, InvalidMetadata, NotFound, UnknownArchive
 from search import index_records
@@ -173,7 +181,7 @@ def list_reviews(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Any:
     for code in archive or []:
-        check_read(staff, code)  # another archive's queue: 404, as if it had none
+        require_archive_read(staff, code)
     wanted = archive if archive else readable_archives(staff)
     with db.read_session(settings) as s:
         rows = review.list_reviews(s, wanted, state=state, why=why, due_by=due_by, limit=limit, offset=offset)
