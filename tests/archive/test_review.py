@@ -216,3 +216,43 @@ def test_a_mistaken_opening_is_corrected_by_a_new_decision(any_home: Settings, t
     with db.read_session(any_home) as s:
         assert verify_chain(s).ok
         assert s.execute(select(func.count()).select_from(Record)).scalar_one() == len(ROWS)
+
+
+def test_cli_twins(home: Settings, tmp_path: Path) -> None:
+    """The CLI with the clock moved by --today: policy, redecide, queue, put up, decide, access set."""
+    import json
+
+    from tests.e2e.helpers import archive_cmd
+
+    store(home, tmp_path)
+    assert archive_cmd("archives", "policy", "GZ", "--on-age", "sometimes").returncode == 2
+    assert archive_cmd("archives", "policy", "GZ", "--on-age", "review").returncode == 0
+    eve = archive_cmd("access", "redecide", "--today", EVE.isoformat(), "--json")
+    assert eve.returncode == 0 and json.loads(eve.stdout)["queued"] == 0
+    day = archive_cmd("access", "redecide", "--today", DAY.isoformat(), "--json")
+    assert json.loads(day.stdout)["queued"] == 1
+    assert archive_cmd("access", "redecide", "--today", "2026-13-01").returncode == 2
+
+    put = archive_cmd("access", "review", "GZ/GZ-HAND", "--note", "申请开放", "--json")
+    assert put.returncode == 0 and json.loads(put.stdout)["created"] is True
+    queue = json.loads(archive_cmd("access", "queue", "--archive", "GZ", "--json").stdout)
+    assert sorted((q["record"], q["why"]) for q in queue) == [("GZ/GZ-EDGE", "age"), ("GZ/GZ-HAND", "manual")]
+    ids = [str(q["id"]) for q in queue]
+    decided = archive_cmd("access", "decide", *ids, "--status", "open", "--reason", "批量开放", "--json")
+    assert decided.returncode == 0, decided.stderr
+    assert [d["access_status"] for d in json.loads(decided.stdout)] == ["open", "open"]
+    assert (
+        archive_cmd("access", "decide", ids[0], "--status", "open", "--reason", "x").returncode == 1
+    )  # REV003
+
+    again = archive_cmd(
+        "access", "set", "GZ/GZ-HAND", "restricted", "--reason", "更正", "--review-on", "2031-01-01", "--json"
+    )
+    assert again.returncode == 0 and json.loads(again.stdout)["access_status"] == "restricted"
+    (scheduled,) = [r for r in reviews(home, "HAND") if r.state == "scheduled"]
+    assert scheduled.due_on == dt.date(2031, 1, 1)
+    edit = archive_cmd("records", "edit", "GZ/GZ-OLD", "--title", "新题名", "--json")
+    assert edit.returncode == 0 and json.loads(edit.stdout)["version"] == "v2"
+    history = json.loads(archive_cmd("records", "history", "GZ/GZ-OLD", "--json").stdout)
+    assert [v["version"] for v in history["versions"]] == ["v2", "v1"]
+    assert archive_cmd("records", "edit", "GZ/GZ-OLD", "--date", "1990-02-30").returncode == 2
