@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -131,7 +132,7 @@ def test_open_by_review_reaches_the_public_search_at_once(node: Node) -> None:
         assert event.outcome_detail["review"] == review_id
         assert event.outcome_detail["joint_review"]["opinion"] == "同意开放"
 
-    for body in (
+    bodies: list[dict[str, Any]] = [
         {"decisions": []},
         {"decisions": [{"review_id": review_id, "status": "auto", "reason": "x"}]},
         {"decisions": [{"review_id": review_id, "status": "open", "reason": ""}]},
@@ -140,7 +141,8 @@ def test_open_by_review_reaches_the_public_search_at_once(node: Node) -> None:
                 {"review_id": review_id, "status": "restricted", "reason": "x", "review_on": "2001-01-01"}
             ]
         },
-    ):
+    ]
+    for body in bodies:
         assert c.post("/api/v1/reviews/decisions", headers=h(node, "gz"), json=body).status_code == 422, body
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -88,7 +89,7 @@ def test_an_edit_is_a_new_version_and_an_event(home: Settings, tmp_path: Path) -
     assert history["versions"][2]["changes"] is None  # the ingest
 
 
-BAD = [
+BAD: list[tuple[dict[str, Any], str]] = [
     ({"title": "  "}, "empty"),
     ({"title": "题" * 1001}, "too_long"),
     ({"date": "1991-13-01"}, "date"),
