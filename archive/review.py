@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, selectinload
 from archive import db
 from archive.access import decide_access
 from archive.config import Settings
-from archive.errors import InvalidMetadata, ReviewNotPending, UnknownReview
+from archive.errors import BadArgument, InvalidMetadata, ReviewNotPending, UnknownReview
 from archive.events import REVIEW, NewEvent, append_events
 from archive.models import Archive, Record, Review, ReviewState, ReviewWhy, utcnow
 from archive.services import AGENT, STAFF_STATUSES, get_archive, get_record, set_access
@@ -266,8 +266,10 @@ class Decision:
 
 
 def _check_decision(status: str, reason: str, review_on: dt.date | None, today: dt.date) -> str:
-    if status not in STAFF_STATUSES:
-        raise InvalidMetadata(variant="status", value=status)
+    if status not in STAFF_STATUSES:  # the codes of archive.services.staff_set_access
+        raise BadArgument(variant="staff_status", status=status)
+    if not reason.strip():
+        raise BadArgument(variant="reason_required")
     text = _check_text(reason, "reason", MAX_REASON, required=True)
     if review_on is not None and review_on <= today:
         raise InvalidMetadata(variant="review_on", value=review_on.isoformat())

@@ -27,7 +27,7 @@ from access_portal.staff import (
     require_archive_read,
 )
 from archive import db, describe, review
-from archive.errors import Conflict, InvalidMetadata, NotFound, UnknownArchive
+from archive.errors import BadArgument, Conflict, InvalidMetadata, NotFound, UnknownArchive
 from search import index_records
 
 router = APIRouter(
@@ -210,7 +210,7 @@ def decide(body: DecisionsIn, staff: ActorDep, settings: SettingsDep, backend: B
                 may_act=staff.may_act_for,
                 open_after_years=settings.open_after_years,
             )
-    except InvalidMetadata as exc:
+    except (BadArgument, InvalidMetadata) as exc:
         raise refused(exc) from None
     except Conflict as exc:
         raise refused(exc, 409) from None

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from archive import db, review, services
 from archive.config import Settings
-from archive.errors import InvalidMetadata, ReviewNotPending, UnknownReview
+from archive.errors import BadArgument, InvalidMetadata, ReviewNotPending, UnknownReview
 from archive.events import ACCESS_DECISION, REVIEW, verify_chain
 from archive.models import Event, Record, Review
 from ingest.bagwriter import make_bag, write_payload
@@ -192,7 +192,7 @@ def test_batch_is_all_or_nothing_and_a_decided_review_is_refused(any_home: Setti
         review.Decision(ids[1], "auto", "x"),
         review.Decision(ids[1], "restricted", "x", review_on=dt.date(2000, 1, 1)),
     ):
-        with pytest.raises(InvalidMetadata), db.write_session(any_home) as s:
+        with pytest.raises((BadArgument, InvalidMetadata)), db.write_session(any_home) as s:
             review.decide(s, [bad], actor="gz")
 
 
