@@ -102,7 +102,8 @@ def clean_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _current(record: Record) -> dict[str, Any]:
+def current_fields(record: Record) -> dict[str, Any]:
+    """The editable fields as the catalogue holds them (keywords as a list), as :func:`clean_changes` gives."""
     return {
         "title": record.title,
         "creator": record.creator,
@@ -171,7 +172,7 @@ def edit_metadata(
     with db.read_session(settings) as s:
         record = get_record(s, archive, code)
         ref, object_id = f"{record.archive.code}/{record.archival_code}", record.ocfl_object_id
-        before = _current(record)
+        before = current_fields(record)
     changed = {
         k: {"before": before[k], "after": v} for k, v in wanted.items() if (before[k] or None) != (v or None)
     }
