@@ -42,8 +42,12 @@ LIMITS = {"title": 1000, "creator": 500, "description": 20000, "date": 32}
 MAX_KEYWORDS = 50
 MAX_KEYWORD = 100
 COMMIT_ATTEMPTS = 3
-_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$", re.ASCII)
 _KEYWORD_SPLIT = re.compile(r"[；;,，]")
+
+
+def _control(text: str) -> bool:
+    return any(ord(c) < 32 or c == "\x7f" for c in text)
 
 
 def _one_date(text: str) -> tuple[dt.date, dt.date] | None:
@@ -87,11 +91,15 @@ def clean_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
         if name == "keywords":
             words = value if isinstance(value, list) else _KEYWORD_SPLIT.split(str(value or ""))
             words = [str(w).strip() for w in words if str(w).strip()]
+            if any(_control(w) for w in words):
+                raise InvalidMetadata(variant="control", field=name)
             if len(words) > MAX_KEYWORDS or any(len(w) > MAX_KEYWORD for w in words):
                 raise InvalidMetadata(variant="keywords", limit=MAX_KEYWORDS)
             out[name] = words
             continue
         text = str(value).strip() if value is not None else ""
+        if _control(text.replace("\n", "").replace("\r", "").replace("\t", "")):
+            raise InvalidMetadata(variant="control", field=name)
         if name == "title" and not text:
             raise InvalidMetadata(variant="empty", field=name)
         if len(text) > LIMITS[name]:

@@ -46,8 +46,15 @@ MAX_REASON = 2000
 MAX_OFFICE = 255
 
 
+def has_control(text: str) -> bool:
+    """Control characters other than tab and newlines (NUL cannot even be stored by PostgreSQL)."""
+    return any((ord(c) < 32 and c not in "\t\r\n") or c == "\x7f" for c in text)
+
+
 def _check_text(value: str | None, name: str, limit: int, *, required: bool = False) -> str | None:
     text = (value or "").strip()
+    if has_control(text):
+        raise InvalidMetadata(variant="control", field=name)
     if required and not text:
         raise InvalidMetadata(variant="empty", field=name)
     if len(text) > limit:

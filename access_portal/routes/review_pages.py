@@ -123,7 +123,7 @@ def decide_page(
     office_opinion_on: Annotated[str, Form(max_length=16)] = "",
     review_id: Annotated[list[int] | None, Form()] = None,
 ) -> Response:
-    ids = review_id or []
+    ids = [i for i in review_id or [] if 0 < i < 2**31]
     t = translator(resolve_lang(request))
     if not ids:
         return _queue_page(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
 
 from access_portal.deps import BackendDep, SettingsDep
@@ -69,8 +69,13 @@ class ReviewListOut(BaseModel):
     reviews: list[ReviewOut]
 
 
+#: review ids are database integers: anything larger cannot exist (and must not reach the driver)
+MAX_ID = 2**31 - 1
+ReviewId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
 class DecisionIn(BaseModel):
-    review_id: int
+    review_id: int = Field(ge=1, le=MAX_ID)
     status: Literal["open", "restricted"]
     reason: str = Field(min_length=1, max_length=review.MAX_REASON)
     review_on: dt.date | None = Field(default=None, description="Restricted: the next review's date")
@@ -189,7 +194,7 @@ def list_reviews(
 
 
 @router.get("/reviews/{review_id}", response_model=ReviewOut, summary="One opening review")
-def get_review(review_id: int, staff: ReaderDep, settings: SettingsDep) -> Any:
+def get_review(review_id: ReviewId, staff: ReaderDep, settings: SettingsDep) -> Any:
     with db.read_session(settings) as s:
         return review.review_summary(review.get_review(s, review_id, staff.may_read))
 
@@ -223,7 +228,7 @@ def decide(body: DecisionsIn, staff: ActorDep, settings: SettingsDep, backend: B
     response_model=ReviewOut,
     summary="Record the transferring office's opinion on a pending review (joint review)",
 )
-def opinion(review_id: int, body: OpinionIn, staff: ActorDep, settings: SettingsDep) -> Any:
+def opinion(review_id: ReviewId, body: OpinionIn, staff: ActorDep, settings: SettingsDep) -> Any:
     try:
         with db.write_session(settings) as s:
             row = review.get_review(s, review_id, staff.may_act_for)

@@ -94,6 +94,8 @@ def test_open_by_review_reaches_the_public_search_at_once(node: Node) -> None:
     assert c.get("/api/v1/reviews", params={"archive": "GD"}, headers=h(node, "gz")).status_code == 403
     assert c.get("/api/v1/reviews", params={"archive": "GZ"}, headers=h(node, "aud")).status_code == 200
     assert c.get("/api/v1/reviews").status_code == 401
+    assert c.get(f"/api/v1/reviews/{2**70}", headers=h(node, "gz")).status_code == 422
+    assert c.post(put, headers=h(node, "gz"), json={"note": "\x00"}).status_code == 422
     other = c.get(f"/api/v1/reviews/{review_id}", headers=h(node, "gd"))
     missing = c.get("/api/v1/reviews/999999", headers=h(node, "gd"))
     assert other.status_code == missing.status_code == 404 and other.json() == missing.json()
@@ -142,6 +144,8 @@ def test_open_by_review_reaches_the_public_search_at_once(node: Node) -> None:
             ]
         },
     ]
+    bodies.append({"decisions": [{"review_id": review_id, "status": "open", "reason": "理由\x00"}]})
+    bodies.append({"decisions": [{"review_id": 2**40, "status": "open", "reason": "x"}]})
     for body in bodies:
         assert c.post("/api/v1/reviews/decisions", headers=h(node, "gz"), json=body).status_code == 422, body
 
@@ -153,7 +157,7 @@ def test_metadata_edit_reaches_the_index_and_keeps_history(node: Node) -> None:
     body = {"title": "珠江堤防加固修订题名", "keywords": ["堤防"]}
     assert c.put(path, headers=h(node, "aud"), json=body).status_code == 403
     assert c.put(f"/api/v1/records/GD/{code}/metadata", headers=h(node, "gz"), json=body).status_code == 403
-    for bad in ({"date": "1991-13-01"}, {"title": ""}, {"security_class": "公开"}):
+    for bad in ({"date": "1991-13-01"}, {"title": ""}, {"security_class": "公开"}, {"title": "a\x00"}):
         assert c.put(path, headers=h(node, "gz"), json=bad).status_code == 422, bad
 
     r = c.put(path, headers=h(node, "gz"), json=body)

@@ -97,6 +97,8 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"keywords": ["词"] * 51}, "keywords"),
     ({"security_class": "公开"}, "unknown_field"),
     ({"title": "旧题名"}, "no_change"),
+    ({"title": "题名\x00"}, "control"),
+    ({"keywords": ["a\x01b"]}, "control"),
 ]
 
 
