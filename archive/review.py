@@ -167,7 +167,8 @@ def list_reviews(
         .order_by(Review.due_on, Review.id)
     )
     if archives is not None:
-        query = query.join(Archive, Review.archive_id == Archive.id).where(Archive.code.in_(archives))
+        codes = [a for a in archives if "\x00" not in a]  # no code has one; PostgreSQL refuses NUL
+        query = query.join(Archive, Review.archive_id == Archive.id).where(Archive.code.in_(codes))
     if state:
         query = query.where(Review.state == state)
     if why:

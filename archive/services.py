@@ -61,6 +61,8 @@ def add_archive(
 
 
 def get_archive(session: Session, code: str) -> Archive:
+    if "\x00" in code:  # no archive has one, and PostgreSQL refuses NUL in a query parameter
+        raise UnknownArchive(code.replace("\x00", ""))
     archive = session.execute(
         select(Archive).where(Archive.code == code.strip().upper())
     ).scalar_one_or_none()
@@ -117,6 +119,8 @@ def split_record_ref(ref: str) -> tuple[str, str]:
 
 def get_record(session: Session, archive: str, code: str) -> Record:
     arch = get_archive(session, archive)
+    if "\x00" in code:  # as above: no record has one
+        raise NotFound(variant="record", archive=arch.code, archival_code=code.replace("\x00", ""))
     record = session.execute(
         select(Record)
         .options(selectinload(Record.files))

@@ -178,7 +178,9 @@ class HistoryOut(BaseModel):
 def list_reviews(
     staff: ReaderDep,
     settings: SettingsDep,
-    archive: Annotated[list[str] | None, Query(description="Only these archives' reviews")] = None,
+    archive: Annotated[
+        list[str] | None, Query(description="Only these archives' reviews", max_length=20)
+    ] = None,
     state: Annotated[Literal["pending", "scheduled", "decided"], Query()] = "pending",
     why: Annotated[Literal["age", "manual", "scheduled"] | None, Query()] = None,
     due_by: Annotated[dt.date | None, Query(description="Due on or before this day")] = None,

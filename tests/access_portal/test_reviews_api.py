@@ -93,6 +93,11 @@ def test_open_by_review_reaches_the_public_search_at_once(node: Node) -> None:
     ]
     assert c.get("/api/v1/reviews", params={"archive": "GD"}, headers=h(node, "gz")).status_code == 403
     assert c.get("/api/v1/reviews", params={"archive": "GZ"}, headers=h(node, "aud")).status_code == 200
+    assert c.get("/api/v1/reviews", params={"archive": "G\x00Z"}, headers=h(node, "root")).json() == {
+        "reviews": []
+    }
+    assert c.get("/api/v1/records/G%00Z/x/history", headers=h(node, "root")).status_code == 404
+    assert c.get("/api/v1/records/GZ/x%00/history", headers=h(node, "root")).status_code == 404
     assert c.get("/api/v1/reviews").status_code == 401
     assert c.get(f"/api/v1/reviews/{2**70}", headers=h(node, "gz")).status_code == 422
     assert c.post(put, headers=h(node, "gz"), json={"note": "\x00"}).status_code == 422
