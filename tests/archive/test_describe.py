@@ -44,7 +44,8 @@ def record_json(settings: Settings, object_id: str, version: str) -> tuple[bytes
     raise AssertionError("no record.json")
 
 
-def test_an_edit_is_a_new_version_and_an_event(home: Settings, tmp_path: Path) -> None:
+def test_an_edit_is_a_new_version_and_an_event(any_home: Settings, tmp_path: Path) -> None:
+    home = any_home
     object_id = store(home, tmp_path)
     v1_bytes, _ = record_json(home, object_id, "v1")
 
