@@ -28,7 +28,8 @@ Choices made here:
   ``Settings.dispatch_interval`` seconds (``ARCHIVE_DISPATCH_INTERVAL``, default 30); an incremental fixity
   audit every night at 02:00 UTC, of the objects not verified for ``Settings.audit_cycle_days`` days
   (``ARCHIVE_AUDIT_CYCLE_DAYS``, default 30), oldest-verified first;
-  the incremental OAI-PMH harvest of every peer into the regional catalogue copy hourly (minute 17).
+  the incremental OAI-PMH harvest of every peer into the regional catalogue copy hourly (minute 17); the
+  re-decision of ``auto`` records whose 25 years came (opening by time, :mod:`archive.review`) daily at 00:05.
 * After fork, each worker child drops the parent's database connections (ours and the SQLite broker's).
 """
 
@@ -48,6 +49,7 @@ MIGRATE_TASK = "preservation.migrate_file"
 AUDIT_TASK = "preservation.audit_incremental"
 HARVEST_TASK = "preservation.harvest_catalogue"
 INGEST_TASK = "preservation.ingest_transfer"
+REDECIDE_TASK = "preservation.redecide_access"
 
 
 def lease_seconds(settings: Settings) -> float:
@@ -120,6 +122,13 @@ def make_app(settings: Settings | None = None) -> Celery:
                 "schedule": crontab(hour=2, minute=0),
             },
             # the harvested regional catalogue (search.harvest): incremental OAI-PMH harvest of every peer
+            # opening by time (archive.review.redecide): auto records whose 25 years came open, or enter the
+            # review queue under a "review first" policy; scheduled reviews that fell due join the queue
+            "redecide-access": {
+                "task": REDECIDE_TASK,
+                "schedule": crontab(hour=0, minute=5),
+                "options": {"expires": 20 * 3600.0},
+            },
             "harvest-regional-catalogue": {
                 "task": HARVEST_TASK,
                 "schedule": crontab(minute=17),
