@@ -355,3 +355,43 @@ class UnknownToken(NotFound):
 
     def __init__(self, ref: str) -> None:
         super().__init__(token=ref)
+
+
+class TusError(BadArgument):
+    """A request that breaks the tus 1.0.0 protocol (a missing ``Tus-Resumable``, a bad header): HTTP 400,
+    or 412/415 for the version and the chunk's content type (``variant``)."""
+
+    code = "UPL001"
+
+
+class OffsetMismatch(Conflict):
+    """A chunk that does not start where the upload stands (HTTP 409); the client asks with HEAD and resumes."""
+
+    code = "UPL002"
+
+    def __init__(self, expected: int, given: int) -> None:
+        super().__init__(expected=expected, given=given)
+
+
+class UploadBusy(Conflict):
+    """Another request is writing to the same upload right now (HTTP 423)."""
+
+    code = "UPL003"
+
+
+class UploadExpired(NotFound):
+    """A partial upload past its expiry (HTTP 410); its bytes are gone or about to be."""
+
+    code = "UPL004"
+
+    def __init__(self, upload: str) -> None:
+        super().__init__(upload=upload)
+
+
+class BeyondUploadLength(ArchiveError):
+    """A chunk that would carry the upload beyond its declared ``Upload-Length`` (HTTP 413)."""
+
+    code = "UPL005"
+
+    def __init__(self, length: int) -> None:
+        super().__init__(length=length)
