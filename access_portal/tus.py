@@ -127,7 +127,8 @@ class Writer:
     def close(self) -> None:
         try:
             self._file.flush()
-            os.fsync(self._file.fileno())
+            if self.complete:  # a partial upload's offset is what reached the file; the bag is made durable once
+                os.fsync(self._file.fileno())
             self._file.close()
             if self._hasher is not None and not self.complete:
                 _HASHERS[self.upload_id] = (self.offset, self._hasher)

@@ -120,6 +120,9 @@
         onProgress(state.offset + loaded, file.size);
       }).then(function (xhr) {
         if (xhr.status === 409) { return resumeOrCreate().then(send); }  // out of step: ask and go on
+        if (xhr.status === 423) {  // the request cut a moment ago still holds the upload: wait, ask, go on
+          return new Promise(function (r) { global.setTimeout(r, 500); }).then(resumeOrCreate).then(send);
+        }
         if (xhr.status !== 204) { throw new Error(problem(xhr)); }
         attempt = 0;
         var offset = parseInt(xhr.getResponseHeader("Upload-Offset"), 10);
