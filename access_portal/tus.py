@@ -127,7 +127,9 @@ class Writer:
     def close(self) -> None:
         try:
             self._file.flush()
-            if self.complete:  # a partial upload's offset is what reached the file; the bag is made durable once
+            if (
+                self.complete
+            ):  # a partial upload's offset is what reached the file; the bag is made durable once
                 os.fsync(self._file.fileno())
             self._file.close()
             if self._hasher is not None and not self.complete:
