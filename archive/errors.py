@@ -10,12 +10,16 @@ path=p, version="v2")`` (code STO007, text of ``STO007.added``). Catch by class 
     │   ├── NotInitialised            ARC001  ARCHIVE_HOME has no catalogue yet
     │   ├── UnknownArchive            ARC002  no holding archive with that code
     │   ├── BadArgument               ARC003  an argument or setting is malformed
+    │   │   └── TusError              UPL001  a request breaking the tus 1.0.0 protocol (400/412/415)
     │   ├── InsecureSetting           ARC010  a secret setting holds a placeholder or an empty password
     │   └── UnknownHarvestSource      OAI012  no harvest source with that URL
     ├── NotFound                      ARC004  a record/transfer/file does not exist
+    │   └── UploadExpired             UPL004  a partial upload past its expiry (410)
     ├── Unhealthy                     ARC011  a health check (``archive health …``) failed
     ├── Conflict                      ARC005  e.g. an archive code registered twice
-    │   └── HarvestSourceExists       OAI011
+    │   ├── HarvestSourceExists       OAI011
+    │   └── OffsetMismatch UPL002 (409), UploadBusy UPL003 (423): a tus chunk out of step, a second writer
+    ├── BeyondUploadLength            UPL005  a tus chunk beyond its Upload-Length (413)
     ├── OaiError                      OAI000  an OAI-PMH protocol error (``oai_code``), answered in the document
     │   └── OaiBadVerb OAI001, OaiBadArgument OAI002, OaiBadResumptionToken OAI003,
     │       OaiCannotDisseminateFormat OAI004, OaiIdDoesNotExist OAI005, OaiNoRecordsMatch OAI006, …

@@ -13,8 +13,12 @@ The bodies are one line each: :func:`dispatch_pending` (drain the migrate outbox
 (:func:`preservation.migrate.migrate`) and :func:`audit_incremental` (:func:`preservation.audit.run_audit`
 for the objects not verified for ``Settings.audit_cycle_days`` days, oldest-verified first, resumable).
 
+:class:`IngestTask` is the ingest of an uploaded bag: retried like the others, and when it gives up its
+transfer is rejected with UPL006 (:mod:`preservation.ingest_jobs`) instead of staying ``received``.
+
 Worker signals: each child process drops inherited database connections after fork; a worker that becomes
-ready cleans the staging area of dead processes and re-queues the jobs its host's dead workers held.
+ready cleans the staging area of dead processes and re-queues the jobs (migrations and ingests) its host's
+dead workers held.
 """
 
 from __future__ import annotations

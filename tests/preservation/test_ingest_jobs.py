@@ -68,7 +68,7 @@ def test_failing_ingest_is_retried_then_rejected_and_may_be_sent_again(
         failed = status(first["status_url"])
         assert [p["code"] for p in failed["problems"]] == ["UPL006"], failed
         assert "2 attempt(s)" in failed["problems"][0]["message_en"]
-        assert not (settings.home_dir / "uploads" / first["transfer_id"]).exists()
+        wait_for(lambda: not (settings.home_dir / "uploads" / first["transfer_id"]).exists(), 60, worker)
         with db.read_session(settings) as s:
             outcomes = [
                 e.outcome
@@ -106,4 +106,5 @@ def test_a_worker_killed_mid_ingest_is_picked_up_by_the_next(
         done = client.get(queued["status_url"], headers=auth).json()
         assert done["records"] == ["GZ/GZ-711-1990-永久-0001"] and done["problems"] == []
         assert "re-queued the ingest of transfer" in worker.text()
-    assert not (settings.home_dir / "uploads" / queued["transfer_id"]).exists()
+        # the task removes the upload right after the ingest decided
+        wait_for(lambda: not (settings.home_dir / "uploads" / queued["transfer_id"]).exists(), 60, worker)
