@@ -208,7 +208,7 @@ BAG_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 CHUNK = 1 << 20
 
 
-def _bag_name(filename: str | None) -> str:
+def bag_name(filename: str | None) -> str:
     name = Path(filename or "").name
     if not name or name.startswith(".") or not name.lower().endswith(BAG_SUFFIXES) or "\x00" in name:
         raise BadArgument(variant="bag_upload_name")
@@ -279,7 +279,7 @@ async def submit_transfer(
 
     require_archive(staff, archive)
     try:
-        name = _bag_name(file.filename)
+        name = bag_name(file.filename)
         transfer_id = new_transfer_id()
         path, sha256 = await run_in_threadpool(_store_upload, settings, file, transfer_id, name)
     except BadArgument as exc:

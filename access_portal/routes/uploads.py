@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from access_portal import tus
 from access_portal.deps import SettingsDep
-from access_portal.routes.staff import _bag_name, refused
+from access_portal.routes.staff import bag_name, refused
 from access_portal.schemas import ErrorOut
 from access_portal.staff import ArchivistDep, require_archive
 from access_portal.transfers import Accepted, accept_bag
@@ -41,6 +41,7 @@ from archive.errors import (
     UploadExpired,
     UploadTooLarge,
 )
+from archive.models import Transfer
 from archive.uploads import Upload, aware, create_upload, get_upload, partial_path
 
 router = APIRouter(
@@ -144,10 +145,15 @@ def _complete(settings: Settings, seen: _Seen, writer: tus.Writer, actor: str) -
             settings, seen.archive, target, sha256, transfer_id=transfer_id, actor=actor, upload=seen.id
         )
     except BaseException:
-        if target.exists():  # not registered: put the bytes back, so the client may finish again
-            target.rename(writer.path)
+        if target.exists() and not _registered(settings, transfer_id):
+            target.rename(writer.path)  # not registered: put the bytes back, so the client may finish again
             shutil.rmtree(folder, ignore_errors=True)
         raise
+
+
+def _registered(settings: Settings, transfer_id: str) -> bool:
+    with db.read_session(settings) as s:
+        return s.get(Transfer, transfer_id) is not None
 
 
 async def _write(
@@ -229,7 +235,7 @@ async def create(
         if not archive:
             raise TusError(variant="metadata")
         try:
-            filename = _bag_name(meta.get("filename"))
+            filename = bag_name(meta.get("filename"))
         except BadArgument:
             raise TusError(variant="metadata") from None
     except TusError as exc:
