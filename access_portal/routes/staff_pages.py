@@ -24,6 +24,7 @@ import io
 import json
 import re
 import secrets
+import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,7 +39,7 @@ from markupsafe import Markup, escape
 from access_portal.deps import SettingsDep, get_limits
 from access_portal.i18n import resolve_lang, translator
 from access_portal.routes.public import TEMPLATES, content_disposition, render
-from access_portal.routes.staff import _bag_name, _queue, _register, _store_upload
+from access_portal.routes.staff import _store_upload, bag_name
 from access_portal.schemas import record_url
 from access_portal.staff import (
     CSRF_FIELD,
@@ -51,6 +52,7 @@ from access_portal.staff import (
     require_archive,
     require_archive_read,
 )
+from access_portal.transfers import accept_bag
 from archive import dashboard, db, services, transfer_views
 from archive.accounts import Staff, add_user, disable_user, list_users, sessions
 from archive.config import Settings
@@ -59,7 +61,9 @@ from archive.errors import (
     BadArgument,
     CsrfRejected,
     LockedOut,
+    NotFound,
     SignInFailed,
+    UnknownArchive,
     UploadTooLarge,
     UsageError,
     UserExists,
@@ -424,16 +428,22 @@ async def upload(
 
     require_archive(staff, archive)
     try:
-        name = _bag_name(file.filename)
+        name = bag_name(file.filename)
         transfer_id = new_transfer_id()
-        path = await run_in_threadpool(_store_upload, settings, file, transfer_id, name)
+        path, sha256 = await run_in_threadpool(_store_upload, settings, file, transfer_id, name)
     except BadArgument as exc:
         return _upload_form(request, settings, staff, exc, 422)
     except UploadTooLarge as exc:
         return _upload_form(request, settings, staff, exc, 413)
-    await run_in_threadpool(_register, settings, transfer_id, archive, path, staff.login)
-    await run_in_threadpool(_queue, settings, transfer_id, path, archive)
-    return RedirectResponse(f"/staff/transfers/{transfer_id}", status_code=303)
+    try:
+        accepted = await run_in_threadpool(
+            accept_bag, settings, archive, path, sha256, transfer_id=transfer_id, actor=staff.login
+        )
+    except UnknownArchive:
+        shutil.rmtree(path.parent, ignore_errors=True)
+        raise NotFound() from None
+    # the same bytes uploaded before: the first transfer's page (accept_bag recorded the repeat)
+    return RedirectResponse(f"/staff/transfers/{accepted.transfer_id}", status_code=303)
 
 
 def _users_page(

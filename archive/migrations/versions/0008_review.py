@@ -1,14 +1,14 @@
 """review: per-archive on-age policy and the opening-review queue (issue 11)
 
 Revision ID: 0008_review
-Revises: 0006_sessions (0005_accounts before staffweb was merged into this branch)
+Revises: 0007_uploads
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0008_review'
-down_revision = '0006_sessions'
+down_revision = '0007_uploads'
 branch_labels = None
 depends_on = None
 
