@@ -259,6 +259,11 @@ class Settings(BaseSettings):
     check_sample_fraction: float = Field(
         default=0.05, ge=0.05, le=1.0, description="Share of records a sample cycle checks (at least 5 %)."
     )
+    report_font: Path | None = Field(
+        default=None,
+        description="TrueType font (.ttf/.ttc) embedded in PDF reports; default: the first Debian CJK "
+        "TrueType font found (fonts-arphic-uming).",
+    )
 
     @field_validator("check_accepted_formats", "check_required_metadata", mode="before")
     @classmethod
@@ -287,7 +292,7 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown digest algorithm(s): {', '.join(unknown)}")
         return [v for v in value if v not in BASE_DIGESTS]
 
-    @field_validator("policy_file", "replica_root", mode="before")
+    @field_validator("policy_file", "replica_root", "report_font", mode="before")
     @classmethod
     def _blank_path_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -36,6 +36,7 @@ from archive.errors import NotFound, ServiceUnavailable, UsageError
 from archive.models import utcnow
 from archive.storage import StorageError, VersionConflict
 from preservation import jobs
+from preservation.audit.listing import AUDIT_REQUEST_TASK
 from preservation.celery_app import (
     AUDIT_TASK,
     DISPATCH_TASK,
@@ -153,6 +154,20 @@ def audit_incremental(self: PreservationTask) -> dict[str, Any]:
         resume=True,
     )
     return {"ok": report.ok, "run_id": report.run_id, "files": report.files, "failures": len(report.failures)}
+
+
+@app.task(base=PreservationTask, bind=True, name=AUDIT_REQUEST_TASK, max_retries=1)
+def audit_requested(self: PreservationTask, archive: str | None, requested_by: str) -> dict[str, Any]:
+    """A fixity audit a person asked for from the auditor's pages (``POST /staff/audits``)."""
+    from preservation.audit import run_audit
+
+    report = run_audit(self.settings, archive=archive, replica_root=self.settings.replica_root)
+    return {
+        "ok": report.ok,
+        "run_id": report.run_id,
+        "requested_by": requested_by,
+        "failures": len(report.failures),
+    }
 
 
 @app.task(base=PreservationTask, bind=True, name=HARVEST_TASK, max_retries=0)

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 # name → handler(argument after the name or None, --json); e.g. ACTIONS["renew"] = renew
 Action = Callable[[str | None, bool], None]
 ACTIONS: dict[str, Action] = {}
-CYCLE_PACKAGERS: list[Callable[[Settings, str, Path, str], PackageSummary]] = []
 
 
 def _report(summary: PackageSummary, as_json: bool) -> None:
@@ -58,11 +57,11 @@ def _record_package(ref: str, target: Path, as_json: bool) -> None:
 
 def _cycle_package(run_id: str, target: Path, as_json: bool) -> None:
     def body(settings: Settings) -> PackageSummary:
-        from archive.evidence.errors import UnknownRun
+        from archive import db
+        from archive.evidence.reports import cycle_package
 
-        for packager in CYCLE_PACKAGERS:
-            return packager(settings, run_id, target, operator())
-        raise UnknownRun(run_id=run_id)
+        with db.write_session(settings) as s:
+            return cycle_package(settings, s, run_id, target, agent=operator())
 
     _report(run(body, as_json), as_json)
 

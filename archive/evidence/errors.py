@@ -6,9 +6,9 @@ Exception tree::
     ├── UsageError
     │   ├── OutputExists       the package's file already exists; never overwritten (EVD001)
     │   └── BadTarget          the target is neither ARCHIVE/CODE nor a known sub-action (EVD002)
-    └── NotFound
-        ├── UnknownRun         no 四性检测 run with that id (EVD003)
-        └── ObjectMissing      the record's OCFL object is not in the storage root (EVD004)
+    └── NotFound               (an unknown check run is archive.checks' UnknownCheckRun, CHK002)
+        ├── ObjectMissing      the record's OCFL object is not in the storage root (EVD004)
+        └── UnknownAuditRun    no fixity audit run with that id (EVD005)
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ class BadTarget(UsageError):
     code = "EVD002"
 
 
-class UnknownRun(NotFound):
-    code = "EVD003"
-
-
 class ObjectMissing(NotFound):
     code = "EVD004"
+
+
+class UnknownAuditRun(NotFound):
+    code = "EVD005"

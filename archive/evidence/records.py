@@ -5,14 +5,15 @@
     summary = record_package(settings, session, record, Path("GZ-0001.zip"), agent="auditor:li")
 
 A record's events are those about the record itself and those about the transfer it came in (its receipt
-checks, the transfer stored or rejected). Writing a package is itself an event (PREMIS ``dissemination``)
+checks, the transfer stored or rejected). The package carries the transfer's 四性检测 receipt report when it
+has one. Writing a package is itself an event (PREMIS ``dissemination``)
 with the zip's sha256, so the log says who took which evidence out and when.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy import and_, or_, select
@@ -28,11 +29,6 @@ from archive.models import Event, Record
 from archive.storage import ObjectNotFound
 
 DISSEMINATION = "dissemination"
-
-# Extra payload for a record's package (e.g. the 四性检测 receipt report of its transfer), added by the
-# packages that keep those reports: each takes (session, record) and returns {path under data/: bytes}.
-ReportSource = Callable[[Session, Record], dict[str, bytes]]
-report_sources: list[ReportSource] = []
 
 
 def record_events(session: Session, record: Record) -> Sequence[Event]:
@@ -69,13 +65,14 @@ def record_package(
     settings: Settings, session: Session, record: Record, out: Path, *, agent: str
 ) -> PackageSummary:
     """Write the record's evidence package to ``out`` and log it; the caller's transaction commits."""
+    from archive.evidence.reports import receipt_report_files  # it builds on this module
+
     events = record_events(session, record)
     files = {
         "mets.xml": record_mets(settings, session, record),
         "premis.xml": premis_document(record, events),
     }
-    for source in report_sources:
-        files.update(source(session, record))
+    files.update(receipt_report_files(settings, session, record.transfer_id))
     contents = Contents(
         name=package_name(record),
         title=record_ref(record),

@@ -176,7 +176,7 @@ def test_refusals_are_coded(home: Settings, tmp_path: Path) -> None:
         ("no-slash", str(tmp_path / "a.zip")): (2, "EVD002"),
         (REF,): (2, "EVD002"),
         ("GZ/NOPE", str(tmp_path / "b.zip")): (1, "ARC004"),
-        ("--cycle", "no-such-run", str(tmp_path / "c.zip")): (1, "EVD003"),
+        ("--cycle", "no-such-run", str(tmp_path / "c.zip")): (1, "CHK002"),
     }
     for args, (code, error) in cases.items():
         proc = archive_cmd("evidence", *args, "--json")
@@ -195,3 +195,45 @@ def test_premis_and_mets_on_stdout(home: Settings, tmp_path: Path) -> None:
     assert premis.returncode == mets.returncode == 0
     assert etree.fromstring(premis.stdout.encode()).tag == "{http://www.loc.gov/premis/v3}premis"
     assert etree.fromstring(mets.stdout.encode()).tag == "{http://www.loc.gov/METS/}mets"
+
+
+def test_cycle_package_carries_the_report_and_the_failing_records(any_home: Settings, tmp_path: Path) -> None:
+    bag = simple_bag(
+        tmp_path / "transfer",
+        [
+            ("卷一", "GZ-1-0001", "会议纪要", "第一次会议\n".encode()),
+            ("卷二", "GZ-1-0002", "通知", b"notice\n"),
+        ],
+    )
+    assert ingest_json(bag, "GZ")[0] == 0
+    [stored] = [p for p in any_home.ocfl_root.rglob("会议纪要.txt")]
+    stored.chmod(0o644)
+    stored.write_bytes("第一次会议（改）\n".encode())  # bit rot in one record
+    check = archive_cmd("check", "--cycle", "full", "--json")
+    assert check.returncode == 1, check.stderr
+    run_id = json.loads(check.stdout)["run_id"]
+    proc = archive_cmd("evidence", "--cycle", run_id, str(tmp_path / "cycle.zip"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    package = unpack(tmp_path / "cycle.zip", tmp_path / "unzipped")
+    assert bagit_ok(package) and sha256sum_ok(package) and ocfl_ok(package) and chain_ok(package)
+    report_dir = package / "data" / "report"
+    assert {p.name for p in report_dir.iterdir()} >= {
+        "report.json",
+        "report.csv",
+        "report.html",
+        "report.pdf",
+    }
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["run_id"] == run_id and report["status"] == "fail"
+    with db.read_session(any_home) as s:
+        run_sha = s.execute(
+            select(Event.outcome_detail).where(Event.event_type == "validation").order_by(Event.id.desc())
+        ).first()
+    assert run_sha is not None
+    assert (
+        hashlib.sha256((report_dir / "report.json").read_bytes()).hexdigest() == run_sha[0]["report_sha256"]
+    )
+    assert len(inventories(package)) == 2  # the failing record's object only (root + v1)
+    events = json.loads((package / "data" / "events" / "events.json").read_text())["events"]
+    assert any(e["canonical"]["outcome_detail"].get("run_id") == run_id for e in events)
+    assert any(e["canonical"]["event_type"] == "ingestion" for e in events)  # the failing record's history
