@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -32,8 +32,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from access_portal.i18n import resolve_lang, translator
 from access_portal.limits import Limits, OutOfBounds
 from access_portal.regional import ContactLog
-from access_portal.routes import api, federation, oai, public, staff
-from access_portal.staff import on_forbidden, on_not_authenticated
+from access_portal.routes import api, federation, oai, public, staff, staff_pages
+from access_portal.staff import csrf_guard, is_page, on_forbidden, on_not_authenticated
 from archive.codes import render
 from archive.config import Settings, get_settings
 from archive.errors import ArchiveError, Forbidden, NotAuthenticated, NotFound, Unavailable, UsageError
@@ -67,6 +67,8 @@ def _not_found(request: Request) -> Response:
     """The same answer for a record that is restricted, missing, or a path that does not exist."""
     if _is_api(request):
         return JSONResponse(coded(NotFound.code), status_code=404)
+    if is_page(request):
+        return staff_pages.error_page(request, 404, NotFound())
     return _error_page(request, 404, "not_found_title", "not_found_body")
 
 
@@ -316,6 +318,8 @@ def create_app(settings: Settings | None = None, backend: SearchBackend | None =
         lifespan=lifespan,
         docs_url=None,  # served below from the packaged Swagger UI, not from a CDN
         redoc_url=None,
+        # every non-safe request that a staff session cookie authenticates must carry its CSRF token
+        dependencies=[Depends(csrf_guard)],
     )
     app.state.settings = settings
     app.state.backend = backend
@@ -345,6 +349,7 @@ def create_app(settings: Settings | None = None, backend: SearchBackend | None =
     app.include_router(public.router)
     app.include_router(api.router)
     app.include_router(staff.router)
+    app.include_router(staff_pages.router)
     app.include_router(federation.router)
     app.include_router(oai.router)
     return app

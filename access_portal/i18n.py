@@ -153,6 +153,12 @@ MESSAGES: dict[str, dict[str, str]] = {
     "holder_unavailable_title": {"zh": "保管单位暂时无法访问", "en": "Holding archive unavailable"},
 }
 
+from access_portal.staff_messages import STAFF_MESSAGES  # noqa: E402  (the workspace's block, joined here)
+
+if set(STAFF_MESSAGES) & set(MESSAGES):
+    raise RuntimeError(f"message keys defined twice: {sorted(set(STAFF_MESSAGES) & set(MESSAGES))}")
+MESSAGES.update(STAFF_MESSAGES)
+
 
 # Chinese names of the common formats, for the format facet and the file lists of Chinese pages (PRONOM names
 # are English). A family is matched by PRONOM id on the record page, and by the PRONOM name the facets are

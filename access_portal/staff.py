@@ -12,25 +12,53 @@ A route states who may call it with the dependencies here::
   request) → **403**; the answer depends only on the request, never on whether the object exists;
 * an object found by its id that belongs to an archive outside the person's scope → **404**, the same
   answer as for an object that does not exist.
+
+The staff **pages** (``/staff/…``) use the same rules with a signed-in session instead of a token
+(:mod:`archive.accounts.sessions`: an HttpOnly, SameSite=Lax cookie, Secure behind HTTPS)::
+
+    @router.get("/staff/transfers/{transfer_id}")
+    def transfer_page(request: Request, staff: StaffPageDep, ...) -> HTMLResponse:
+        check_read(staff, transfer.archive)              # another archive's transfer → the 404 page
+
+* no live session → **303** to ``/staff/login?next=<the page>``;
+* a role that may not → the **403** page; another archive's object → the **404** page (as for the API).
+
+**CSRF**: every request with a non-safe method (POST, PUT, PATCH, DELETE) that carries a live session
+cookie must carry that session's token, as the form field ``csrf_token`` (templates write it with
+``{{ csrf_field() }}``) or the ``X-CSRF-Token`` header (scripts; the page holds it in
+``<meta name="csrf-token">``); otherwise it is refused with a 403 (SES003) before the handler runs.
+:func:`csrf_guard` enforces this for *every route of the app* (it is an app-wide dependency), so a new form
+is protected without doing anything. A request with a bearer token is not cookie-authenticated and is exempt.
+The API routes accept a session as well as a token, so the workspace's scripts (the upload client) call them
+from the signed-in browser.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from access_portal.deps import SettingsDep
 from archive import db
-from archive.accounts import Staff, authenticate
+from archive.accounts import Staff, authenticate, sessions
+from archive.accounts.sessions import SignedIn
 from archive.config import Settings
-from archive.errors import Forbidden, NotAuthenticated, NotFound
+from archive.errors import CsrfRejected, Forbidden, NotAuthenticated, NotFound, SignInRequired
 from archive.models import Role
 
 PROBLEM = "application/problem+json"
+#: The session cookie (HttpOnly, SameSite=Lax, Secure behind HTTPS; no Max-Age: the server ends it).
+SESSION_COOKIE = "archive_session"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+#: Routes that check their own CSRF token (the sign-in form: there is no session yet).
+CSRF_OWN_CHECK = frozenset({"/staff/login"})
 
 
 def _bearer(request: Request) -> str | None:
@@ -45,13 +73,83 @@ def _lookup(settings: Settings, token: str) -> Staff | None:
         return authenticate(session, token)
 
 
+async def signed_in(request: Request, settings: Settings) -> SignedIn | None:
+    """The live session of the request's cookie (looked up once per request), or None."""
+    found: SignedIn | bool | None = getattr(request.state, "signed_in", False)
+    if found is False:
+        session_id = request.cookies.get(SESSION_COOKIE)
+        found = await run_in_threadpool(sessions.current, settings, session_id) if session_id else None
+        request.state.signed_in = found
+    assert found is not True
+    return found
+
+
+async def csrf_guard(request: Request, settings: SettingsDep) -> None:
+    """Refuse (403, SES003) a non-safe request authenticated by the session cookie without its CSRF token.
+
+    An app-wide dependency (:func:`access_portal.app.create_app`): it runs before every handler."""
+    if request.method in SAFE_METHODS or _bearer(request) is not None:
+        return
+    if SESSION_COOKIE not in request.cookies or request.url.path in CSRF_OWN_CHECK:
+        return
+    signed = await signed_in(request, settings)
+    if signed is None:
+        return  # the cookie authenticates nothing: the route's own dependency refuses or ignores it
+    token = request.headers.get(CSRF_HEADER)
+    if token is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        value = (await request.form()).get(CSRF_FIELD)
+        token = value if isinstance(value, str) else None
+    if not sessions.csrf_valid(signed.session_id, token):
+        raise CsrfRejected()
+
+
 async def require_staff(request: Request, settings: SettingsDep) -> Staff:
-    """The person the bearer token belongs to; 401 otherwise."""
+    """The person the bearer token belongs to, or else the signed-in session's; 401 otherwise."""
     token = _bearer(request)
-    staff = await run_in_threadpool(_lookup, settings, token) if token else None
+    if token:
+        staff = await run_in_threadpool(_lookup, settings, token)
+    else:
+        signed = await signed_in(request, settings)
+        staff = signed.staff if signed else None
     if staff is None:
         raise NotAuthenticated()
     return staff
+
+
+async def require_session(request: Request, settings: SettingsDep) -> SignedIn:
+    """The signed-in session of a staff page; the sign-in page (303) otherwise."""
+    signed = await signed_in(request, settings)
+    if signed is None:
+        raise SignInRequired()
+    return signed
+
+
+SessionDep = Annotated[SignedIn, Depends(require_session)]
+
+
+def require_page_role(*roles: str) -> Callable[[SignedIn], Coroutine[Any, Any, Staff]]:
+    """A page dependency: a signed-in person holding one of ``roles`` (the 403 page otherwise)."""
+
+    async def dependency(signed: SessionDep) -> Staff:
+        if not signed.staff.has_role(*roles):
+            raise Forbidden(variant="role")
+        return signed.staff
+
+    return dependency
+
+
+#: Anyone on the staff, signed in (each page then checks the object's archive with :func:`check_read`).
+StaffPageDep = Annotated[Staff, Depends(require_page_role(Role.admin, Role.archivist, Role.auditor))]
+#: An archivist (submitting transfers; the page then checks :func:`require_archive`).
+ArchivistPageDep = Annotated[Staff, Depends(require_page_role(Role.archivist))]
+#: Someone who may change things (admin, archivist; the page then checks :func:`require_archive`).
+ActorPageDep = Annotated[Staff, Depends(require_page_role(Role.admin, Role.archivist))]
+#: An administrator (users).
+AdminPageDep = Annotated[Staff, Depends(require_page_role(Role.admin))]
+#: An auditor or an administrator (read-only views of the whole node).
+AuditorPageDep = Annotated[Staff, Depends(require_page_role(Role.admin, Role.auditor))]
 
 
 StaffDep = Annotated[Staff, Depends(require_staff)]
@@ -117,11 +215,30 @@ def _problem(status: int, title: str, exc: NotAuthenticated | Forbidden, **heade
     )
 
 
+def is_page(request: Request) -> bool:
+    """A staff page (answered with HTML pages), not the JSON API."""
+    return request.url.path == "/staff" or request.url.path.startswith("/staff/")
+
+
 async def on_not_authenticated(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, NotAuthenticated)
+    if is_page(request):
+        return RedirectResponse(login_url(request), status_code=303)
     return _problem(401, "Unauthorized", exc, **{"WWW-Authenticate": 'Bearer realm="archive"'})
+
+
+def login_url(request: Request) -> str:
+    """``/staff/login?next=<this page>`` (a GET page; after a refused POST, the page it came from)."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.method != "GET":
+        target = request.url.path
+    return "/staff/login?" + urlencode({"next": target})
 
 
 async def on_forbidden(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Forbidden)
+    if is_page(request):
+        from access_portal.routes.staff_pages import error_page
+
+        return error_page(request, 403, exc)
     return _problem(403, "Forbidden", exc)

@@ -209,6 +209,24 @@ class Settings(BaseSettings):
         default=3, ge=0, description="Retries of a failing preservation task (exponential backoff)."
     )
 
+    # staff web sessions and sign-in (issue 11)
+    session_idle_minutes: int = Field(
+        default=30, ge=1, le=24 * 60, description="A staff session ends after this many idle minutes."
+    )
+    cookie_secure: bool = Field(
+        default=False,
+        description="Send the session cookie only over HTTPS (always so when the request came by https).",
+    )
+    login_max_failures: int = Field(
+        default=5, ge=1, le=1000, description="Failed sign-ins on one account that lock it for a while."
+    )
+    login_address_max_failures: int = Field(
+        default=20, ge=1, le=10_000, description="Failed sign-ins from one address that lock it for a while."
+    )
+    login_lockout_minutes: int = Field(
+        default=15, ge=1, le=7 * 24 * 60, description="How long failed sign-ins count towards a lockout."
+    )
+
     # OAI-PMH and the harvested catalogue (issue 10)
     oai_page_size: int = Field(
         default=500, ge=1, le=10_000, description="Records or headers per OAI-PMH list response."

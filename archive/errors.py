@@ -12,6 +12,12 @@ path=p, version="v2")`` (code STO007, text of ``STO007.added``). Catch by class 
     │   ├── BadArgument               ARC003  an argument or setting is malformed
     │   ├── InsecureSetting           ARC010  a secret setting holds a placeholder or an empty password
     │   └── UnknownHarvestSource      OAI012  no harvest source with that URL
+    ├── NotAuthenticated              ACC001  no or a bad token (HTTP 401)
+    │   ├── SignInFailed              SES001  a staff sign-in refused (unknown login, wrong password, disabled)
+    │   ├── LockedOut                 SES002  too many failed sign-ins on the account or from the address
+    │   └── SignInRequired            SES004  a staff page without a live session (→ the sign-in page)
+    ├── Forbidden                     ACC002  a role or archive outside the person's scope (HTTP 403)
+    │   └── CsrfRejected              SES003  a change with the session cookie but no valid CSRF token
     ├── NotFound                      ARC004  a record/transfer/file does not exist
     ├── Unhealthy                     ARC011  a health check (``archive health …``) failed
     ├── Conflict                      ARC005  e.g. an archive code registered twice
@@ -355,3 +361,30 @@ class UnknownToken(NotFound):
 
     def __init__(self, ref: str) -> None:
         super().__init__(token=ref)
+
+
+class SignInFailed(NotAuthenticated):
+    """A staff sign-in was refused: unknown login, wrong password or disabled account, one answer for all."""
+
+    code = "SES001"
+
+
+class LockedOut(NotAuthenticated):
+    """Too many failed sign-ins on this account or from this address; refused until the lockout ends."""
+
+    code = "SES002"
+
+    def __init__(self, minutes: int) -> None:
+        super().__init__(minutes=minutes)
+
+
+class CsrfRejected(Forbidden):
+    """A change sent with the session cookie but without this session's CSRF token (HTTP 403)."""
+
+    code = "SES003"
+
+
+class SignInRequired(NotAuthenticated):
+    """A staff page asked for without a live session (none, ended, or idle too long): sign in first."""
+
+    code = "SES004"

@@ -4,6 +4,7 @@ Every change here is a PREMIS event whose agent is the person who made it (``age
 event's outcome detail). The HTTP side (bearer tokens, 401/403/404) is :mod:`access_portal.staff`.
 """
 
+from archive.accounts import sessions
 from archive.accounts.passwords import hash_password, verify_password
 from archive.accounts.staff import Staff
 from archive.accounts.tokens import authenticate, create_token, revoke_token
@@ -18,6 +19,7 @@ __all__ = [
     "hash_password",
     "list_users",
     "revoke_token",
+    "sessions",
     "staff_of",
     "verify_password",
 ]
