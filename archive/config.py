@@ -273,6 +273,9 @@ class Settings(BaseSettings):
         default_factory=lambda: ["archival_code", "title"],
         description="Metadata items every record must have (comma-separated names).",
     )
+    check_after_changes: bool = Field(
+        default=True, description="Run the preservation checks on the records a migration or repair changed."
+    )
     check_earliest_year: int = Field(default=1000, description="An earlier record date is implausible.")
     check_sample_fraction: float = Field(
         default=0.05, ge=0.05, le=1.0, description="Share of records a sample cycle checks (at least 5 %)."

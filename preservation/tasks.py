@@ -138,8 +138,13 @@ def dispatch_pending(self: PreservationTask) -> dict[str, Any]:
 
 @app.task(base=PreservationTask, bind=True, name=MIGRATE_TASK, tracks_job=True)
 def migrate_file(self: PreservationTask, file_id: int, action: str) -> dict[str, Any]:
-    """Make the derivative of one original file by one action (idempotent)."""
-    return migrate(self.settings, file_id, action).as_dict()
+    """Make the derivative of one original file by one action (idempotent), then 四性检测 on its record."""
+    from preservation.aftercheck import check_migrated
+
+    outcome = migrate(self.settings, file_id, action)
+    if outcome.status == "migrated":
+        check_migrated(self.settings, file_id, action)
+    return outcome.as_dict()
 
 
 @app.task(base=PreservationTask, bind=True, name=AUDIT_TASK, max_retries=1)
@@ -153,6 +158,9 @@ def audit_incremental(self: PreservationTask) -> dict[str, Any]:
         replica_root=self.settings.replica_root,
         resume=True,
     )
+    from preservation.aftercheck import check_repaired
+
+    check_repaired(self.settings, report)
     return {"ok": report.ok, "run_id": report.run_id, "files": report.files, "failures": len(report.failures)}
 
 

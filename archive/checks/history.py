@@ -47,7 +47,7 @@ def check_events(settings: Settings, records: Sequence[RecordView], full_chain: 
             mine = list(rows)
             prev_ids = [e.id - 1 for e in mine if e.id > 1]
             prev_hash = (
-                dict(s.execute(select(Event.id, Event.hash).where(Event.id.in_(prev_ids))).tuples().all())
+                {i: h for i, h in s.execute(select(Event.id, Event.hash).where(Event.id.in_(prev_ids)))}
                 if not full_chain
                 else {}
             )

@@ -65,8 +65,24 @@ def receipt_run(session: Session, transfer_id: str) -> CheckRun:
 
 
 def transfer_report(session: Session, transfer_id: str) -> dict[str, Any]:
-    """A transfer's receipt report, in the same shape as a cycle's."""
-    return load_report(receipt_run(session, transfer_id))
+    """A transfer's receipt report, in the same shape as a cycle's; manual items show the results recorded
+    by hand since (``record_manual``), the newest first."""
+    report = load_report(receipt_run(session, transfer_id))
+    recorded = manual_results(session, archive_id=None, transfer=transfer_id)
+    for item in report["items"]:
+        mine = [m for m in recorded if m.code == item["code"]]
+        if item["status"] != "manual" or not mine:
+            continue
+        item["recorded"] = [
+            {"status": m.status, "agent": m.agent, "note": m.note, "recorded_at": m.recorded_at.isoformat()}
+            for m in reversed(mine)
+        ]
+        if mine[-1].status == "fail":
+            item["failures"] = [
+                {"record": None, "path": None, "detail": mine[-1].note or "failed inspection"}
+            ]
+            item["failure_count"] = 1
+    return report
 
 
 def run_summary(run: CheckRun) -> dict[str, Any]:
@@ -126,7 +142,7 @@ def pass_rates(
     counts: dict[tuple[str | None, str, str, str], dict[str, int]] = defaultdict(
         lambda: {"pass": 0, "warn": 0, "fail": 0}
     )
-    for archive_id, created, stage, prop, status in session.execute(q).tuples():
+    for archive_id, created, stage, prop, status in session.execute(q):
         key = (codes.get(archive_id) if archive_id else None, created.strftime(fmt), stage, prop)
         counts[key][status] += 1
     out = []
