@@ -34,6 +34,7 @@ from access_portal.limits import Limits, OutOfBounds
 from access_portal.regional import ContactLog
 from access_portal.routes import (
     api,
+    audit_pages,
     federation,
     oai,
     public,
@@ -363,6 +364,7 @@ def create_app(settings: Settings | None = None, backend: SearchBackend | None =
     app.include_router(staff_pages.router)
     app.include_router(review_pages.router)
     app.include_router(uploads.router)
+    app.include_router(audit_pages.router)
     app.include_router(federation.router)
     app.include_router(oai.router)
     return app

@@ -31,6 +31,32 @@ from archive.errors import InsecureSetting
 
 #: A placeholder secret, as ``.env.example`` ships them (``change-me-postgres``).
 PLACEHOLDER = re.compile(r"change-?me", re.IGNORECASE)
+#: Formats an archive accepts for keeping by default (DA/T 70 item 3-3): MIME types as libmagic names them.
+ACCEPTED_FORMATS = (
+    "application/pdf",
+    "application/ofd",
+    "application/xml",
+    "text/xml",
+    "text/plain",
+    "text/csv",
+    "image/tiff",
+    "image/jpeg",
+    "image/png",
+    "image/jp2",
+    "audio/x-wav",
+    "audio/wav",
+    "audio/flac",
+    "audio/x-flac",
+    "audio/mpeg",
+    "video/mp4",
+    "video/x-matroska",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.oasis.opendocument.text",
+    "application/vnd.oasis.opendocument.spreadsheet",
+    "application/msword",
+    "application/vnd.ms-excel",
+)
 #: Marks a field that may carry a secret: checked for placeholders, redacted when shown.
 SECRET: dict[str, Any] = {"secret": True}
 
@@ -225,6 +251,56 @@ class Settings(BaseSettings):
         default=86_400, ge=60, description="Seconds an OAI-PMH resumption token stays valid."
     )
     harvest_timeout: float = Field(default=60.0, description="Seconds the harvester waits for one OAI page.")
+    # -- 四性检测 (DA/T 70-2018), archive/checks
+    receipt_checks: bool = Field(
+        default=True,
+        description="Run the 四性检测 receipt checks on every transfer (off only to measure them).",
+    )
+    clamd_socket: str | None = Field(
+        default=None, description="clamd's Unix socket (production); unset: run clamscan once per check run."
+    )
+    clamav_db: Path | None = Field(
+        default=None, description="Signature database for clamscan (--database); unset: ClamAV's own."
+    )
+    check_code_pattern: str = Field(
+        default=r"[0-9A-Za-z]{1,16}(?:[-·.][0-9A-Za-z\u3400-\u9fff]{1,32}){1,6}[-·.]\d{1,6}",
+        description="档号 pattern (DA/T 22: 全宗号-…-年度-保管期限-…-件号) a code must match whole.",
+    )
+    check_code_patterns: dict[str, str] = Field(
+        default_factory=dict, description='Per-archive 档号 patterns as JSON, e.g. {"GZ": "GZ-\\d{3}-…"}.'
+    )
+    check_accepted_formats: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(ACCEPTED_FORMATS),
+        description="MIME types or PRONOM ids the archive accepts for keeping (comma-separated).",
+    )
+    check_required_metadata: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["archival_code", "title"],
+        description="Metadata items every record must have (comma-separated names).",
+    )
+    check_after_changes: bool = Field(
+        default=True, description="Run the preservation checks on the records a migration or repair changed."
+    )
+    check_earliest_year: int = Field(default=1000, description="An earlier record date is implausible.")
+    check_sample_fraction: float = Field(
+        default=0.05, ge=0.05, le=1.0, description="Share of records a sample cycle checks (at least 5 %)."
+    )
+    report_font: Path | None = Field(
+        default=None,
+        description="TrueType font (.ttf/.ttc) embedded in PDF reports; default: the first Debian CJK "
+        "TrueType font found (fonts-arphic-uming).",
+    )
+
+    @field_validator("check_accepted_formats", "check_required_metadata", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("clamav_db", mode="before")
+    @classmethod
+    def _blank_db_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("extra_digests", mode="before")
     @classmethod
@@ -241,7 +317,7 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown digest algorithm(s): {', '.join(unknown)}")
         return [v for v in value if v not in BASE_DIGESTS]
 
-    @field_validator("policy_file", "replica_root", mode="before")
+    @field_validator("policy_file", "replica_root", "report_font", mode="before")
     @classmethod
     def _blank_path_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

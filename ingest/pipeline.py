@@ -42,6 +42,9 @@ from sqlalchemy.exc import IntegrityError
 
 from archive import db
 from archive.access import decide_access
+from archive.checks import FileView, Mapped, RecordView, Report, run_checks, store_report
+from archive.checks.registry import item_of_problem
+from archive.checks.report import Failure
 from archive.config import Settings
 from archive.errors import BadArgument
 from archive.events import (
@@ -99,6 +102,8 @@ class IngestResult:
     timings: dict[str, float] = field(default_factory=dict)
     #: the bounded account of ``problems`` (see :func:`ingest.problems.summarise`)
     summary: dict[str, Any] = field(default_factory=dict)
+    #: the receipt checks' run (四性检测): run_id, status, report_sha256, failed_items
+    checks: dict[str, Any] | None = None
 
     @property
     def stored(self) -> bool:
@@ -128,6 +133,7 @@ class IngestResult:
             "problem_counts": summary["counts"],
             "more_problems": summary["more"],
             "problem_file": summary["file"],
+            "checks": self.checks,
         }
 
 
@@ -184,6 +190,7 @@ class Ingest:
         self.codes: list[str] = []
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="identify")
         self.fingerprint = ""
+        self.receipt: Report | None = None  # the 四性检测 receipt report (DA/T 70-2018)
         self.result = IngestResult(self.transfer_id, archive.code, source.name, TransferStatus.received)
 
     # -- bookkeeping -----------------------------------------------------------------------------------
@@ -442,6 +449,12 @@ class Ingest:
                     )
                 )
         self._check()
+        if self.settings.receipt_checks:
+            t = time.perf_counter()
+            self.reporter.stage("check")
+            self._receipt_checks(plans)
+            self._timed("checks", t)
+            self._check()
         for name in bag.tag_files:
             transfer_builder.add_bytes("bag/" + name, (bag.root / name).read_bytes())
         for bag_path, (builder, logical) in self.destinations.items():
@@ -467,6 +480,104 @@ class Ingest:
             plan.builder.add_bytes("metadata/premis.xml", premis_xml(events, object_id=plan.object_id))
             self.events.extend(events)
         self.reporter.stage("store")
+
+    # -- 四性检测 at receipt ----------------------------------------------------------------------------
+    def _mapped(self) -> Mapped:
+        """The ingest's own problems under the DA/T 70 items they belong to (never reported twice)."""
+        items = item_of_problem()
+        mapped = Mapped({}, {})
+        for p in self.problems:
+            code = items.get(p.code)
+            if code is None or p.code.startswith("CHK"):
+                continue
+            into = mapped.errors if p.severity == "error" else mapped.warnings
+            into.setdefault(code, []).append(Failure(None, p.path, f"{p.code} {p.message_en}"))
+        return mapped
+
+    def _views(self, plans: list[_Plan]) -> list[RecordView]:
+        digests = self.verification.files
+        views = []
+        for plan in plans:
+            spec = plan.spec
+            files = []
+            for bp in spec.files:
+                ident = self.identified.get(bp)
+                files.append(
+                    FileView(
+                        path=bp,
+                        location=self._sources.get(bp),
+                        size=digests[bp].size,
+                        digests=dict(digests[bp].digests),
+                        puid=ident.puid if ident else None,
+                        mime=ident.mime if ident else None,
+                        format_name=ident.format_name if ident else None,
+                        properties=dict(ident.properties) if ident else {},
+                    )
+                )
+            views.append(
+                RecordView(
+                    archive=self.archive.code,
+                    archival_code=spec.archival_code,
+                    title=spec.title,
+                    creator=spec.creator,
+                    date_text=spec.date_text,
+                    date_start=spec.date_start,
+                    date_end=spec.date_end,
+                    retention=spec.retention,
+                    security_class=spec.security_class,
+                    fonds=spec.fonds,
+                    language=spec.language,
+                    description=spec.description,
+                    keywords="；".join(spec.keywords) or None,
+                    files=files,
+                    object_id=plan.object_id,
+                )
+            )
+        return views
+
+    def _receipt_checks(self, plans: list[_Plan]) -> None:
+        """Every receipt check of DA/T 70 on the transfer before it is stored; a blocking item that fails
+        (an infected file) refuses the transfer like any other error."""
+        report = run_checks(
+            self.settings,
+            "receipt",
+            self._views(plans),
+            scope="transfer",
+            archive=self.archive.code,
+            transfer=self.transfer_id,
+            mapped=self._mapped(),
+        )
+        self.receipt = report
+        virus = report.item("4-1")
+        for f in virus.failures:
+            if f.detail.startswith("infected: "):
+                self.problems.append(
+                    Problem("CHK001", path=f.path, params={"signature": f.detail.removeprefix("infected: ")})
+                )
+
+    def _store_receipt(self) -> None:
+        if not self.settings.receipt_checks:
+            return
+        report = self.receipt
+        if report is None:  # refused before the records could be checked: the ingest's findings only
+            report = run_checks(
+                self.settings,
+                "receipt",
+                [],
+                scope="transfer",
+                archive=self.archive.code,
+                transfer=self.transfer_id,
+                mapped=self._mapped(),
+                not_reached=True,
+            )
+            self.receipt = report
+        store_report(self.settings, report, agent=AGENT)
+        self.result.checks = {
+            "run_id": report.run_id,
+            "status": report.status,
+            "report_sha256": report.extra.get("report_sha256"),
+            "failed_items": [i.check.code for i in report.items if i.status == "fail"],
+        }
 
     def _wait_for_identification(self, bag: Bag) -> dict[Path, Identification]:
         """The identification started beside verify+copy, with a progress bar of its own meanwhile (files and
@@ -622,6 +733,7 @@ class Ingest:
         self.result.records = [p.spec.archival_code for p in plans]
         self.result.problems = list(self.problems)
         self.result.summary = summary
+        self._store_receipt()
 
     def _summarise(self) -> dict[str, Any]:
         """The bounded account of the problems; every one goes to ``transfers/<id>/problems.jsonl``."""
@@ -677,6 +789,7 @@ class Ingest:
                 byte_count=self.result.bytes,
                 timings={k: round(v, 3) for k, v in self.timings.items()},
             )
+        self._store_receipt()
 
     def _reject_conflict(self, exc: IntegrityError) -> None:
         """Another transfer stored the same bag or 档号 between our checks and our commit."""

@@ -186,8 +186,17 @@ def _migrate_now(settings: Settings, ref: tuple[str, str], as_json: bool) -> Non
         except ArchiveError as exc:
             jobs.mark_failed(settings, work.file_id, work.action, exc)
             raise
+    migrated = [o for o in outcomes if o.status == "migrated"]
+    checked = None
+    if migrated:
+        from preservation.aftercheck import check_migrated
+
+        checked = check_migrated(
+            settings, migrated[0].file_id, ", ".join(sorted({o.action for o in migrated}))
+        )
     if as_json:
-        print_json({"ok": True, "migrations": [o.as_dict() for o in outcomes]})
+        checks = {"run_id": checked.run_id, "status": checked.status} if checked else None
+        print_json({"ok": True, "migrations": [o.as_dict() for o in outcomes], "checks": checks})
         return
     for o in outcomes:
         out.print(f"{o.action} {o.logical_path or ''}: {o.status} {o.version or ''}", highlight=False)
@@ -300,6 +309,9 @@ def audit(
                 report = run_audit(settings, progress=_AuditBar(progress), **kwargs)  # type: ignore[arg-type]
         else:
             report = run_audit(settings, **kwargs)  # type: ignore[arg-type]
+        from preservation.aftercheck import check_repaired
+
+        check_repaired(settings, report)  # 四性检测 on the objects repaired from the replica
         if as_json:
             print_json(report.summary())
         else:

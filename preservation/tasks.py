@@ -41,6 +41,7 @@ from archive.errors import ArchiveError, NotFound, ServiceUnavailable, UsageErro
 from archive.models import TransferStatus, utcnow
 from archive.storage import StorageError, VersionConflict
 from preservation import ingest_jobs, jobs
+from preservation.audit.listing import AUDIT_REQUEST_TASK
 from preservation.celery_app import (
     AUDIT_TASK,
     CLEAN_UPLOADS_TASK,
@@ -163,8 +164,13 @@ def dispatch_pending(self: PreservationTask) -> dict[str, Any]:
 
 @app.task(base=PreservationTask, bind=True, name=MIGRATE_TASK, tracks_job=True)
 def migrate_file(self: PreservationTask, file_id: int, action: str) -> dict[str, Any]:
-    """Make the derivative of one original file by one action (idempotent)."""
-    return migrate(self.settings, file_id, action).as_dict()
+    """Make the derivative of one original file by one action (idempotent), then 四性检测 on its record."""
+    from preservation.aftercheck import check_migrated
+
+    outcome = migrate(self.settings, file_id, action)
+    if outcome.status == "migrated":
+        check_migrated(self.settings, file_id, action)
+    return outcome.as_dict()
 
 
 @app.task(base=PreservationTask, bind=True, name=AUDIT_TASK, max_retries=1)
@@ -178,7 +184,24 @@ def audit_incremental(self: PreservationTask) -> dict[str, Any]:
         replica_root=self.settings.replica_root,
         resume=True,
     )
+    from preservation.aftercheck import check_repaired
+
+    check_repaired(self.settings, report)
     return {"ok": report.ok, "run_id": report.run_id, "files": report.files, "failures": len(report.failures)}
+
+
+@app.task(base=PreservationTask, bind=True, name=AUDIT_REQUEST_TASK, max_retries=1)
+def audit_requested(self: PreservationTask, archive: str | None, requested_by: str) -> dict[str, Any]:
+    """A fixity audit a person asked for from the auditor's pages (``POST /staff/audits``)."""
+    from preservation.audit import run_audit
+
+    report = run_audit(self.settings, archive=archive, replica_root=self.settings.replica_root)
+    return {
+        "ok": report.ok,
+        "run_id": report.run_id,
+        "requested_by": requested_by,
+        "failures": len(report.failures),
+    }
 
 
 @app.task(base=PreservationTask, bind=True, name=HARVEST_TASK, max_retries=0)

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from archive import uploads as upload_models  # noqa: F401  (its tables hang off Base too)
+from archive.checks import models as checks_models  # noqa: F401  (its tables hang off Base too)
 from archive.federation import models as federation_models  # noqa: F401  (its tables hang off Base too)
 from archive.models import Base
 

@@ -1,0 +1,209 @@
+"""Per-file checks that read content: present and whole, fixity, opens and renders, encryption, format.
+
+One pass per file (:func:`examine`), run on a bounded thread pool by :mod:`archive.checks.run`; external
+tools (``pdftoppm`` to render a PDF page, ``ffprobe`` for audio and video) run as child processes with
+``ARCHIVE_TOOL_TIMEOUT``. Findings are keyed by the DA/T 70 item they belong to.
+"""
+
+from __future__ import annotations
+
+import codecs
+import subprocess
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from archive.checks.subjects import FileView
+from archive.digests import hash_file
+
+PDF_MIMES = frozenset({"application/pdf"})
+ZIP_OFFICE = {
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "[Content_Types].xml",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "[Content_Types].xml",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": "[Content_Types].xml",
+    "application/vnd.oasis.opendocument.text": "mimetype",
+    "application/vnd.oasis.opendocument.spreadsheet": "mimetype",
+    "application/vnd.oasis.opendocument.presentation": "mimetype",
+    "application/ofd": "OFD.xml",
+}
+OLE_OFFICE = frozenset(
+    {
+        "application/msword",
+        "application/vnd.ms-excel",
+        "application/vnd.ms-powerpoint",
+        "application/x-ole-storage",
+    }
+)
+OLE_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")
+#: Archive formats whose compression is not openly specified (or not meant for long-term keeping).
+PROPRIETARY = frozenset(
+    {
+        "application/x-rar",
+        "application/vnd.rar",
+        "application/x-rar-compressed",
+        "application/x-ace-compressed",
+    }
+)
+PROPRIETARY_PUIDS = frozenset({"x-fmt/264", "fmt/411", "fmt/613", "x-fmt/410"})
+
+
+@dataclass
+class Findings:
+    """What one file showed, keyed by item code; ``opened`` False when no opener applies (n/a)."""
+
+    by_item: dict[str, list[str]] = field(default_factory=dict)
+    opened: bool = False
+
+    def add(self, code: str, detail: str) -> None:
+        self.by_item.setdefault(code, []).append(detail)
+
+
+def _kind(f: FileView) -> str | None:
+    mime = (f.mime or "").split(";")[0].strip().lower()
+    if mime in PDF_MIMES or f.path.lower().endswith(".pdf"):
+        return "pdf"
+    if mime.startswith("image/"):
+        return "image"
+    if mime.startswith(("audio/", "video/")):
+        return "av"
+    if mime in ZIP_OFFICE:
+        return "zip-office"
+    if mime in OLE_OFFICE:
+        return "ole-office"
+    if mime.startswith("text/") or mime in ("application/xml", "application/json"):
+        return "text"
+    return None
+
+
+def examine(f: FileView, *, rehash: bool, accepted: frozenset[str], timeout: float) -> Findings:
+    out = Findings()
+    loc = f.location
+    if loc is None or not loc.is_file():
+        out.add("2-5", "file missing from storage")
+        return out
+    actual = loc.stat().st_size
+    if actual != f.size:
+        out.add("1-10", f"size {actual}, recorded {f.size}")
+        if actual < f.size:
+            out.add("2-5", f"truncated: {actual} of {f.size} bytes")
+    if rehash and "sha512" in f.digests:
+        _, got = hash_file(loc, ("sha512",))
+        if got["sha512"] != f.digests["sha512"]:
+            out.add("1-1", f"sha512 {got['sha512'][:16]}…, recorded {f.digests['sha512'][:16]}…")
+    mime = (f.mime or "").split(";")[0].strip().lower()
+    if accepted and mime not in accepted and (f.puid or "") not in accepted:
+        out.add("3-3", f"format {f.puid or '?'} ({mime or 'unknown'}) not on the accepted list")
+    if mime in PROPRIETARY or (f.puid or "") in PROPRIETARY_PUIDS:
+        out.add("3-4", f"proprietary compression ({f.puid or mime})")
+    kind = _kind(f)
+    if kind is None:
+        return out
+    out.opened = True
+    try:
+        if kind == "pdf":
+            _pdf(loc, f, out, timeout)
+        elif kind == "image":
+            _image(loc, out)
+        elif kind == "av":
+            _av(loc, out, timeout)
+        elif kind == "zip-office":
+            _zip_office(loc, ZIP_OFFICE[mime], out)
+        elif kind == "ole-office":
+            with loc.open("rb") as fh:
+                if fh.read(8) != OLE_MAGIC:
+                    out.add("3-2", "not an OLE compound document")
+        else:
+            _text(loc, out)
+    except subprocess.TimeoutExpired:
+        out.add("3-2", f"no answer within {timeout:g} s")
+    except OSError as exc:
+        out.add("3-2", f"cannot read: {exc}")
+    return out
+
+
+def _pdf(loc: Path, f: FileView, out: Findings, timeout: float) -> None:
+    import pikepdf
+
+    try:
+        with pikepdf.open(loc) as pdf:
+            if pdf.is_encrypted:
+                out.add("3-4", "PDF is encrypted")
+            pages = len(pdf.pages)
+    except pikepdf.PasswordError:
+        out.add("3-4", "PDF is encrypted (password required)")
+        return
+    except Exception as exc:  # qpdf could not open or repair it
+        out.add("3-2", f"pikepdf: {str(exc)[:200]}")
+        return
+    recorded = f.properties.get("pages")
+    if isinstance(recorded, int) and recorded != pages:
+        out.add("1-10", f"pages {pages}, recorded {recorded}")
+    if pages == 0:
+        out.add("3-2", "PDF has no pages")
+        return
+    with tempfile.TemporaryDirectory(prefix="check-render-") as tmp:
+        proc = subprocess.run(
+            ["pdftoppm", "-f", "1", "-l", "1", "-r", "18", "-png", str(loc), str(Path(tmp) / "p")],
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+        rendered = list(Path(tmp).glob("p*.png"))
+        if proc.returncode != 0 or not rendered or rendered[0].stat().st_size == 0:
+            err = proc.stderr.decode(errors="replace").strip().splitlines()
+            out.add("3-2", "page 1 does not render: " + (err[-1][:200] if err else f"exit {proc.returncode}"))
+
+
+def _image(loc: Path, out: Findings) -> None:
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a large scan is not a decompression bomb here
+            with Image.open(loc) as im:
+                im.draft("RGB", (512, 512))
+                im.load()
+    except Exception as exc:
+        out.add("3-2", f"image does not decode: {str(exc)[:200]}")
+
+
+def _av(loc: Path, out: Findings, timeout: float) -> None:
+    proc = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(loc)],
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        out.add("3-2", "ffprobe: " + (err[-1][:200] if err else f"exit {proc.returncode}"))
+
+
+def _zip_office(loc: Path, member: str, out: Findings) -> None:
+    try:
+        with zipfile.ZipFile(loc) as z:
+            infos = z.infolist()
+            if any(i.flag_bits & 0x1 for i in infos):
+                out.add("3-4", "encrypted members")
+            if member not in z.namelist():
+                out.add("3-2", f"no {member}: not an openable document")
+    except zipfile.BadZipFile as exc:
+        out.add("3-2", f"not a valid package: {exc}")
+
+
+def _text(loc: Path, out: Findings) -> None:
+    with loc.open("rb") as fh:
+        head = fh.read(1 << 16)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            decoder = codecs.getincrementaldecoder(encoding)()
+            decoder.decode(head, final=False)
+            return
+        except UnicodeDecodeError:
+            continue
+    out.add("3-2", "text in no known encoding")

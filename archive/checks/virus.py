@@ -1,0 +1,135 @@
+"""Virus scan with ClamAV (DA/T 70 item 4-1).
+
+Production: ``clamd`` keeps its signatures loaded and ``freshclam`` keeps them current; set
+``ARCHIVE_CLAMD_SOCKET`` to its Unix socket and each file is streamed to it (``zINSTREAM``), so clamd needs
+no read access to the archive's storage. Without a socket, ``clamscan`` runs once over the whole list
+(``--file-list``), with ``--database=ARCHIVE_CLAMAV_DB`` when set. Neither available: the scan did not
+happen, and the item says so (warn), never pass.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from archive.config import Settings
+
+CHUNK = 1 << 20
+
+
+@dataclass
+class ScanResult:
+    infected: dict[Path, str] = field(default_factory=dict)  # file → signature name
+    errors: dict[Path, str] = field(default_factory=dict)
+    engine: str | None = None  # e.g. "ClamAV 1.4.6/27000/…"; None when no scan ran
+    unavailable: str | None = None  # why no scan ran
+
+
+def scan(paths: Sequence[Path], settings: Settings) -> ScanResult:
+    if not paths:
+        return ScanResult(engine="(nothing to scan)")
+    if settings.clamd_socket:
+        return _clamd(paths, settings)
+    return _clamscan(paths, settings)
+
+
+def _clamd_call(sock_path: str, command: bytes, timeout: float) -> str:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(sock_path)
+        s.sendall(command)
+        return _read_reply(s)
+
+
+def _read_reply(s: socket.socket) -> str:
+    reply = b""
+    while not reply.endswith(b"\0"):
+        part = s.recv(4096)
+        if not part:
+            break
+        reply += part
+    return reply.rstrip(b"\0").decode(errors="replace")
+
+
+def _instream(sock_path: str, path: Path, timeout: float) -> str:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(sock_path)
+        s.sendall(b"zINSTREAM\0")
+        with path.open("rb") as fh:
+            while chunk := fh.read(CHUNK):
+                s.sendall(struct.pack(">I", len(chunk)) + chunk)
+        s.sendall(struct.pack(">I", 0))
+        return _read_reply(s)
+
+
+def _clamd(paths: Sequence[Path], settings: Settings) -> ScanResult:
+    sock = str(settings.clamd_socket)
+    result = ScanResult()
+    try:
+        result.engine = _clamd_call(sock, b"zVERSION\0", settings.tool_timeout)
+    except OSError as exc:
+        result.unavailable = f"clamd at {sock}: {exc}"
+        return result
+
+    def one(path: Path) -> tuple[Path, str]:
+        try:
+            return path, _instream(sock, path, settings.tool_timeout)
+        except OSError as exc:
+            return path, f"ERROR {exc}"
+
+    with ThreadPoolExecutor(settings.workers) as pool:
+        for path, reply in pool.map(one, paths):
+            # "stream: OK", "stream: Eicar-Signature FOUND", "INSTREAM size limit exceeded. ERROR"
+            if reply.endswith("FOUND"):
+                result.infected[path] = reply.removeprefix("stream:").strip().removesuffix("FOUND").strip()
+            elif not reply.endswith("OK"):
+                result.errors[path] = reply
+    return result
+
+
+def _clamscan(paths: Sequence[Path], settings: Settings) -> ScanResult:
+    exe = shutil.which("clamscan")
+    result = ScanResult()
+    if exe is None:
+        result.unavailable = "neither ARCHIVE_CLAMD_SOCKET nor clamscan on the PATH"
+        return result
+    db = ["--database=" + str(settings.clamav_db)] if settings.clamav_db else []
+    with tempfile.NamedTemporaryFile("w", suffix=".lst", encoding="utf-8", delete=False) as lst:
+        lst.write("".join(f"{p}\n" for p in paths))
+    try:
+        proc = subprocess.run(
+            [exe, "--no-summary", "--stdout", *db, f"--file-list={lst.name}"],
+            capture_output=True,
+            text=True,
+            timeout=max(settings.tool_timeout, 10 * len(paths)),
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        result.unavailable = "clamscan timed out"
+        return result
+    finally:
+        os.unlink(lst.name)
+    if proc.returncode not in (0, 1):  # 2: no signature database, bad option, …
+        result.unavailable = f"clamscan exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-300:]}"
+        return result
+    by_name = {str(p): p for p in paths}
+    for line in proc.stdout.splitlines():
+        name, sep, verdict = line.rpartition(": ")
+        if not sep or name not in by_name:
+            continue
+        if verdict.endswith(" FOUND"):
+            result.infected[by_name[name]] = verdict.removesuffix(" FOUND")
+        elif verdict != "OK":
+            result.errors[by_name[name]] = verdict
+    version = subprocess.run([exe, "--version", *db], capture_output=True, text=True, check=False)
+    result.engine = version.stdout.strip() or "clamscan"
+    return result

@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""四性检测 (DA/T 70-2018) cost against its limits, measured in one run.
+
+    python benchmarks/checks.py [--size 1GiB] [--files 10000] [--cycle-files 100000] [--cycle-size 400MiB]
+
+1. **Receipt checks vs ingest without them.** The bag of ``benchmarks/validate_ingest.py`` (``--files``
+   files of mixed sizes, ``--size`` in all, random content). ``archive ingest`` runs in a child process into
+   a fresh ``ARCHIVE_HOME`` with ``ARCHIVE_RECEIPT_CHECKS=false`` and with the checks on, alternately, twice
+   each; the best of each is compared. The virus scan is clamscan with a one-signature database (the EICAR
+   test signature, built here: no freshclam download on a benchmark machine). Target: at most 15 % extra.
+2. **Sample cycle vs fixity audit.** One ingest of ``--cycle-files`` small files in records of
+   ``--per-record`` files. ``preservation.audit.run_audit`` over the whole root (sha512 of every file) gives
+   the audit's own rate, files per second; then ``archive.checks.run_cycle(settings, "sample")`` (5 % of the
+   records, every item: sha512 re-hash, opening, virus scan, metadata, the events of the sampled records).
+   Both run twice, alternately, warm page cache; best of each. Target: the sample's rate ≥ 0.8× the audit's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from validate_ingest import generate, parse_size, payload_files, timed, warm
+
+from ingest.bagwriter import make_bag
+
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+def signature_db(work: Path) -> Path:
+    db = work / "clamav" / "test.ndb"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    db.write_text(f"Eicar-Test-Signature:0:*:{EICAR.hex()}\n", encoding="ascii")
+    return db
+
+
+def fresh_home(path: Path, env: dict[str, str]) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    full = {**os.environ, **env, "ARCHIVE_HOME": str(path)}
+    full.pop("ARCHIVE_DATABASE_URL", None)
+    subprocess.run([sys.executable, "-m", "archive", "init"], env=full, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "archive",
+            "archives",
+            "add",
+            "BENCH",
+            "--name",
+            "基准档案馆",
+            "--level",
+            "city",
+        ],
+        env=full,
+        check=True,
+        capture_output=True,
+    )
+
+
+def bench_receipt(work: Path, total: int, count: int, clamdb: Path) -> tuple[float, float]:
+    bag = work / "bag"
+    print(f"generating a bag: {total / 2**20:.0f} MiB in {count} files ...", flush=True)
+    generate(bag, total, count, ["sha256"])
+    warm(payload_files(bag))
+    best: dict[bool, float] = {}
+    for _ in range(2):
+        for checks in (False, True):
+            home = work / f"home-{checks}"
+            env = {"ARCHIVE_RECEIPT_CHECKS": str(checks).lower(), "ARCHIVE_CLAMAV_DB": str(clamdb)}
+            fresh_home(home, env)
+            run, code, out = timed(
+                [sys.executable, "-m", "archive", "ingest", str(bag), "--archive", "BENCH", "--json"],
+                env={**env, "ARCHIVE_HOME": str(home)},
+            )
+            assert code in (0, 1), out[-2000:]
+            assert '"status": "stored"' in out, out[-2000:]
+            label = "with receipt checks" if checks else "without"
+            print(f"  archive ingest {label}: {run.seconds:.1f} s", flush=True)
+            best[checks] = min(best.get(checks, float("inf")), run.seconds)
+            shutil.rmtree(home, ignore_errors=True)
+    shutil.rmtree(bag, ignore_errors=True)
+    return best[False], best[True]
+
+
+def bench_cycle(
+    work: Path, total: int, count: int, per_record: int, clamdb: Path
+) -> tuple[float, float, int, int]:
+    from archive import db
+    from archive.checks import run_cycle
+    from archive.config import Settings
+    from ingest.pipeline import ingest
+    from preservation.audit import run_audit
+
+    bag = work / "cycle-bag"
+    print(f"generating {count} files ({total / 2**20:.0f} MiB) in records of {per_record} ...", flush=True)
+    size = max(16, total // count)
+    block = os.urandom(1 << 20)
+    for i in range(count):
+        folder = bag / "data" / f"BENCH-001-2000-永久-{i // per_record + 1:05d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        off = (i * 7919) % (len(block) - size)
+        (folder / f"{i:06d}.bin").write_bytes(i.to_bytes(8, "little") + block[off : off + size - 8])
+    make_bag(bag, algorithms=("sha256",))
+    home = work / "cycle-home"
+    env = {"ARCHIVE_CLAMAV_DB": str(clamdb), "ARCHIVE_RECEIPT_CHECKS": "false"}
+    fresh_home(home, env)
+    os.environ.update({**env, "ARCHIVE_HOME": str(home)})
+    os.environ.pop("ARCHIVE_DATABASE_URL", None)
+    db.dispose_engines()
+    settings = Settings()
+    print("ingesting ...", flush=True)
+    started = time.perf_counter()
+    result = ingest(bag, "BENCH", settings)
+    assert result.stored, result.problems[:5]
+    print(f"  ingested {result.files} files in {time.perf_counter() - started:.0f} s", flush=True)
+    shutil.rmtree(bag, ignore_errors=True)
+    audit_rate = sample_rate = 0.0
+    sampled_files = audited = 0
+    for _ in range(2):
+        t = time.perf_counter()
+        report = run_audit(settings, resume=False)
+        seconds = time.perf_counter() - t
+        audited = report.files
+        audit_rate = max(audit_rate, report.files / seconds)
+        print(
+            f"  fixity audit: {report.files} files in {seconds:.1f} s ({report.files / seconds:.0f} files/s)"
+        )
+        t = time.perf_counter()
+        cycle = run_cycle(settings, "sample", seed=20181)
+        seconds = time.perf_counter() - t
+        sampled_files = cycle.files
+        sample_rate = max(sample_rate, cycle.files / seconds)
+        print(
+            f"  sample cycle: {cycle.records} records, {cycle.files} files in {seconds:.1f} s "
+            f"({cycle.files / seconds:.0f} files/s), status {cycle.status}",
+            flush=True,
+        )
+    return audit_rate, sample_rate, audited, sampled_files
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="1GiB")
+    ap.add_argument("--files", type=int, default=10_000)
+    ap.add_argument("--cycle-files", type=int, default=100_000)
+    ap.add_argument("--cycle-size", default="400MiB")
+    ap.add_argument("--per-record", type=int, default=10)
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--skip-receipt", action="store_true")
+    ap.add_argument("--skip-cycle", action="store_true")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-checks-", dir=args.workdir))
+    rows: list[tuple[str, str, str, str]] = []
+    try:
+        clamdb = signature_db(work)
+        if not args.skip_receipt:
+            without, with_checks = bench_receipt(work, parse_size(args.size), args.files, clamdb)
+            extra = with_checks / without - 1
+            rows.append(
+                (
+                    f"receipt checks, {args.size} / {args.files} files",
+                    f"{with_checks:.1f} s vs {without:.1f} s",
+                    f"+{extra:.1%}",
+                    "≤ +15 %" + (" ✓" if extra <= 0.15 else " ✗"),
+                )
+            )
+        if not args.skip_cycle:
+            audit, sample, audited, sampled = bench_cycle(
+                work, parse_size(args.cycle_size), args.cycle_files, args.per_record, clamdb
+            )
+            ratio = sample / audit
+            rows.append(
+                (
+                    f"5 % sample cycle ({sampled} files) vs fixity audit ({audited} files)",
+                    f"{sample:.0f} vs {audit:.0f} files/s",
+                    f"{ratio:.2f}×",
+                    "≥ 0.80×" + (" ✓" if ratio >= 0.8 else " ✗"),
+                )
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(f"{'measure':<62} {'ours vs peer':<26} {'figure':>8}  limit")
+    for name, pair, figure, limit in rows:
+        print(f"{name:<62} {pair:<26} {figure:>8}  {limit}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
