@@ -1,7 +1,7 @@
 """checks: 四性检测 runs, items and manual results (issue 12)
 
 Revision ID: 0009_checks
-Revises: 0005_accounts
+Revises: 0008_review
 """
 
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = "0009_checks"
-down_revision = "0005_accounts"
+down_revision = "0008_review"
 branch_labels = None
 depends_on = None
 
