@@ -203,6 +203,18 @@ class Settings(BaseSettings):
         default=86_400, ge=60, description="Seconds an OAI-PMH resumption token stays valid."
     )
     harvest_timeout: float = Field(default=60.0, description="Seconds the harvester waits for one OAI page.")
+    # Signed, timestamped versions (archive.sealing)
+    signature_algorithm: Literal["ed25519", "sm2"] = Field(
+        default="ed25519",
+        description="How every committed OCFL version is signed: ed25519, or sm2 (SM2 with SM3, 国密).",
+    )
+    tsa_url: str | None = Field(
+        default=None, description="RFC 3161 time-stamping authority; unset: versions are signed only."
+    )
+    tsa_trust: Path | None = Field(
+        default=None, description="PEM file of the CA certificates a TSA's certificate must chain to."
+    )
+    tsa_timeout: float = Field(default=10.0, gt=0, description="Seconds one request to the TSA may take.")
 
     @field_validator("extra_digests", mode="before")
     @classmethod
@@ -219,7 +231,7 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown digest algorithm(s): {', '.join(unknown)}")
         return [v for v in value if v not in BASE_DIGESTS]
 
-    @field_validator("policy_file", "replica_root", mode="before")
+    @field_validator("policy_file", "replica_root", "tsa_url", "tsa_trust", mode="before")
     @classmethod
     def _blank_path_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -28,7 +28,9 @@ Choices made here:
   ``Settings.dispatch_interval`` seconds (``ARCHIVE_DISPATCH_INTERVAL``, default 30); an incremental fixity
   audit every night at 02:00 UTC, of the objects not verified for ``Settings.audit_cycle_days`` days
   (``ARCHIVE_AUDIT_CYCLE_DAYS``, default 30), oldest-verified first;
-  the incremental OAI-PMH harvest of every peer into the regional catalogue copy hourly (minute 17).
+  the incremental OAI-PMH harvest of every peer into the regional catalogue copy hourly (minute 17); the
+  sealing pass (signature events, RFC 3161 tokens, event-chain anchor) with the migrate outbox, and the
+  evidence renewal yearly (2 January, 03:00 UTC).
 * After fork, each worker child drops the parent's database connections (ours and the SQLite broker's).
 """
 
@@ -48,6 +50,8 @@ MIGRATE_TASK = "preservation.migrate_file"
 AUDIT_TASK = "preservation.audit_incremental"
 HARVEST_TASK = "preservation.harvest_catalogue"
 INGEST_TASK = "preservation.ingest_transfer"
+SEALS_TASK = "preservation.sync_seals"
+RENEW_TASK = "preservation.renew_evidence"
 
 
 def lease_seconds(settings: Settings) -> float:
@@ -124,6 +128,17 @@ def make_app(settings: Settings | None = None) -> Celery:
                 "task": HARVEST_TASK,
                 "schedule": crontab(minute=17),
                 "options": {"expires": 3000.0},
+            },
+            # archive.sealing: signature events and RFC 3161 tokens from the outbox, the event chain anchored
+            "sync-seals": {
+                "task": SEALS_TASK,
+                "schedule": settings.dispatch_interval,
+                "options": {"expires": max(5.0, settings.dispatch_interval)},
+            },
+            # evidence renewal (RFC 4998 in spirit): a timestamped Merkle root over every version, yearly
+            "renew-evidence": {
+                "task": RENEW_TASK,
+                "schedule": crontab(month_of_year=1, day_of_month=2, hour=3, minute=0),
             },
         },
     )
