@@ -19,7 +19,7 @@ from archive.events import verify_chain
 from archive.home import store_for
 from archive.models import ChainHead, Event, Record
 from archive.sealing import keys
-from archive.sealing.anchors import anchor_chain, check_anchor, newest_anchor
+from archive.sealing.anchors import check_anchor, newest_anchor
 from archive.sealing.evidence import (
     latest_renewal,
     leaf_hash,
@@ -35,7 +35,9 @@ from archive.sealing.verify import verify_record
 from archive.storage.inventory import sidecar_bytes
 from ingest.pipeline import ingest
 from tests.e2e.helpers import archive_cmd, free_port, simple_bag
-from tests.tsa import TestTsa, tsa, tsa_home  # noqa: F401 - fixtures
+from tests.tsa import TestTsa
+from tests.tsa import tsa as tsa  # the fixtures, re-exported for pytest
+from tests.tsa import tsa_home as tsa_home
 
 #: two records, plus the transfer's own OCFL object: three sealed versions per ingest
 SEALED = 3
@@ -148,7 +150,9 @@ def test_tsa_down_during_ingest_token_added_later(
     assert verified["ok"] and not verified["warnings"], verified
     assert verified["versions"][0]["timestamp"]
     with db.read_session(up) as s:
-        kinds = s.execute(select(Event.detail).where(Event.event_type == SIGNATURE)).scalars().all()
+        kinds = [
+            d or "" for d in s.execute(select(Event.detail).where(Event.event_type == SIGNATURE)).scalars()
+        ]
         assert sum("signed" in k for k in kinds) == SEALED and sum("RFC 3161" in k for k in kinds) == SEALED
         assert verify_chain(s).ok
     assert sync_all(up)["timestamped"] == 0  # nothing twice
@@ -192,10 +196,10 @@ def test_verify_names_each_tampering(tmp_path: Path, tsa_home: Settings, tamper:
     elif tamper == "token":  # a good token, but of another record's inventory
         token_path.write_bytes((_object_dir(tsa_home, "GZ-2024-002") / token_relpath("v1")).read_bytes())
     elif tamper == "token_bytes":  # the signed timestamp info changed: the TSA's signature breaks
-        data = bytearray(token_path.read_bytes())
-        at = data.find(b"\x18\x0f")  # GeneralizedTime of genTime
-        data[at + 5] = data[at + 5] ^ 1
-        token_path.write_bytes(bytes(data))
+        token = bytearray(token_path.read_bytes())
+        at = token.find(b"\x18\x0f")  # GeneralizedTime of genTime
+        token[at + 5] = token[at + 5] ^ 1
+        token_path.write_bytes(bytes(token))
     elif tamper in ("inventory", "content"):
         inventory = json.loads((obj / "v1" / "inventory.json").read_bytes())
         if tamper == "inventory":
