@@ -13,8 +13,10 @@ import datetime as dt
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -25,7 +27,7 @@ from archive.home import store_for
 from archive.models import Record, utcnow
 from archive.sealing.errors import TsaRejected, TsaUnavailable
 from archive.sealing.models import SealOutbox
-from archive.sealing.seals import Sealed, ensure_sealed, has_token, write_token
+from archive.sealing.seals import Sealed, ensure_sealed, has_token, write_tokens
 from archive.sealing.tsa import request_token, token_time
 
 AGENT = "pearl-archive sealing"
@@ -66,7 +68,6 @@ def _done(item: dict[str, Any]) -> bool:
 
 def sync(settings: Settings, *, limit: int = 1000) -> SyncReport:
     """Drain up to ``limit`` outbox rows now; returns what was done (a TSA outage is reported, not raised)."""
-    store = store_for(settings)
     report = SyncReport()
     with db.read_session(settings) as s:
         ids = list(
@@ -76,64 +77,75 @@ def sync(settings: Settings, *, limit: int = 1000) -> SyncReport:
             .scalars()
             .all()
         )
-    for row_id in ids:
-        with db.read_session(settings) as s:
-            row = s.get(SealOutbox, row_id)
-            if row is None:
-                continue
-            items = [dict(i) for i in row.items]
-        events: list[NewEvent] = []
-        error: Exception | None = None
-        for item in items:
-            if _done(item):
-                continue
-            obj = store.object_path(item["object_id"])
-            if not obj.exists():  # undone ingest: nothing left to timestamp
-                item.update(logged=True, token=True, gone=True)
-                continue
-            if not item["logged"]:
-                sealed = ensure_sealed(settings, obj, item["object_id"], item["version"], store.staging_dir)
-                events.append(_signature_event(sealed))
-                item["logged"] = True
-                report.signed_logged += 1
-            if item["token"] or error is not None or not settings.tsa_url:
-                continue
-            if has_token(obj, item["version"]):
-                item["token"] = True
-                continue
-            inventory = (obj / item["version"] / "inventory.json").read_bytes()
-            if hashlib.sha512(inventory).hexdigest() != item["digest"]:
-                report.problems.append(
-                    f"{item['object_id']} {item['version']}: inventory differs from its seal"
-                )
-                continue  # never timestamp a changed inventory: `archive verify` names it
-            try:
-                token = request_token(settings, inventory)
-            except (TsaUnavailable, TsaRejected) as exc:
-                error = exc
-                continue
-            write_token(obj, item["version"], token, store.staging_dir)
-            item["token"] = True
-            report.timestamped += 1
-            events.append(_token_event(settings, item, token))
-        with db.write_session(settings) as s:
-            row = s.get(SealOutbox, row_id)
-            assert row is not None
-            row.items = items
-            row.pending = sum(1 for i in items if not _done(i))
-            row.updated_at = utcnow()
+    with httpx.Client(timeout=settings.tsa_timeout) as client:  # one connection pool for the whole pass
+        for row_id in ids:
+            error = _sync_row(settings, row_id, client, report)
             if error is not None:
-                row.attempts += 1
-                row.last_error = str(error)
-            if events:
-                _link_records(s, events)
-                append_events(s, events)
-        report.waiting += sum(1 for i in items if not i["token"])
-        if error is not None:
-            assert isinstance(error, TsaUnavailable | TsaRejected)
-            report.error = error.as_dict()
-            break
+                report.error = error.as_dict()
+                break
     return report
+
+
+def _sync_row(
+    settings: Settings, row_id: int, client: httpx.Client, report: SyncReport
+) -> TsaUnavailable | TsaRejected | None:
+    store = store_for(settings)
+    with db.read_session(settings) as s:
+        row = s.get(SealOutbox, row_id)
+        if row is None:
+            return None
+        items = [dict(i) for i in row.items]
+    events: list[NewEvent] = []
+    wanted: list[tuple[dict[str, Any], Path, bytes]] = []  # item, object directory, inventory bytes
+    for item in items:
+        if _done(item):
+            continue
+        obj = store.object_path(item["object_id"])
+        if not obj.exists():  # undone ingest: nothing left to timestamp
+            item.update(logged=True, token=True, gone=True)
+            continue
+        if not item["logged"]:
+            sealed = ensure_sealed(settings, obj, item["object_id"], item["version"], store.staging_dir)
+            events.append(_signature_event(sealed))
+            item["logged"] = True
+            report.signed_logged += 1
+        if item["token"] or not settings.tsa_url:
+            continue
+        if has_token(obj, item["version"]):  # stored before a crash, the catalogue never heard
+            item["token"] = True
+            continue
+        inventory = (obj / item["version"] / "inventory.json").read_bytes()
+        if hashlib.sha512(inventory).hexdigest() != item["digest"]:
+            report.problems.append(f"{item['object_id']} {item['version']}: inventory differs from its seal")
+            continue  # never timestamp a changed inventory: `archive verify` names it
+        wanted.append((item, obj, inventory))
+    tokens: list[tuple[dict[str, Any], Path, bytes]] = []
+    error: TsaUnavailable | TsaRejected | None = None
+    for item, obj, inventory in wanted:
+        try:
+            tokens.append((item, obj, request_token(settings, inventory, client=client)))
+        except (TsaUnavailable, TsaRejected) as exc:
+            error = exc
+            break
+    write_tokens([(obj, item["version"], token) for item, obj, token in tokens], store.staging_dir)
+    for item, _obj, token in tokens:
+        item["token"] = True
+        report.timestamped += 1
+        events.append(_token_event(settings, item, token))
+    with db.write_session(settings) as s:
+        row = s.get(SealOutbox, row_id)
+        assert row is not None
+        row.items = items
+        row.pending = sum(1 for i in items if not _done(i))
+        row.updated_at = utcnow()
+        if error is not None:
+            row.attempts += 1
+            row.last_error = str(error)
+        if events:
+            _link_records(s, events)
+            append_events(s, events)
+    report.waiting += sum(1 for i in items if not i["token"])
+    return error
 
 
 def _signature_event(sealed: Sealed) -> NewEvent:

@@ -14,6 +14,8 @@ import base64
 import hashlib
 import json
 import os
+import shutil
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -153,11 +155,27 @@ def ensure_sealed(
     return sealed_from(json.loads(data))
 
 
-def write_token(object_dir: Path, version: str, token: bytes, staging: Path) -> None:
-    dest = object_dir / token_relpath(version)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging.mkdir(parents=True, exist_ok=True)
-    _fs.replace_atomically(dest, token, staging)
+def write_tokens(tokens: list[tuple[Path, str, bytes]], staging: Path) -> None:
+    """Store tokens (object directory, version, TimeStampResp) beside their seals, durably: all staged in one
+    transaction directory and made durable together (one ``syncfs`` for many), then renamed into place."""
+    if not tokens:
+        return
+    txn = staging / f"seal-tokens-{uuid.uuid4().hex}"
+    txn.mkdir(parents=True)
+    try:
+        staged = []
+        for i, (obj, version, token) in enumerate(tokens):
+            _fs.write_staged(txn / str(i), token)
+            staged.append((txn / str(i), obj / token_relpath(version)))
+        _fs.fsync_tree(txn)
+        parents = []
+        for tmp, dest in staged:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(tmp, dest)
+            parents.append(dest.parent)
+        _fs.fsync_dirs(dict.fromkeys(parents))
+    finally:
+        shutil.rmtree(txn, ignore_errors=True)
 
 
 def has_token(object_dir: Path, version: str) -> bool:
