@@ -118,14 +118,27 @@ class TestTsa:
         holder: dict[str, TestTsa] = {}
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as production TSAs answer
+            disable_nagle_algorithm = True  # the answer is sent whole, not held for a delayed ACK
+            wbufsize = -1  # headers and body leave in one write (the handler flushes after do_POST)
+
             def do_POST(self) -> None:
+                started = time.perf_counter()
+                try:
+                    self._answer()
+                finally:
+                    holder["tsa"].served_seconds += time.perf_counter() - started
+
+            def _answer(self) -> None:
                 query = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if self.headers.get("Content-Type") != "application/timestamp-query":
+                    self.close_connection = True
                     self.send_error(415)
                     return
                 try:
                     body = holder["tsa"].reply(query)
                 except subprocess.CalledProcessError:
+                    self.close_connection = True
                     self.send_error(400)
                     return
                 self.send_response(200)
