@@ -334,3 +334,40 @@ def test_key_files_are_private(home: Settings, tmp_path: Path) -> None:
     _ingest(home, tmp_path)
     mode = os.stat(keys.sealing_dir(home) / "ed25519-key.pem").st_mode & 0o777
     assert mode == 0o600
+
+
+# -- versions made by migrations, and PostgreSQL --------------------------------------------------------------
+
+
+def test_migration_versions_are_sealed_and_timestamped(tmp_path: Path, tsa_home: Settings) -> None:
+    from preservation.migrate import migrate
+    from tests.preservation.helpers import ingest_files, object_id
+    from tests.preservation.samples import make_image
+
+    ids = ingest_files(tsa_home, tmp_path, {"b.png": make_image(tmp_path / "b.png", "PNG")}, code="R-9")
+    assert migrate(tsa_home, ids["b.png"], "image-tiff").version == "v2"
+    obj = store_for(tsa_home).object_path(object_id(tsa_home, ids["b.png"]))
+    seal = json.loads((obj / seal_relpath("v2")).read_bytes())
+    assert (
+        seal["inventoryDigest"]["value"]
+        == hashlib.sha512((obj / "v2" / "inventory.json").read_bytes()).hexdigest()
+    )
+    assert sync_all(tsa_home)["error"] is None
+    report = verify_record(tsa_home, "GZ/R-9")
+    assert report["ok"] and not report["warnings"], report
+    assert [v["version"] for v in report["versions"]] == ["v1", "v2"]
+
+
+def test_outbox_and_anchors_on_both_databases(
+    tmp_path: Path, any_home: Settings, tsa: TestTsa, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARCHIVE_TSA_URL", tsa.url)
+    monkeypatch.setenv("ARCHIVE_TSA_TRUST", str(tsa.ca_pem))
+    settings = get_settings()
+    _ingest(settings, tmp_path)
+    assert status(settings)["versions_without_token"] == SEALED
+    assert sync_all(settings)["timestamped"] == SEALED
+    assert status(settings)["versions_without_token"] == 0
+    with db.read_session(settings) as s:
+        assert verify_chain(s).ok and check_anchor(settings, s)["ok"]
+    assert verify_record(settings, "GZ/GZ-2024-002")["ok"]
