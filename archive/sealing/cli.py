@@ -47,17 +47,24 @@ def verify(ref: Annotated[str, typer.Argument(help="ARCHIVE/CODE")], as_json: Js
 
 
 @seals_app.command("sync")
-def seals_sync(as_json: JsonOpt = False) -> None:
+def seals_sync(
+    backfill: Annotated[
+        bool, typer.Option("--backfill", help="First seal every stored version that has no seal yet")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Drain the timestamp outbox now: record signature events, fetch missing tokens, anchor the event chain.
     Exit 3 if the TSA could not be reached (what was done stays done)."""
 
     def body(settings: Settings) -> None:
         from archive.sealing.service import sync_all
 
-        report = sync_all(settings)
+        report = sync_all(settings, backfill_versions=backfill)
         if as_json:
             print_json(report)
         else:
+            if backfill:
+                out.print(f"sealed {report['backfilled']} version(s) that had no seal", highlight=False)
             out.print(
                 f"signatures recorded {report['signatures_recorded']}, timestamped {report['timestamped']}, "
                 f"anchors timestamped {report['anchors_timestamped']}, still waiting {report['waiting']}",

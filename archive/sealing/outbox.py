@@ -27,7 +27,7 @@ from archive.home import store_for
 from archive.models import Record, utcnow
 from archive.sealing.errors import TsaRejected, TsaUnavailable
 from archive.sealing.models import SealOutbox
-from archive.sealing.seals import Sealed, ensure_sealed, has_token, write_tokens
+from archive.sealing.seals import Sealed, ensure_sealed, has_token, read_seal, write_tokens
 from archive.sealing.tsa import request_token, token_time
 
 AGENT = "pearl-archive sealing"
@@ -146,6 +146,32 @@ def _sync_row(
             append_events(s, events)
     report.waiting += sum(1 for i in items if not i["token"])
     return error
+
+
+def backfill(settings: Settings, *, batch: int = 1000) -> int:
+    """Seal every stored version that has no seal yet (committed before sealing existed, or by a store without
+    a sealer) and queue it for its timestamp; returns how many were sealed. Their ``sealedAt`` is now, not
+    their commit time: the evidence starts today."""
+    store = store_for(settings)
+    pending: list[Sealed] = []
+    count = 0
+    for object_id in store.iter_objects():
+        obj = store.object_path(object_id)
+        for version in store.read_inventory(object_id)["versions"]:
+            if read_seal(obj, version) is None:
+                pending.append(ensure_sealed(settings, obj, object_id, version, store.staging_dir))
+        if len(pending) >= batch:
+            count += _enqueue_now(settings, pending)
+    return count + _enqueue_now(settings, pending)
+
+
+def _enqueue_now(settings: Settings, sealed: list[Sealed]) -> int:
+    n = len(sealed)
+    if sealed:
+        with db.write_session(settings) as s:
+            enqueue(s, list(sealed))
+        sealed.clear()
+    return n
 
 
 def _signature_event(sealed: Sealed) -> NewEvent:

@@ -32,6 +32,7 @@ from archive.sealing.outbox import SIGNATURE, status
 from archive.sealing.seals import seal_relpath, token_relpath
 from archive.sealing.service import sync_all
 from archive.sealing.verify import verify_record
+from archive.storage import validate_root
 from archive.storage.inventory import sidecar_bytes
 from ingest.pipeline import ingest
 from tests.e2e.helpers import archive_cmd, free_port, simple_bag
@@ -320,6 +321,9 @@ def test_renew_evidence_proves_every_inventory(tmp_path: Path, tsa_home: Setting
     assert newest is not None and newest != folder
     chained = json.loads((newest / "leaves.json").read_bytes())[-1]
     assert chained[2] == hashlib.sha512((folder / "root.json").read_bytes()).hexdigest()
+    # seals, tokens, anchors and renewals keep the root valid for an independent OCFL validator
+    ok, messages = validate_root(tsa_home.ocfl_root)
+    assert ok, messages
 
 
 def test_merkle_proofs_for_odd_trees() -> None:
@@ -371,3 +375,21 @@ def test_outbox_and_anchors_on_both_databases(
     with db.read_session(settings) as s:
         assert verify_chain(s).ok and check_anchor(settings, s)["ok"]
     assert verify_record(settings, "GZ/GZ-2024-002")["ok"]
+
+
+def test_backfill_seals_versions_stored_without_a_seal(tsa_home: Settings) -> None:
+    from archive.sealing.verify import verify_object
+    from archive.storage import OcflStore
+
+    bare = OcflStore(tsa_home.ocfl_root, tsa_home.staging_dir)  # no sealer: as before sealing existed
+    builder = bare.begin_object("urn:pearl-archive:GZ:old")
+    builder.add_bytes("data/a.txt", b"stored long ago")
+    bare.commit(builder, message="old", user_name="old")
+    assert _codes(verify_object(tsa_home, "urn:pearl-archive:GZ:old")) == {"SIG011"}
+    proc = archive_cmd("seals", "sync", "--backfill", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["backfilled"] == 1 and report["timestamped"] == 1
+    checked = verify_object(tsa_home, "urn:pearl-archive:GZ:old")
+    assert checked["ok"] and not checked["warnings"], checked
+    assert json.loads(archive_cmd("seals", "sync", "--backfill", "--json").stdout)["backfilled"] == 0
