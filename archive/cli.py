@@ -352,16 +352,20 @@ def transfers(
 
 @events_app.command("verify")
 def events_verify(as_json: JsonOpt = False) -> None:
-    """Recompute the event log's hash chain; exit 1 if any link is broken."""
+    """Recompute the event log's hash chain and check it against the newest anchor in the storage root
+    (archive.sealing.anchors); exit 1 if any link is broken or the chain does not reach the anchor."""
 
     def body(settings: Settings) -> None:
         from archive import db
         from archive.events import verify_chain
+        from archive.sealing.anchors import check_anchor
 
         with db.read_session(settings) as s:
             report = verify_chain(s)
+            anchor = check_anchor(settings, s)
+        ok = report.ok and anchor["ok"]
         if as_json:
-            print_json(report.as_dict())
+            print_json({**report.as_dict(), "ok": ok, "chain_ok": report.ok, "anchor": anchor})
         elif report.ok:
             out.print(
                 f"event chain intact: {report.checked} events, head {report.head_hash}", highlight=False
@@ -372,7 +376,12 @@ def events_verify(as_json: JsonOpt = False) -> None:
                 f"({report.checked} events verified before it)",
                 highlight=False,
             )
-        if not report.ok:
+        if anchor["problem"]:
+            p = anchor["problem"]
+            err.print(f"[bold red]{p['code']}[/] {p['message_zh']} / {p['message_en']}", highlight=False)
+        elif anchor["anchor"] and not as_json:
+            out.print(f"matches anchor {anchor['anchor']} (event {anchor['sequence']})", highlight=False)
+        if not ok:
             raise typer.Exit(1)
 
     run(body, as_json)

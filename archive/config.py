@@ -290,6 +290,19 @@ class Settings(BaseSettings):
         "TrueType font found (fonts-arphic-uming).",
     )
 
+    # Signed, timestamped versions (archive.sealing)
+    signature_algorithm: Literal["ed25519", "sm2"] = Field(
+        default="ed25519",
+        description="How every committed OCFL version is signed: ed25519, or sm2 (SM2 with SM3, 国密).",
+    )
+    tsa_url: str | None = Field(
+        default=None, description="RFC 3161 time-stamping authority; unset: versions are signed only."
+    )
+    tsa_trust: Path | None = Field(
+        default=None, description="PEM file of the CA certificates a TSA's certificate must chain to."
+    )
+    tsa_timeout: float = Field(default=10.0, gt=0, description="Seconds one request to the TSA may take.")
+
     @field_validator("check_accepted_formats", "check_required_metadata", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
@@ -317,7 +330,7 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown digest algorithm(s): {', '.join(unknown)}")
         return [v for v in value if v not in BASE_DIGESTS]
 
-    @field_validator("policy_file", "replica_root", "report_font", mode="before")
+    @field_validator("policy_file", "replica_root", "report_font", "tsa_url", "tsa_trust", mode="before")
     @classmethod
     def _blank_path_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

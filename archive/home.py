@@ -26,7 +26,10 @@ def interrupted_problem() -> dict[str, str]:
 
 
 def store_for(settings: Settings) -> OcflStore:
-    return OcflStore(settings.ocfl_root, settings.staging_dir)
+    """The node's storage root; every version committed through it is signed (:mod:`archive.sealing`)."""
+    from archive.sealing.seals import VersionSealer
+
+    return OcflStore(settings.ocfl_root, settings.staging_dir, sealer=VersionSealer(settings))
 
 
 def leftover_staging(settings: Settings) -> list[Path]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import shutil
 import socket
@@ -46,7 +47,7 @@ from archive.checks import FileView, Mapped, RecordView, Report, run_checks, sto
 from archive.checks.registry import item_of_problem
 from archive.checks.report import Failure
 from archive.config import Settings
-from archive.errors import BadArgument
+from archive.errors import ArchiveError, BadArgument
 from archive.events import (
     ACCESS_DECISION,
     DIGEST_CALCULATION,
@@ -60,6 +61,9 @@ from archive.failpoints import failpoint
 from archive.home import store_for
 from archive.journal import open_journal
 from archive.models import Archive, BagFingerprint, Record, Transfer, TransferStatus, utcnow
+from archive.sealing.anchors import anchor_chain
+from archive.sealing.outbox import enqueue as enqueue_seals
+from archive.sealing.seals import take_sealed
 from archive.services import get_archive
 from archive.storage import ObjectBuilder, ObjectExists, OcflStore, StagingBatch
 from ingest.bag import Bag, open_bag, verify_bag
@@ -68,6 +72,8 @@ from ingest.identify import Identification, identify_files, tool_versions
 from ingest.metadata import RecordSpec, read_records
 from ingest.problems import Problem, errors, summarise, warnings, write_problem_file
 from ingest.unpack import check_directory_transfer, detect_kind, unpack_transfer
+
+log = logging.getLogger(__name__)
 
 AGENT = "pearl-archive ingest 0.1"
 METADATA_DIR = "data/metadata/"
@@ -713,6 +719,7 @@ class Ingest:
             fonds_ids, created = ensure_fonds(s, self.archive.id, [p.spec.fonds for p in plans])
             self.problems.extend(created)
             write_stored(s, stored, fonds_ids)
+            enqueue_seals(s, take_sealed(self.store))  # timestamps are fetched after this commit
             summary = self._summarise()
             finish_transfer(
                 s,
@@ -729,11 +736,20 @@ class Ingest:
             failpoint("ingest:catalogue-flushed")
         failpoint("ingest:committed")
         self._timed("catalogue", t)
+        self._anchor()
         self.result.status = TransferStatus.stored
         self.result.records = [p.spec.archival_code for p in plans]
         self.result.problems = list(self.problems)
         self.result.summary = summary
         self._store_receipt()
+
+    def _anchor(self) -> None:
+        """Anchor the event chain after the ingest (archive.sealing.anchors). The transfer is stored already:
+        a failure here is logged, and the next anchor (beat, ``archive seals sync``) covers these events."""
+        try:
+            anchor_chain(self.settings)
+        except (ArchiveError, OSError) as exc:
+            log.warning("event chain not anchored after transfer %s: %s", self.transfer_id, exc)
 
     def _summarise(self) -> dict[str, Any]:
         """The bounded account of the problems; every one goes to ``transfers/<id>/problems.jsonl``."""

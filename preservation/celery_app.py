@@ -30,7 +30,9 @@ Choices made here:
   (``ARCHIVE_AUDIT_CYCLE_DAYS``, default 30), oldest-verified first;
   the incremental OAI-PMH harvest of every peer into the regional catalogue copy hourly (minute 17); the
   re-decision of ``auto`` records whose 25 years came (opening by time, :mod:`archive.review`) daily at 00:05;
-  partial uploads past their expiry removed hourly (minute 41).
+  partial uploads past their expiry removed hourly (minute 41); the
+  sealing pass (signature events, RFC 3161 tokens, event-chain anchor) with the migrate outbox, and the
+  evidence renewal yearly (2 January, 03:00 UTC).
 * After fork, each worker child drops the parent's database connections (ours and the SQLite broker's).
 """
 
@@ -52,6 +54,8 @@ HARVEST_TASK = "preservation.harvest_catalogue"
 INGEST_TASK = "preservation.ingest_transfer"
 REDECIDE_TASK = "preservation.redecide_access"
 CLEAN_UPLOADS_TASK = "preservation.clean_uploads"
+SEALS_TASK = "preservation.sync_seals"
+RENEW_TASK = "preservation.renew_evidence"
 
 
 def lease_seconds(settings: Settings) -> float:
@@ -141,6 +145,17 @@ def make_app(settings: Settings | None = None) -> Celery:
                 "task": CLEAN_UPLOADS_TASK,
                 "schedule": crontab(minute=41),
                 "options": {"expires": 3000.0},
+            },
+            # archive.sealing: signature events and RFC 3161 tokens from the outbox, the event chain anchored
+            "sync-seals": {
+                "task": SEALS_TASK,
+                "schedule": settings.dispatch_interval,
+                "options": {"expires": max(5.0, settings.dispatch_interval)},
+            },
+            # evidence renewal (RFC 4998 in spirit): a timestamped Merkle root over every version, yearly
+            "renew-evidence": {
+                "task": RENEW_TASK,
+                "schedule": crontab(month_of_year=1, day_of_month=2, hour=3, minute=0),
             },
         },
     )

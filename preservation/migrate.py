@@ -71,6 +71,8 @@ from archive.events import MIGRATION, NewEvent, append_events
 from archive.failpoints import failpoint
 from archive.home import store_for
 from archive.models import File, FileRole, Record, utcnow
+from archive.sealing.outbox import enqueue as enqueue_seals
+from archive.sealing.seals import ensure_sealed
 from archive.storage import OcflStore, VersionConflict
 from preservation import jobs
 from preservation.actions import FileIdentity, identify_file, run_action
@@ -493,6 +495,11 @@ def _catalogue(
         s.add(row)
         s.flush()
         append_events(s, [_migration_event(original, spec, target, version, output, completed=completed)])
+        store = store_for(settings)
+        seal = ensure_sealed(
+            settings, store.object_path(original.object_id), original.object_id, version, store.staging_dir
+        )
+        enqueue_seals(s, [seal])  # its timestamp is fetched after this commit
         if _version_number(version) > _version_number(record.ocfl_head):
             record.ocfl_head = version
         record.updated_at = utcnow()

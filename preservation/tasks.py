@@ -50,6 +50,8 @@ from preservation.celery_app import (
     INGEST_TASK,
     MIGRATE_TASK,
     REDECIDE_TASK,
+    RENEW_TASK,
+    SEALS_TASK,
     app,
     dispose_broker_engines,
 )
@@ -212,6 +214,23 @@ def harvest_catalogue(self: PreservationTask) -> list[dict[str, Any]]:
     from search.harvest import run
 
     return [r.as_dict() for r in run(self.settings)]
+
+
+@app.task(base=PreservationTask, bind=True, name=SEALS_TASK, max_retries=0)
+def sync_seals(self: PreservationTask) -> dict[str, Any]:
+    """Signature events and timestamp tokens from the sealing outbox; the event chain anchored. A TSA outage
+    is reported in the result and retried by the next run (the outbox keeps the work)."""
+    from archive.sealing.service import sync_all
+
+    return sync_all(self.settings)
+
+
+@app.task(base=PreservationTask, bind=True, name=RENEW_TASK, max_retries=1)
+def renew_evidence(self: PreservationTask) -> dict[str, Any]:
+    """Yearly: a signed, timestamped Merkle root over every version's evidence (archive.sealing.evidence)."""
+    from archive.sealing.evidence import renew_evidence as renew
+
+    return renew(self.settings)
 
 
 @app.task(base=PreservationTask, bind=True, name=REDECIDE_TASK, max_retries=2)

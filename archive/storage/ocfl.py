@@ -53,7 +53,7 @@ import shutil
 import stat
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -94,7 +94,12 @@ from archive.storage.layout import (
     validate_logical_path,
 )
 
-__all__ = ["ContentFile", "ObjectBuilder", "OcflStore", "StagingBatch"]
+__all__ = ["ContentFile", "ObjectBuilder", "OcflStore", "Sealer", "StagingBatch"]
+
+#: Called with (object id, version, that version's ``inventory.json`` bytes) as each version is committed;
+#: returns the files to place in the object's ``extensions/`` area (path relative to the object → bytes).
+#: A new object carries them from its first rename; a new version gets them right after it becomes the head.
+Sealer = Callable[[str, str, bytes], Mapping[str, bytes]]
 
 SPEC_VERSION = "1.1"
 ROOT_NAMASTE = "0=ocfl_1.1"
@@ -460,9 +465,15 @@ class OcflStore:
     """An OCFL 1.1 storage root with a staging area on the same file system."""
 
     def __init__(
-        self, root: Path, staging_dir: Path, *, fixity_algorithms: Iterable[str] = ("sha256",)
+        self,
+        root: Path,
+        staging_dir: Path,
+        *,
+        fixity_algorithms: Iterable[str] = ("sha256",),
+        sealer: Sealer | None = None,
     ) -> None:
         self.root = Path(root).absolute()
+        self.sealer = sealer
         self.staging_dir = Path(staging_dir).absolute()
         self.fixity_algorithms = tuple(dict.fromkeys((*REQUIRED_FIXITY, *fixity_algorithms)))
         for algorithm in self.fixity_algorithms:
@@ -716,6 +727,7 @@ class OcflStore:
                 _fs.write_staged(stage / OBJECT_NAMASTE, b"ocfl_object_1.1\n")
                 _fs.write_staged(stage / INVENTORY, inv_bytes)
                 _fs.write_staged(stage / SIDECAR, sidecar)
+                self._stage_seal(builder, inv_bytes, stage)
                 target = self.object_path(builder.object_id)
                 top = target
                 while top.parent != self.root and top.parent not in planned and not top.parent.exists():
@@ -782,6 +794,7 @@ class OcflStore:
             _fs.write_staged(stage / OBJECT_NAMASTE, b"ocfl_object_1.1\n")
             _fs.write_staged(stage / INVENTORY, inv_bytes)
             _fs.write_staged(stage / SIDECAR, sidecar)
+            self._stage_seal(builder, inv_bytes, stage)
             self._commit_new_object(builder)
         else:
             self._commit_new_version(builder, inv_bytes, sidecar)
@@ -836,6 +849,20 @@ class OcflStore:
             # the object now holds the new version; the root inventory makes it the head
             _fs.replace_atomically(obj / INVENTORY, inv_bytes, builder._txn_dir)
             _fs.replace_atomically(obj / SIDECAR, sidecar, builder._txn_dir)
+            if self.sealer is not None:
+                for rel, data in self.sealer(builder.object_id, builder.version, inv_bytes).items():
+                    dest = obj / rel
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    _fs.replace_atomically(dest, data, builder._txn_dir)
+
+    def _stage_seal(self, builder: ObjectBuilder, inv_bytes: bytes, stage: Path) -> None:
+        """Put the sealer's files for a new object's v1 into its staged tree (made durable with it)."""
+        if self.sealer is None:
+            return
+        for rel, data in self.sealer(builder.object_id, builder.version, inv_bytes).items():
+            dest = stage / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            _fs.write_staged(dest, data)
 
     def remove_object(self, object_id: str) -> None:
         """Delete an object entirely. Only for undoing a transfer that failed before it was catalogued:
