@@ -48,6 +48,7 @@ MIGRATE_TASK = "preservation.migrate_file"
 AUDIT_TASK = "preservation.audit_incremental"
 HARVEST_TASK = "preservation.harvest_catalogue"
 INGEST_TASK = "preservation.ingest_transfer"
+REPLICATE_TASK = "preservation.replicate_pending"
 
 
 def lease_seconds(settings: Settings) -> float:
@@ -118,6 +119,12 @@ def make_app(settings: Settings | None = None) -> Celery:
             "incremental-fixity-audit": {
                 "task": AUDIT_TASK,
                 "schedule": crontab(hour=2, minute=0),
+            },
+            # the replication outbox (archive.replicas): copy committed versions to every replica
+            "drain-replication-outbox": {
+                "task": REPLICATE_TASK,
+                "schedule": settings.replication_interval,
+                "options": {"expires": max(5.0, settings.replication_interval)},
             },
             # the harvested regional catalogue (search.harvest): incremental OAI-PMH harvest of every peer
             "harvest-regional-catalogue": {

@@ -71,6 +71,7 @@ from archive.events import MIGRATION, NewEvent, append_events
 from archive.failpoints import failpoint
 from archive.home import store_for
 from archive.models import File, FileRole, Record, utcnow
+from archive.replicas.outbox import enqueue as enqueue_replication
 from archive.storage import OcflStore, VersionConflict
 from preservation import jobs
 from preservation.actions import FileIdentity, identify_file, run_action
@@ -493,6 +494,18 @@ def _catalogue(
         s.add(row)
         s.flush()
         append_events(s, [_migration_event(original, spec, target, version, output, completed=completed)])
+        enqueue_replication(
+            s,
+            [
+                {
+                    "object_id": record.ocfl_object_id,
+                    "version": version,
+                    "bytes": output.size,
+                    "record_id": record.id,
+                    "event_id": f"{record.archive.code}/{record.archival_code}",
+                }
+            ],
+        )
         if _version_number(version) > _version_number(record.ocfl_head):
             record.ocfl_head = version
         record.updated_at = utcnow()

@@ -7,6 +7,7 @@ from sqlalchemy import create_engine
 
 from archive.federation import models as federation_models  # noqa: F401  (its tables hang off Base too)
 from archive.models import Base
+from archive.replicas import models as replicas_models  # noqa: F401  (likewise)
 
 config = context.config
 target_metadata = Base.metadata
