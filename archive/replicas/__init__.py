@@ -15,6 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from archive.replicas.drain import ReplicaSync, copy_version, sync
     from archive.replicas.errors import (
         BadReplicaTarget,
         CopyMismatch,
@@ -24,9 +25,8 @@ if TYPE_CHECKING:
         UnknownReplica,
     )
     from archive.replicas.outbox import enqueue, outbox_rows
-    from archive.replicas.status import ReplicaStatus, status
-    from archive.replicas.sync import ReplicaSync, copy_version, sync
-    from archive.replicas.targets import FsTarget, S3Target, Target, targets
+    from archive.replicas.report import ReplicaStatus, status
+    from archive.replicas.target import FsTarget, S3Target, Target, targets
 
 # Loaded on first use, as archive.federation does: every `archive` command imports this package's CLI module,
 # and SQLAlchemy and boto3 behind these names would otherwise be paid by commands that never replicate.
@@ -44,15 +44,15 @@ _HOME = {
     ),
     "enqueue": "outbox",
     "outbox_rows": "outbox",
-    "ReplicaStatus": "status",
-    "status": "status",
-    "ReplicaSync": "sync",
-    "copy_version": "sync",
-    "sync": "sync",
-    "FsTarget": "targets",
-    "S3Target": "targets",
-    "Target": "targets",
-    "targets": "targets",
+    "ReplicaStatus": "report",
+    "status": "report",
+    "ReplicaSync": "drain",
+    "copy_version": "drain",
+    "sync": "drain",
+    "FsTarget": "target",
+    "S3Target": "target",
+    "Target": "target",
+    "targets": "target",
 }
 
 

@@ -33,7 +33,7 @@ def replicas_sync(
     not be copied, 3 if a replica could not be reached."""
 
     def body(settings: Settings) -> int:
-        from archive.replicas.sync import sync
+        from archive.replicas.drain import sync
 
         results = sync(settings, limit=limit)
         if results is None:
@@ -69,7 +69,7 @@ def replicas_status(as_json: JsonOpt = False) -> None:
     """Per replica: versions and bytes not copied yet, and the age of the oldest of them (the RPO now)."""
 
     def body(settings: Settings) -> None:
-        from archive.replicas.status import status
+        from archive.replicas.report import status
 
         rows = status(settings)
         if as_json:

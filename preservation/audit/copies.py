@@ -23,7 +23,7 @@ from archive.events import RECOVERY, NewEvent, append_events
 from archive.models import Outbox
 from archive.replicas.models import ReplicaCopy
 from archive.replicas.outbox import TOPIC
-from archive.replicas.targets import TMP_PREFIX, Target
+from archive.replicas.target import TMP_PREFIX, Target
 from archive.storage.inventory import INVENTORY, OBJECT_NAMASTE, SIDECAR, parse, version_number
 from archive.storage.layout import object_relpath
 from preservation.audit.judge import AGENT

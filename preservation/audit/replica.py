@@ -32,7 +32,7 @@ from archive.config import Settings
 from archive.digests import CHUNK
 from archive.errors import ArchiveError, BadArgument
 from archive.events import RECOVERY, REPLICATION, NewEvent, append_events
-from archive.replicas.targets import Target as Replica
+from archive.replicas.target import Target as Replica
 from archive.replicas.trust import trusted_inventory
 from archive.storage import fsync_dir, fsync_file
 from archive.storage.inventory import INVENTORY, SIDECAR

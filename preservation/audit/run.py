@@ -30,8 +30,8 @@ from typing import Any
 from archive.config import Settings
 from archive.errors import BadArgument
 from archive.events import FIXITY_CHECK, NewEvent
-from archive.replicas.targets import FsTarget
-from archive.replicas.targets import Target as Replica
+from archive.replicas.target import FsTarget
+from archive.replicas.target import Target as Replica
 from archive.storage import object_relpath
 from archive.storage.ocfl import ROOT_NAMASTE
 from preservation.audit.judge import AGENT, failure_event, judge

@@ -2,7 +2,7 @@
 mark it done.
 
 One version at a time, per replica: its new content files (each verified at the target against the
-version's inventory, see :mod:`archive.replicas.targets`), the object's ``extensions/`` files, the version's
+version's inventory, see :mod:`archive.replicas.target`), the object's ``extensions/`` files, the version's
 inventory and sidecar, and last the object's root inventory and sidecar (copied from the version's), so a
 replica read on its own never shows a version whose files are not all there. Only then is the version
 recorded as copied (a :class:`~archive.replicas.models.ReplicaCopy` row and a PREMIS ``replication``
@@ -26,7 +26,7 @@ from archive.events import REPLICATION, NewEvent, append_events
 from archive.failpoints import failpoint
 from archive.replicas import outbox
 from archive.replicas.errors import NoReplicas, ReplicaUnavailable
-from archive.replicas.targets import S3Target, Target, targets
+from archive.replicas.target import S3Target, Target, targets
 from archive.storage import acquire_lock, release_lock
 from archive.storage.errors import InventoryError
 from archive.storage.inventory import (

@@ -14,7 +14,7 @@ from archive.models import utcnow
 from archive.replicas import outbox
 from archive.replicas.errors import NoReplicas
 from archive.replicas.models import ReplicaCopy
-from archive.replicas.targets import S3Target, targets
+from archive.replicas.target import S3Target, targets
 
 
 @dataclass
