@@ -148,6 +148,9 @@ class Settings(BaseSettings):
         description="The S3-compatible endpoint of the s3:// replicas; keys from the usual AWS_* variables.",
     )
     s3_region: str = Field(default="us-east-1", description="The region name sent to the S3 endpoint.")
+    replication_workers: int = Field(
+        default=8, ge=1, description="Objects copied to a replica at once by one drain of the outbox."
+    )
     replication_interval: float = Field(
         default=60.0, gt=0, description="Seconds between two drains of the replication outbox by the beat."
     )

@@ -494,6 +494,9 @@ seaweedfs_env() {
     echo "export ARCHIVE_TEST_S3_URL=http://$HOST:$S3_PORT"
     echo "export ARCHIVE_TEST_S3_ACCESS_KEY=$S3_ACCESS_KEY"
     echo "export ARCHIVE_TEST_S3_SECRET_KEY=$S3_SECRET_KEY"
+    # SeaweedFS's own client (weed filer.copy) against the same server, for benchmarks/recovery.py
+    echo "export ARCHIVE_TEST_SEAWEEDFS_FILER=$HOST:$((S3_PORT - 2)).$((S3_PORT - 1))" # host:port.grpcPort
+    echo "export ARCHIVE_TEST_SEAWEEDFS_BIN=$SEAWEED_BIN"
 }
 
 seaweedfs_wipe() { rm -rf "$SEAWEED_RUN"; }

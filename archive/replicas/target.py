@@ -30,7 +30,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from archive.digests import CHUNK
 from archive.replicas.errors import BadReplicaTarget, CopyMismatch, ReplicaUnavailable, SourceDamaged
-from archive.storage import fsync_dir, fsync_file
+from archive.storage import fsync_dir, fsync_file, sync_filesystem
 
 if TYPE_CHECKING:
     from archive.config import Settings
@@ -56,9 +56,16 @@ class Target(ABC):
     name: str
 
     @abstractmethod
-    def put_file(self, key: str, src: Path, expect: tuple[str, str] | None = None) -> None:
+    def put_file(
+        self, key: str, src: Path, expect: tuple[str, str] | None = None, *, durable: bool = True
+    ) -> None:
         """Copy ``src`` to ``key`` whole or not at all; ``expect`` = (algorithm, hex digest) the bytes must
-        have (:class:`SourceDamaged` if the source's do not, :class:`CopyMismatch` if the target's do not)."""
+        have (:class:`SourceDamaged` if the source's do not, :class:`CopyMismatch` if the target's do not).
+        ``durable=False`` leaves making it durable to the next :meth:`flush` (one for a batch of files)."""
+
+    def flush(self) -> None:
+        """Make every write so far durable (a file system's ``syncfs``; an S3 PUT is durable when answered)."""
+        return None  # an S3 PUT is durable once answered; a file system overrides this
 
     @abstractmethod
     def list(self, prefix: str = "") -> dict[str, int]:
@@ -99,6 +106,7 @@ class FsTarget(Target):
     def __init__(self, root: Path, name: str | None = None) -> None:
         self.root = root
         self.name = name or str(root)
+        self._dirs: set[Path] = set()  # folders known to exist
 
     @property
     def local_root(self) -> Path:
@@ -107,16 +115,31 @@ class FsTarget(Target):
     def _path(self, key: str) -> Path:
         return self.root / key
 
-    def put_file(self, key: str, src: Path, expect: tuple[str, str] | None = None) -> None:
+    def flush(self) -> None:
+        if self.root.is_dir():
+            sync_filesystem(self.root)
+
+    def put_file(
+        self, key: str, src: Path, expect: tuple[str, str] | None = None, *, durable: bool = True
+    ) -> None:
         dest = self._path(key)
-        try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ReplicaUnavailable(self.name, exc) from exc
+        if dest.parent not in self._dirs:
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ReplicaUnavailable(self.name, exc) from exc
+            self._dirs.add(dest.parent)
         tmp = dest.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}{TMP_SUFFIX}")
         try:
-            shutil.copyfile(src, tmp)  # copy_file_range/sendfile: the kernel copies, as cp does
-            fsync_file(tmp)
+            try:
+                shutil.copyfile(src, tmp)  # copy_file_range/sendfile: the kernel copies, as cp does
+            except FileNotFoundError:
+                if not src.is_file():
+                    raise
+                dest.parent.mkdir(parents=True, exist_ok=True)  # removed since we made it
+                shutil.copyfile(src, tmp)
+            if durable:
+                fsync_file(tmp)
             if expect is not None:
                 algorithm, want = expect
                 with open(tmp, "rb") as f:
@@ -129,8 +152,10 @@ class FsTarget(Target):
                         raise SourceDamaged(key)
                     raise CopyMismatch(self.name, key, want, got)
             os.replace(tmp, dest)
-            fsync_dir(dest.parent)
+            if durable:
+                fsync_dir(dest.parent)
         except OSError as exc:
+            self._dirs.discard(dest.parent)
             if exc.errno in (errno.ENOSPC, errno.EIO, errno.EROFS, errno.ENOENT, errno.EACCES):
                 raise ReplicaUnavailable(self.name, exc) from exc
             raise
@@ -205,7 +230,9 @@ class S3Target(Target):
         except BotoCoreError as exc:
             raise ReplicaUnavailable(self.name, exc) from exc
 
-    def put_file(self, key: str, src: Path, expect: tuple[str, str] | None = None) -> None:
+    def put_file(
+        self, key: str, src: Path, expect: tuple[str, str] | None = None, *, durable: bool = True
+    ) -> None:
         algorithms = ("md5", expect[0]) if expect else ("md5",)
         with open(src, "rb") as f:
             size, got = _hash_stream(f, algorithms)
