@@ -393,10 +393,11 @@ es_env() { echo "export ARCHIVE_TEST_ELASTICSEARCH_URL=http://$HOST:$ES_PORT"; }
 # ---------------------------------------------------------------------------------------------- SeaweedFS
 seaweedfs_build() {
     [ -x "$SEAWEED_BIN" ] && return 0
-    command -v go >/dev/null || die "seaweedfs: go not found (needed once to build weed from its module)"
+    local go="${ARCHIVE_GO:-$(command -v go || echo /usr/local/go/bin/go)}"
+    [ -x "$go" ] || die "seaweedfs: no Go toolchain (go >= the module's go.mod, 1.26.6; Debian's golang-go is too old)"
     log "seaweedfs: building weed from $SEAWEED_MODULE@$SEAWEED_VERSION (several minutes, once)"
     local dir
-    dir="$(go mod download -json "$SEAWEED_MODULE@$SEAWEED_VERSION" \
+    dir="$("$go" mod download -json "$SEAWEED_MODULE@$SEAWEED_VERSION" \
         | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
     [ -n "$dir" ] && [ -d "$dir" ] || die "seaweedfs: go mod download $SEAWEED_MODULE@$SEAWEED_VERSION failed"
     mkdir -p "$SEAWEED_CACHE"
@@ -406,7 +407,7 @@ seaweedfs_build() {
         chmod -R u+w "$SEAWEED_CACHE/src.partial"
         mv "$SEAWEED_CACHE/src.partial" "$SEAWEED_CACHE/src"
     fi
-    (cd "$SEAWEED_CACHE/src" && go build -o "$SEAWEED_BIN.partial" ./weed) || die "seaweedfs: go build failed"
+    (cd "$SEAWEED_CACHE/src" && "$go" build -o "$SEAWEED_BIN.partial" ./weed) || die "seaweedfs: go build failed"
     mv "$SEAWEED_BIN.partial" "$SEAWEED_BIN"
 }
 

@@ -26,6 +26,9 @@ def _human(n: int) -> str:
 @replicas_app.command("sync")
 def replicas_sync(
     limit: Annotated[int | None, typer.Option(help="Copy at most this many versions per replica.")] = None,
+    replica: Annotated[
+        str | None, typer.Option("--replica", help="Only this replica (as written in ARCHIVE_REPLICAS).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Drain the replication outbox now: copy every pending version whole to every replica and verify it
@@ -34,8 +37,16 @@ def replicas_sync(
 
     def body(settings: Settings) -> int:
         from archive.replicas.drain import sync
+        from archive.replicas.errors import UnknownReplica
+        from archive.replicas.target import targets
 
-        results = sync(settings, limit=limit)
+        only = None
+        if replica is not None:
+            configured = targets(settings)
+            only = [t for t in configured if t.name == replica]
+            if not only:
+                raise UnknownReplica(replica, ", ".join(t.name for t in configured) or "none")
+        results = sync(settings, only=only, limit=limit)
         if results is None:
             if as_json:
                 print_json({"ok": True, "busy": True, "replicas": []})

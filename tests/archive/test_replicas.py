@@ -209,6 +209,10 @@ def test_status_and_sync_cli(home: Settings, tmp_path: Path, monkeypatch: pytest
         text=True,
     )
     assert bad.returncode == 2 and json.loads(bad.stdout)["error"]["code"] == "REP001"
+    unknown = subprocess.run(
+        [*cmd, "sync", "--replica", "/elsewhere", "--json"], env=env, capture_output=True, text=True
+    )
+    assert unknown.returncode == 2 and json.loads(unknown.stdout)["error"]["code"] == "REP006"
     unreachable = subprocess.run(
         [*cmd, "sync", "--json"],
         env={
