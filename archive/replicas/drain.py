@@ -263,8 +263,11 @@ def sync(
     if lock is None:
         return None
     try:
-        with db.write_session(settings) as s:
-            outbox.backfill(s)
+        with db.read_session(settings) as s:
+            missing = outbox.needs_backfill(s)
+        if missing:
+            with db.write_session(settings) as s:
+                outbox.backfill(s)
         return [_drain_one(settings, t, names, limit, progress) for t in (only or configured)]
     finally:
         release_lock(lock)

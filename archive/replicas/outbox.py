@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select
+from sqlalchemy import Integer, and_, cast, func, insert, select
 from sqlalchemy.orm import Session
 
 from archive.models import Archive, Outbox, Record, utcnow
@@ -85,10 +85,20 @@ def enqueue(session: Session, versions: list[dict[str, Any]]) -> None:
             session.execute(insert(Outbox), chunk)
 
 
+def needs_backfill(session: Session) -> bool:
+    """Whether some catalogued record version has no row (two aggregate queries)."""
+    expected = session.execute(
+        select(func.coalesce(func.sum(cast(func.substr(Record.ocfl_head, 2), Integer)), 0))
+    ).scalar_one()
+    have = session.execute(
+        select(func.count()).select_from(Outbox).where(Outbox.topic == TOPIC, Outbox.record_id.is_not(None))
+    ).scalar_one()
+    return bool(have < expected)
+
+
 def backfill(session: Session) -> int:
     """Enqueue every catalogued record version that has no row yet (a home from before replication);
-    returns how many were added. Cheap when nothing is missing: one count per table."""
-    expected = 0
+    returns how many were added."""
     heads = session.execute(
         select(
             Record.id,
@@ -99,13 +109,6 @@ def backfill(session: Session) -> int:
             Archive.code,
         ).join(Archive, Archive.id == Record.archive_id)
     ).all()
-    for row in heads:
-        expected += version_number(row.ocfl_head) or 1
-    have = session.execute(
-        select(func.count()).select_from(Outbox).where(Outbox.topic == TOPIC, Outbox.record_id.is_not(None))
-    ).scalar_one()
-    if have >= expected:
-        return 0
     present = set(session.execute(select(Outbox.key).where(Outbox.topic == TOPIC)).scalars())
     missing = []
     for row in heads:
