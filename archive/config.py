@@ -161,7 +161,24 @@ class Settings(BaseSettings):
         default=None, description="Format policy (TOML) merged over the shipped defaults."
     )
     replica_root: Path | None = Field(
-        default=None, description="A second OCFL storage root; fixity audits repair from it."
+        default=None,
+        description="Older name for one file-system replica; counted as one more ARCHIVE_REPLICAS entry.",
+    )
+    # replicas (issue 13)
+    replicas: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Replica targets, comma-separated: absolute paths and/or s3://bucket/prefix.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="The S3-compatible endpoint of the s3:// replicas; keys from the usual AWS_* variables.",
+    )
+    s3_region: str = Field(default="us-east-1", description="The region name sent to the S3 endpoint.")
+    replication_workers: int = Field(
+        default=8, ge=1, description="Objects copied to a replica at once by one drain of the outbox."
+    )
+    replication_interval: float = Field(
+        default=60.0, gt=0, description="Seconds between two drains of the replication outbox by the beat."
     )
     # federation (issue 10)
     federation_timeout: float = Field(
@@ -320,6 +337,13 @@ class Settings(BaseSettings):
     def _split_digests(cls, value: object) -> object:
         if isinstance(value, str):
             return [v.strip().lower() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("replicas", mode="before")
+    @classmethod
+    def _split_replicas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
         return value
 
     @field_validator("extra_digests")

@@ -61,6 +61,7 @@ from archive.failpoints import failpoint
 from archive.home import store_for
 from archive.journal import open_journal
 from archive.models import Archive, BagFingerprint, Record, Transfer, TransferStatus, utcnow
+from archive.replicas.outbox import enqueue as enqueue_replication
 from archive.sealing.anchors import anchor_chain
 from archive.sealing.outbox import enqueue as enqueue_seals
 from archive.sealing.seals import take_sealed
@@ -718,8 +719,9 @@ class Ingest:
         with db.write_session(self.settings) as s:
             fonds_ids, created = ensure_fonds(s, self.archive.id, [p.spec.fonds for p in plans])
             self.problems.extend(created)
-            write_stored(s, stored, fonds_ids)
+            record_ids = write_stored(s, stored, fonds_ids)
             enqueue_seals(s, take_sealed(self.store))  # timestamps are fetched after this commit
+            enqueue_replication(s, self._replication(plans, record_ids, transfer_builder))
             summary = self._summarise()
             finish_transfer(
                 s,
@@ -750,6 +752,33 @@ class Ingest:
             anchor_chain(self.settings)
         except (ArchiveError, OSError) as exc:
             log.warning("event chain not anchored after transfer %s: %s", self.transfer_id, exc)
+
+    def _replication(
+        self, plans: list[_Plan], record_ids: dict[str, int], transfer_builder: ObjectBuilder
+    ) -> list[dict[str, Any]]:
+        """The v1 of every object just stored, for the replication outbox (copied after this commit)."""
+        files = self.verification.files
+        in_records = {bp for p in plans for bp in p.logical}
+        versions: list[dict[str, Any]] = [
+            {
+                "object_id": p.object_id,
+                "version": "v1",
+                "bytes": sum(files[bp].size for bp in p.logical if bp in files),
+                "record_id": record_ids.get(p.object_id),
+                "event_id": f"{self.archive.code}/{p.spec.archival_code}",
+            }
+            for p in plans
+        ]
+        versions.append(
+            {
+                "object_id": transfer_builder.object_id,
+                "version": "v1",
+                "bytes": sum(f.size for bp, f in files.items() if bp not in in_records),
+                "event_type": "transfer",
+                "event_id": self.transfer_id,
+            }
+        )
+        return versions
 
     def _summarise(self) -> dict[str, Any]:
         """The bounded account of the problems; every one goes to ``transfers/<id>/problems.jsonl``."""

@@ -32,7 +32,8 @@ Choices made here:
   re-decision of ``auto`` records whose 25 years came (opening by time, :mod:`archive.review`) daily at 00:05;
   partial uploads past their expiry removed hourly (minute 41); the
   sealing pass (signature events, RFC 3161 tokens, event-chain anchor) with the migrate outbox, and the
-  evidence renewal yearly (2 January, 03:00 UTC).
+  evidence renewal yearly (2 January, 03:00 UTC); the replication outbox drained every
+  ``Settings.replication_interval`` seconds (:mod:`archive.replicas`).
 * After fork, each worker child drops the parent's database connections (ours and the SQLite broker's).
 """
 
@@ -56,6 +57,7 @@ REDECIDE_TASK = "preservation.redecide_access"
 CLEAN_UPLOADS_TASK = "preservation.clean_uploads"
 SEALS_TASK = "preservation.sync_seals"
 RENEW_TASK = "preservation.renew_evidence"
+REPLICATE_TASK = "preservation.replicate_pending"
 
 
 def lease_seconds(settings: Settings) -> float:
@@ -133,6 +135,12 @@ def make_app(settings: Settings | None = None) -> Celery:
                 "task": REDECIDE_TASK,
                 "schedule": crontab(hour=0, minute=5),
                 "options": {"expires": 20 * 3600.0},
+            },
+            # the replication outbox (archive.replicas): copy committed versions to every replica
+            "drain-replication-outbox": {
+                "task": REPLICATE_TASK,
+                "schedule": settings.replication_interval,
+                "options": {"expires": max(5.0, settings.replication_interval)},
             },
             # the harvested regional catalogue (search.harvest): incremental OAI-PMH harvest of every peer
             "harvest-regional-catalogue": {

@@ -276,20 +276,31 @@ def audit(
     ] = None,
     deep: Annotated[bool, typer.Option("--deep", help="Also compute sha256 (twice the work)")] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Start over instead of resuming")] = False,
+    replicas: Annotated[
+        bool,
+        typer.Option(
+            "--replicas", help="Also compare every replica with the catalogue (missing, extra, different)"
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fixity audit of the stored files; exit 1 when anything failed."""
+    """Fixity audit of the stored files, repairing from the replicas (ARCHIVE_REPLICAS); exit 1 when
+    anything failed."""
 
     def body(settings: Settings) -> None:
         import sys
 
+        from archive.replicas import NoReplicas, targets
         from preservation.audit import run_audit
 
+        copies = targets(settings)
+        if replicas and not copies:
+            raise NoReplicas()
         algorithms = ("sha512", "sha256") if deep else ("sha512",)
         kwargs = {
             "archive": archive,
             "since": _since(since),
-            "replica_root": settings.replica_root,
+            "replicas": copies,
             "resume": not restart,
             "algorithms": algorithms,
         }
@@ -312,8 +323,15 @@ def audit(
         from preservation.aftercheck import check_repaired
 
         check_repaired(settings, report)  # 四性检测 on the objects repaired from the replica
+        checks = []
+        if replicas:
+            from preservation.audit.copies import check_replicas
+
+            checks = check_replicas(settings, copies)
         if as_json:
-            print_json(report.summary())
+            print_json(
+                {**report.summary(), **({"replicas": [c.as_dict() for c in checks]} if replicas else {})}
+            )
         else:
             colour = "green" if report.ok else "red"
             out.print(
@@ -326,7 +344,18 @@ def audit(
                 out.print(f"  [red]{f.kind}[/] {f.object_id} {f.logical_path or ''}", highlight=False)
             if report.report_dir:
                 out.print(f"report: {report.report_dir}", highlight=False)
-        if not report.ok:
+            for c in checks:
+                colour = "green" if c.ok else "red"
+                out.print(
+                    f"[{colour}]{'OK' if c.ok else 'FAILED'}[/] replica {c.replica}: {c.objects} objects, "
+                    f"{c.files} files; {len(c.problems)} problem(s), "
+                    f"{sum(p.repaired for p in c.problems)} repaired"
+                    + (f"; unavailable: {c.unavailable}" if c.unavailable else ""),
+                    highlight=False,
+                )
+                for p in c.problems[:50]:
+                    out.print(f"  [red]{p.kind}[/] {p.path} {p.detail}", highlight=False)
+        if not report.ok or not all(c.ok for c in checks):
             raise typer.Exit(1)
 
     run(body, as_json)

@@ -71,6 +71,7 @@ from archive.events import MIGRATION, NewEvent, append_events
 from archive.failpoints import failpoint
 from archive.home import store_for
 from archive.models import File, FileRole, Record, utcnow
+from archive.replicas.outbox import enqueue as enqueue_replication
 from archive.sealing.outbox import enqueue as enqueue_seals
 from archive.sealing.seals import ensure_sealed
 from archive.storage import OcflStore, VersionConflict
@@ -500,6 +501,18 @@ def _catalogue(
             settings, store.object_path(original.object_id), original.object_id, version, store.staging_dir
         )
         enqueue_seals(s, [seal])  # its timestamp is fetched after this commit
+        enqueue_replication(
+            s,
+            [
+                {
+                    "object_id": record.ocfl_object_id,
+                    "version": version,
+                    "bytes": output.size,
+                    "record_id": record.id,
+                    "event_id": f"{record.archive.code}/{record.archival_code}",
+                }
+            ],
+        )
         if _version_number(version) > _version_number(record.ocfl_head):
             record.ocfl_head = version
         record.updated_at = utcnow()

@@ -51,6 +51,7 @@ from preservation.celery_app import (
     MIGRATE_TASK,
     REDECIDE_TASK,
     RENEW_TASK,
+    REPLICATE_TASK,
     SEALS_TASK,
     app,
     dispose_broker_engines,
@@ -178,12 +179,13 @@ def migrate_file(self: PreservationTask, file_id: int, action: str) -> dict[str,
 @app.task(base=PreservationTask, bind=True, name=AUDIT_TASK, max_retries=1)
 def audit_incremental(self: PreservationTask) -> dict[str, Any]:
     """Fixity audit of the objects not verified for a cycle, oldest-verified first."""
+    from archive.replicas import targets
     from preservation.audit import run_audit
 
     report = run_audit(
         self.settings,
         since=utcnow() - timedelta(days=self.settings.audit_cycle_days),
-        replica_root=self.settings.replica_root,
+        replicas=targets(self.settings),
         resume=True,
     )
     from preservation.aftercheck import check_repaired
@@ -204,6 +206,17 @@ def audit_requested(self: PreservationTask, archive: str | None, requested_by: s
         "requested_by": requested_by,
         "failures": len(report.failures),
     }
+
+
+@app.task(base=PreservationTask, bind=True, name=REPLICATE_TASK, max_retries=0)
+def replicate_pending(self: PreservationTask) -> list[dict[str, Any]]:
+    """Drain the replication outbox (copy committed versions to every replica); nothing when no replica is
+    configured or another drain is running. A replica down is reported and tried again at the next beat."""
+    from archive.replicas import sync, targets
+
+    if not targets(self.settings):
+        return []
+    return [r.as_dict() for r in sync(self.settings) or []]
 
 
 @app.task(base=PreservationTask, bind=True, name=HARVEST_TASK, max_retries=0)

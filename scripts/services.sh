@@ -2,7 +2,7 @@
 # Start/stop the real services the tests use, all on 127.0.0.1, on non-default ports, with their state in
 # one run dir (default /tmp/pearl-archive-services). Production uses docker-compose.yml instead.
 #
-#   bash scripts/services.sh start [--fresh] [postgres] [redis] [elasticsearch]   (default: all three)
+#   bash scripts/services.sh start [--fresh] [postgres] [redis] [elasticsearch] [seaweedfs]   (default: all)
 #   bash scripts/services.sh stop|status [SERVICE...]
 #   bash scripts/services.sh env          # `export ARCHIVE_TEST_*_URL=...` for the services running
 #   bash scripts/services.sh fetch        # download + unpack Elasticsearch only (no start)
@@ -18,6 +18,10 @@
 #   $ES_JAVA_HOME (default: the newest JDK >= 17 under /usr/lib/jvm).             port $ARCHIVE_ES_PORT (59200)
 #   NB: integ-test-zip holds only the core + x-pack-core/security modules (no analysis-common, painless,
 #   ingest...): tests can use only what core Elasticsearch offers.
+# SeaweedFS: an S3-compatible object store for the replica tests (Apache-2.0): `weed server -s3` (master,
+#   volume, filer and S3 gateway in one process), built once from its Go module (go mod download, copied to a
+#   writable folder, go build ./weed) into $ARCHIVE_SEAWEEDFS_CACHE; one S3 identity (access key
+#   archive-test). Its other ports: the six below the S3 port and the one above.   S3 port $ARCHIVE_SEAWEEDFS_PORT (53336)
 set -euo pipefail
 
 RUN_DIR="${ARCHIVE_SERVICES_DIR:-/tmp/pearl-archive-services}"
@@ -30,6 +34,12 @@ ES_PORT="${ARCHIVE_ES_PORT:-59200}"
 ES_VERSION="${ARCHIVE_ES_VERSION:-8.19.21}"
 ES_USER="${ARCHIVE_ES_USER:-archive-es}"
 ES_HEAP="${ARCHIVE_ES_HEAP:-512m}"
+SEAWEED_MODULE="${ARCHIVE_SEAWEEDFS_MODULE:-github.com/seaweedfs/seaweedfs}"
+SEAWEED_VERSION="${ARCHIVE_SEAWEEDFS_VERSION:-v0.0.0-20261109003541-7506e5f91cd6}"
+SEAWEED_CACHE="${ARCHIVE_SEAWEEDFS_CACHE:-$HOME/.cache/pearl-tools/seaweedfs/$SEAWEED_VERSION}"
+S3_PORT="${ARCHIVE_SEAWEEDFS_PORT:-53336}"
+S3_ACCESS_KEY=archive-test
+S3_SECRET_KEY=archive-test-secret
 PG_DB=archive_test
 PG_ROLE=archive
 PG_PASSWORD=archive
@@ -41,7 +51,9 @@ PG_SOCK="$PG_DIR/socket"
 REDIS_DIR="$RUN_DIR/redis"
 ES_RUN="$RUN_DIR/elasticsearch"
 ES_DIST="$CACHE_DIR/elasticsearch-$ES_VERSION"
-ALL_SERVICES=(postgres redis elasticsearch)
+SEAWEED_RUN="$RUN_DIR/seaweedfs"
+SEAWEED_BIN="$SEAWEED_CACHE/weed"
+ALL_SERVICES=(postgres redis elasticsearch seaweedfs)
 
 log() { printf '[services] %s\n' "$*"; }
 die() {
@@ -378,6 +390,118 @@ es_status() {
 
 es_env() { echo "export ARCHIVE_TEST_ELASTICSEARCH_URL=http://$HOST:$ES_PORT"; }
 
+# ---------------------------------------------------------------------------------------------- SeaweedFS
+seaweedfs_build() {
+    [ -x "$SEAWEED_BIN" ] && return 0
+    local go="${ARCHIVE_GO:-$(command -v go || echo /usr/local/go/bin/go)}"
+    [ -x "$go" ] || die "seaweedfs: no Go toolchain (go >= the module's go.mod, 1.26.6; Debian's golang-go is too old)"
+    log "seaweedfs: building weed from $SEAWEED_MODULE@$SEAWEED_VERSION (several minutes, once)"
+    local dir
+    dir="$("$go" mod download -json "$SEAWEED_MODULE@$SEAWEED_VERSION" \
+        | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+    [ -n "$dir" ] && [ -d "$dir" ] || die "seaweedfs: go mod download $SEAWEED_MODULE@$SEAWEED_VERSION failed"
+    mkdir -p "$SEAWEED_CACHE"
+    if [ ! -f "$SEAWEED_CACHE/src/go.mod" ]; then
+        rm -rf "$SEAWEED_CACHE/src.partial"
+        cp -r "$dir" "$SEAWEED_CACHE/src.partial" # the module cache is read-only
+        chmod -R u+w "$SEAWEED_CACHE/src.partial"
+        mv "$SEAWEED_CACHE/src.partial" "$SEAWEED_CACHE/src"
+    fi
+    (cd "$SEAWEED_CACHE/src" && "$go" build -o "$SEAWEED_BIN.partial" ./weed) || die "seaweedfs: go build failed"
+    mv "$SEAWEED_BIN.partial" "$SEAWEED_BIN"
+}
+
+seaweedfs_pid() { cat "$SEAWEED_RUN/weed.pid" 2>/dev/null || true; }
+
+seaweedfs_running() { pid_alive "$SEAWEED_RUN/weed.pid" && port_open "$S3_PORT"; }
+
+seaweedfs_start() {
+    if seaweedfs_running; then
+        log "seaweedfs: already running on $HOST:$S3_PORT"
+        return 0
+    fi
+    local p
+    for p in $(seq $((S3_PORT - 6)) $((S3_PORT + 1))); do
+        port_open "$p" && die "seaweedfs: port $p is taken by another process"
+    done
+    seaweedfs_build
+    mkdir -p "$SEAWEED_RUN/data" "$SEAWEED_RUN/master"
+    cat >"$SEAWEED_RUN/s3.json" <<EOF
+{
+  "identities": [
+    {
+      "name": "archive-test",
+      "credentials": [{"accessKey": "$S3_ACCESS_KEY", "secretKey": "$S3_SECRET_KEY"}],
+      "actions": ["Admin", "Read", "Write", "List", "Tagging"]
+    }
+  ]
+}
+EOF
+    log "seaweedfs: starting (S3 on $HOST:$S3_PORT)"
+    # setsid: the server outlives this script; its log and pid stay in the run dir. Every bucket is a
+    # collection with volumes of its own: -volume.max=0 sizes the pool by the free disk (64 MB volumes,
+    # not preallocated), so a test run that makes many buckets never runs out of writable volumes.
+    setsid "$SEAWEED_BIN" server -ip="$HOST" -ip.bind="$HOST" -dir="$SEAWEED_RUN/data" \
+        -master.dir="$SEAWEED_RUN/master" -master.port=$((S3_PORT - 6)) -master.port.grpc=$((S3_PORT - 5)) \
+        -volume.port=$((S3_PORT - 4)) -volume.port.grpc=$((S3_PORT - 3)) \
+        -filer.port=$((S3_PORT - 2)) -filer.port.grpc=$((S3_PORT - 1)) \
+        -s3 -s3.port="$S3_PORT" -s3.port.grpc=$((S3_PORT + 1)) -s3.config="$SEAWEED_RUN/s3.json" \
+        -master.volumeSizeLimitMB=64 -volume.max=0 \
+        >"$SEAWEED_RUN/weed.log" 2>&1 </dev/null &
+    echo $! >"$SEAWEED_RUN/weed.pid"
+    local i code=""
+    for i in $(seq 1 240); do
+        pid_alive "$SEAWEED_RUN/weed.pid" || break
+        # the S3 gateway is up once it answers (403 without credentials)
+        code="$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$S3_PORT/" 2>/dev/null || true)"
+        case "$code" in 2?? | 403) break ;; esac
+        sleep 0.5
+    done
+    case "$code" in
+        2?? | 403) log "seaweedfs: ready" ;;
+        *)
+            tail -n 30 "$SEAWEED_RUN/weed.log" >&2 || true
+            die "seaweedfs: the S3 gateway did not answer within 120 s"
+            ;;
+    esac
+}
+
+seaweedfs_stop() {
+    local pid
+    pid="$(seaweedfs_pid)"
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        log "seaweedfs: stopping"
+        kill -TERM "$pid" 2>/dev/null || true
+        local i
+        for i in $(seq 1 60); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.5
+        done
+        if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+    fi
+    rm -f "$SEAWEED_RUN/weed.pid"
+}
+
+seaweedfs_status() {
+    if seaweedfs_running; then
+        echo "seaweedfs      running  $HOST:$S3_PORT  pid $(seaweedfs_pid)  version $SEAWEED_VERSION"
+    else
+        echo "seaweedfs      stopped"
+        return 1
+    fi
+}
+
+seaweedfs_env() {
+    echo "export ARCHIVE_TEST_S3_URL=http://$HOST:$S3_PORT"
+    echo "export ARCHIVE_TEST_S3_ACCESS_KEY=$S3_ACCESS_KEY"
+    echo "export ARCHIVE_TEST_S3_SECRET_KEY=$S3_SECRET_KEY"
+    # SeaweedFS's own client (weed filer.copy) against the same server, for benchmarks/recovery.py
+    echo "export ARCHIVE_TEST_SEAWEEDFS_FILER=$HOST:$((S3_PORT - 2)).$((S3_PORT - 1))" # host:port.grpcPort
+    echo "export ARCHIVE_TEST_SEAWEEDFS_BIN=$SEAWEED_BIN"
+}
+
+seaweedfs_wipe() { rm -rf "$SEAWEED_RUN"; }
+
 es_wipe() { rm -rf "$ES_RUN/data" "$ES_RUN/logs" "$ES_RUN/tmp"; }
 pg_wipe() { rm -rf "$PG_DIR"; }
 redis_wipe() { rm -rf "$REDIS_DIR"; }
@@ -388,7 +512,8 @@ fn_prefix() {
         postgres | postgresql | pg) echo pg ;;
         redis) echo redis ;;
         elasticsearch | es) echo es ;;
-        *) die "unknown service: $1 (postgres, redis, elasticsearch)" ;;
+        seaweedfs | s3) echo seaweedfs ;;
+        *) die "unknown service: $1 (postgres, redis, elasticsearch, seaweedfs)" ;;
     esac
 }
 
@@ -434,12 +559,12 @@ case "$cmd" in
         ;;
     fetch) es_fetch ;;
     clean)
-        for s in elasticsearch redis postgres; do "$(fn_prefix "$s")_stop"; done
+        for s in seaweedfs elasticsearch redis postgres; do "$(fn_prefix "$s")_stop"; done
         log "removing $RUN_DIR"
         rm -rf "$RUN_DIR"
         ;;
     *)
-        sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         [ "$cmd" = "-h" ] || [ "$cmd" = "--help" ] || [ "$cmd" = help ] || exit 2
         ;;
 esac

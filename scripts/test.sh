@@ -7,7 +7,7 @@
 # Environment knobs:
 #   PYTEST_ARGS            default "-q -n 2 --cov" (pytest-xdist, coverage); e.g. PYTEST_ARGS="-q -x tests/ingest"
 #   ARCHIVE_VENV           the virtual environment scripts/setup.sh makes and this uses (default .venv)
-#   ARCHIVE_TEST_SERVICES  services to start, default "postgres redis elasticsearch"; "none" for none
+#   ARCHIVE_TEST_SERVICES  services to start, default "postgres redis elasticsearch seaweedfs"; "none" for none
 #   ARCHIVE_SKIP_SETUP=1   skip scripts/setup.sh (everything already installed)
 #   ARCHIVE_KEEP_SERVICES=1  leave the services running afterwards (for re-running pytest by hand)
 # Lint/type/test steps all run even if an earlier one fails, so one run shows every problem.
@@ -20,7 +20,7 @@ VENV="${ARCHIVE_VENV:-$REPO_ROOT/.venv}"
 PYTHON="$VENV/bin/python"
 export PATH="$VENV/bin:$PATH"
 PYTEST_ARGS="${PYTEST_ARGS:--q -n 2 --cov --cov-report=term:skip-covered}"
-SERVICES="${ARCHIVE_TEST_SERVICES:-postgres redis elasticsearch}"
+SERVICES="${ARCHIVE_TEST_SERVICES:-postgres redis elasticsearch seaweedfs}"
 [ "$SERVICES" = none ] && SERVICES=""
 
 summary=()

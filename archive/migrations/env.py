@@ -9,6 +9,7 @@ from archive import uploads as upload_models  # noqa: F401  (its tables hang off
 from archive.checks import models as checks_models  # noqa: F401  (its tables hang off Base too)
 from archive.federation import models as federation_models  # noqa: F401  (its tables hang off Base too)
 from archive.models import Base
+from archive.replicas import models as replicas_models  # noqa: F401  (likewise)
 from archive.sealing import models as sealing_models  # noqa: F401  (the timestamp outbox)
 
 config = context.config

@@ -19,6 +19,7 @@ from archive.storage._fs import (
     fsync_tree,
     release_lock,
     replace_atomically,
+    sync_filesystem,
     write_durable,
 )
 from archive.storage.errors import (
@@ -63,5 +64,6 @@ __all__ = [  # noqa: RUF022 - the storage API, then the durable-file helpers eve
     "fsync_tree",
     "release_lock",
     "replace_atomically",
+    "sync_filesystem",
     "write_durable",
 ]

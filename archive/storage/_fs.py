@@ -93,6 +93,19 @@ def fsync_tree(top: Path) -> None:
         fsync_dir(Path(d))
 
 
+def sync_filesystem(path: Path) -> None:
+    """Make everything written to the file system holding ``path`` durable: one ``syncfs`` (a file-system
+    replica flushes a whole batch of copied versions this way), else ``sync``."""
+    if _SYNCFS is not None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if _SYNCFS(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    os.sync()
+
+
 def fsync_dirs(paths: Iterable[Path]) -> None:
     """Make the entries of many directories durable: an fsync each for a few, one ``syncfs`` for many (the
     folders a batch of new objects was renamed into)."""

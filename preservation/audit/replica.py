@@ -1,35 +1,46 @@
-"""Replicas: make one (:func:`make_replica`) and repair damaged content files from it (:func:`repair_object`).
+"""Replicas in a fixity audit: repair damaged files from any replica that holds a good copy
+(:func:`repair_object`, :func:`repair_inventory`); make a file-system replica in one go (:func:`make_replica`).
 
-With a replica root (another OCFL root holding the same objects) a bitrot, truncated or missing content file
-is copied back from the replica while hashing the copy into a temporary file in the staging area (same file
-system as the root, so no stray file is ever left inside an object); only if the copy matches the inventory
-digest (and the catalogue's, if it has one) is it fsynced and renamed over the damaged file. A replica copy
-that is also bad leaves the failure standing. Inventory problems and extra files are never "repaired": they
-need a person. A repaired failure stays in the report (``repaired: true``) and ``AuditReport.ok`` stays
-false — the storage rotted and someone should know; ``AuditReport.intact`` tells whether everything found
-was repaired. Every repair attempt is one ``recovery`` event.
+The replicas are the :mod:`archive.replicas` targets (file systems and S3 buckets alike: one code path).
+A bitrot, truncated or missing content file is streamed back from the first replica whose copy has the
+inventory's digest (and the catalogue's, if it has one), hashed into a temporary file in the staging area
+(same file system as the root, so no stray file is ever left inside an object), then fsynced and renamed
+over the damaged file; a replica copy that is also bad is skipped, never used. A damaged inventory (its
+sidecar does not match, or the root differs from the head version's) is replaced by a replica's copy only
+if that copy is trusted (:func:`archive.replicas.trust.trusted_inventory`: sidecar, object id, and — once
+versions are signed — the signature) and agrees with every digest and the head the catalogue holds; the
+object is then audited again. Extra files are never "repaired": they need a person. A repaired failure stays
+in the report (``repaired: true``) and ``AuditReport.ok`` stays false — the storage rotted and someone should
+know; ``AuditReport.intact`` tells whether everything found was repaired. Every repair attempt is one
+``recovery`` event.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from archive import db
 from archive.config import Settings
-from archive.digests import CHUNK, hash_file
-from archive.errors import BadArgument
+from archive.digests import CHUNK
+from archive.errors import ArchiveError, BadArgument
 from archive.events import RECOVERY, REPLICATION, NewEvent, append_events
+from archive.replicas.target import Target as Replica
+from archive.replicas.trust import trusted_inventory
 from archive.storage import fsync_dir, fsync_file
 from archive.storage.inventory import INVENTORY, SIDECAR
 from archive.storage.ocfl import ROOT_NAMASTE
 from preservation.audit.judge import AGENT, ObjectResult
 from preservation.audit.plan import Plan
-from preservation.audit.report import FailureKind
+from preservation.audit.report import Failure, FailureKind
+from preservation.audit.scope import Target
 
 
 @dataclass
@@ -43,47 +54,99 @@ class ReplicaResult:
 _REPAIRABLE = (FailureKind.bitrot, FailureKind.truncated, FailureKind.missing)
 
 
-def _repair_file(
-    src: Path, dest: Path, tmp_dir: Path, expect: dict[str, str]
-) -> tuple[bool, str, dict[str, str]]:
-    """Copy ``src`` over ``dest`` if its digests equal ``expect``; atomically (temp, fsync, rename)."""
-    if not src.is_file():
-        return False, f"the replica has no copy at {src}", {}
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"audit-repair-{uuid.uuid4().hex}.tmp"
+def _fetch(replica: Replica, key: str, tmp: Path, algorithms: Sequence[str]) -> dict[str, str] | None:
+    """Stream ``key`` from ``replica`` into ``tmp`` (fsynced) and return its digests; None if absent."""
+    hashers = {a: hashlib.new(a) for a in algorithms}
     try:
-        _size, got = hash_file(src, tuple(expect), copy_to=tmp)
-        fsync_file(tmp)
-        wrong = [a for a in expect if got[a] != expect[a]]
-        if wrong:
-            tmp.unlink()
-            return False, f"the replica copy is damaged too ({', '.join(wrong)} differs); not repaired", got
-        shutil.copymode(src, tmp)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        with replica.open(key) as fin, open(tmp, "xb") as fout:
+            while chunk := fin.read(CHUNK):
+                fout.write(chunk)
+                for h in hashers.values():
+                    h.update(chunk)
+    except FileNotFoundError:
+        return None
+    fsync_file(tmp)
+    return {a: h.hexdigest() for a, h in hashers.items()}
+
+
+def _put_in_place(tmp: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        # staging on another file system: fall back to a temporary file beside the target
+        local = dest.with_name(f".{dest.name}.audit-repair-{uuid.uuid4().hex}")
+        shutil.copyfile(tmp, local)
+        fsync_file(local)
+        os.replace(local, dest)
+    fsync_dir(dest.parent)
+
+
+def _repair_file(
+    replicas: Sequence[Replica], key: str, dest: Path, tmp_dir: Path, expect: dict[str, str]
+) -> tuple[bool, str, dict[str, str], str | None]:
+    """Restore ``dest`` from the first replica whose copy of ``key`` has the digests ``expect``.
+    Returns (repaired, detail, the digests of the last copy looked at, the replica used or last tried)."""
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    got: dict[str, str] = {}
+    tried: str | None = None
+    for replica in replicas:
+        tried = replica.name
+        tmp = tmp_dir / f"audit-repair-{uuid.uuid4().hex}.tmp"
         try:
-            os.replace(tmp, dest)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            # staging on another file system: fall back to a temporary file beside the target
-            local = dest.with_name(f".{dest.name}.audit-repair-{uuid.uuid4().hex}")
-            shutil.copyfile(tmp, local)
-            fsync_file(local)
-            os.replace(local, dest)
-        fsync_dir(dest.parent)
-        return True, f"restored from the replica copy {src}", got
-    finally:
-        tmp.unlink(missing_ok=True)
+            found = _fetch(replica, key, tmp, tuple(expect))
+            if found is None:
+                notes.append(f"{replica.name} has no copy")
+                continue
+            got = found
+            wrong = [a for a in expect if found[a] != expect[a]]
+            if wrong:
+                notes.append(f"the copy at {replica.name} is damaged too ({', '.join(wrong)} differs)")
+                continue
+            _put_in_place(tmp, dest)
+            return True, f"restored from the replica copy at {replica.name}", found, replica.name
+        except (OSError, ArchiveError) as exc:
+            notes.append(f"{replica.name}: {getattr(exc, 'en', exc)}")
+        finally:
+            tmp.unlink(missing_ok=True)
+    return False, "; ".join(notes) + "; not repaired" if notes else "no replica; not repaired", got, tried
+
+
+def _recovery_event(target: Target, f: Failure, run_id: str, replica: str | None, **extra: Any) -> NewEvent:
+    return NewEvent(
+        event_type=RECOVERY,
+        outcome="success" if f.repaired else "failure",
+        agent=AGENT,
+        object_type=target.object_type,
+        object_id=target.object_id,
+        record_id=target.record_id,
+        transfer_id=target.transfer_id,
+        detail=f"{'repaired' if f.repaired else 'could not repair'} {f.content_path} ({f.kind}) "
+        f"from a replica: {f.repair_detail}",
+        outcome_detail={
+            "run": run_id,
+            "content_path": f.content_path,
+            "kind": f.kind,
+            "replica": replica,
+            **extra,
+        },
+    )
 
 
 def repair_object(
     result: ObjectResult,
     plan: Plan,
     obj_dir: Path,
-    replica_obj: Path,
+    rel_obj: str,
+    replicas: Sequence[Replica],
     tmp_dir: Path,
     run_id: str,
 ) -> list[NewEvent]:
+    """Repair the content failures of ``result`` from ``replicas`` (``rel_obj``: the object's folder relative
+    to the storage root, the same at every replica)."""
     events: list[NewEvent] = []
     target = result.target
     for f in result.failures:
@@ -92,6 +155,7 @@ def repair_object(
             or f.content_path is None
             or not plan.trusted
             or f.expected_sha512 is None
+            or f.repaired
         ):
             continue
         expect = {"sha512": f.expected_sha512}
@@ -99,14 +163,15 @@ def repair_object(
             expect["sha256"] = f.expected_sha256
         cats = [cf for cf in target.files if cf.id == f.file_id]
         got: dict[str, str] = {}
+        used: str | None = None
         if cats and (
             cats[0].sha512 != f.expected_sha512 or (f.expected_sha256 and cats[0].sha256 != f.expected_sha256)
         ):
             f.repair_detail = "the catalogue and the inventory disagree on the digest; not repaired"
         else:
             try:
-                ok, detail, got = _repair_file(
-                    replica_obj / f.content_path, obj_dir / f.content_path, tmp_dir, expect
+                ok, detail, got, used = _repair_file(
+                    replicas, f"{rel_obj}/{f.content_path}", obj_dir / f.content_path, tmp_dir, expect
                 )
             except OSError as exc:
                 ok, detail = False, f"repair failed: {exc}"
@@ -114,27 +179,102 @@ def repair_object(
             if ok and f.file_id is not None:
                 result.ok_file_ids.append(f.file_id)
         events.append(
-            NewEvent(
-                event_type=RECOVERY,
-                outcome="success" if f.repaired else "failure",
-                agent=AGENT,
-                object_type=target.object_type,
-                object_id=target.object_id,
-                record_id=target.record_id,
-                transfer_id=target.transfer_id,
-                detail=f"{'repaired' if f.repaired else 'could not repair'} {f.content_path} ({f.kind}) "
-                f"from the replica: {f.repair_detail}",
-                outcome_detail={
-                    "run": run_id,
-                    "content_path": f.content_path,
-                    "kind": f.kind,
-                    "replica": str(replica_obj),
-                    "expected_sha512": f.expected_sha512,
-                    "replica_sha512": got.get("sha512"),
-                },
+            _recovery_event(
+                target,
+                f,
+                run_id,
+                used,
+                expected_sha512=f.expected_sha512,
+                replica_sha512=got.get("sha512"),
             )
         )
     return events
+
+
+def _agrees_with_catalogue(inventory: dict[str, Any], target: Target) -> bool:
+    """Every catalogued file of ``target`` is in ``inventory`` at its version with the catalogue's sha512, and
+    the inventory's head is at least the newest version the catalogue knows."""
+    versions = inventory.get("versions", {})
+    newest = max((int(cf.version[1:]) for cf in target.files if cf.version[1:].isdigit()), default=1)
+    head = inventory.get("head", "")
+    if not head[1:].isdigit() or int(head[1:]) < newest:
+        return False
+    for cf in target.files:
+        state = versions.get(cf.version, {}).get("state", {})
+        if cf.logical_path not in state.get(cf.sha512, []):
+            return False
+    return True
+
+
+def repair_inventory(
+    result: ObjectResult,
+    obj_dir: Path,
+    rel_obj: str,
+    replicas: Sequence[Replica],
+    tmp_dir: Path,
+    run_id: str,
+) -> tuple[bool, list[NewEvent]]:
+    """Replace the damaged inventories of ``result`` (root or version) with a replica's trusted copy that
+    agrees with the catalogue; (anything repaired, events). A record the catalogue does not know
+    (``kind == "object"``) is never repaired this way: nothing vouches for a replica's inventory of it."""
+    events: list[NewEvent] = []
+    target = result.target
+    repaired_any = False
+    wanted = sorted(
+        {f.content_path for f in result.failures if f.kind == FailureKind.inventory and f.content_path}
+    )
+    for rel in wanted:
+        failures = [f for f in result.failures if f.kind == FailureKind.inventory and f.content_path == rel]
+        where = rel.rpartition("/")[0]
+        used: str | None = None
+        notes: list[str] = []
+        ok = False
+        if target.kind == "object" or not target.files:
+            notes.append("the catalogue holds nothing to check a replica's inventory against")
+        for replica in replicas if not notes else ():
+            used = replica.name
+            base = f"{rel_obj}/{where}/" if where else f"{rel_obj}/"
+            try:
+                data = replica.read_bytes(base + INVENTORY)
+                sidecar = replica.read_bytes(base + SIDECAR)
+            except FileNotFoundError:
+                notes.append(f"{replica.name} has no copy")
+                continue
+            except (OSError, ArchiveError) as exc:
+                notes.append(f"{replica.name}: {getattr(exc, 'en', exc)}")
+                continue
+            inventory = trusted_inventory(data, sidecar, object_id=target.object_id)
+            if inventory is None:
+                notes.append(f"the inventory at {replica.name} is not trustworthy (sidecar, id or signature)")
+                continue
+            if not _agrees_with_catalogue(inventory, target):
+                notes.append(f"the inventory at {replica.name} disagrees with the catalogue")
+                continue
+            if not where and (obj_dir / inventory["head"] / INVENTORY).is_file():
+                head_copy = (obj_dir / inventory["head"] / INVENTORY).read_bytes()
+                if head_copy != data and (obj_dir / inventory["head"] / SIDECAR).is_file():
+                    head_sidecar = (obj_dir / inventory["head"] / SIDECAR).read_bytes()
+                    if trusted_inventory(head_copy, head_sidecar, object_id=target.object_id) is not None:
+                        notes.append(f"the inventory at {replica.name} differs from the sound head version's")
+                        continue
+            tmp_dir.mkdir(parents=True, exist_ok=True)
+            dest = obj_dir / where if where else obj_dir
+            for name, content in ((INVENTORY, data), (SIDECAR, sidecar)):
+                tmp = tmp_dir / f"audit-repair-{uuid.uuid4().hex}.tmp"
+                try:
+                    tmp.write_bytes(content)
+                    fsync_file(tmp)
+                    _put_in_place(tmp, dest / name)
+                finally:
+                    tmp.unlink(missing_ok=True)
+            ok = True
+            break
+        detail = f"restored from the replica copy at {used}" if ok else "; ".join(notes) + "; not repaired"
+        for f in failures:
+            f.repaired, f.repair_detail = ok, detail
+            events.append(_recovery_event(target, f, run_id, used if ok else None))
+        repaired_any = repaired_any or ok
+    return repaired_any, events
 
 
 def make_replica(settings: Settings, replica_root: Path, *, record_event: bool = True) -> ReplicaResult:

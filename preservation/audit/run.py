@@ -30,13 +30,15 @@ from typing import Any
 from archive.config import Settings
 from archive.errors import BadArgument
 from archive.events import FIXITY_CHECK, NewEvent
+from archive.replicas.target import FsTarget
+from archive.replicas.target import Target as Replica
 from archive.storage import object_relpath
 from archive.storage.ocfl import ROOT_NAMASTE
 from preservation.audit.judge import AGENT, failure_event, judge
 from preservation.audit.ledger import Ledger, RunDir, now_text
 from preservation.audit.plan import Hashed, Plan, batches, hash_batch, plan_object
-from preservation.audit.replica import repair_object
-from preservation.audit.report import AuditReport, Failure, Session, write_report_files
+from preservation.audit.replica import repair_inventory, repair_object
+from preservation.audit.report import AuditReport, Failure, FailureKind, Session, write_report_files
 from preservation.audit.scope import CATALOGUE_CHUNK, Target, as_utc, load_catalogue, scope_targets
 
 log = logging.getLogger("preservation.audit")
@@ -68,13 +70,16 @@ def run_audit(
     archive: str | None = None,
     since: dt.datetime | None = None,
     replica_root: Path | None = None,
+    replicas: Sequence[Replica] | None = None,
     report_dir: Path | None = None,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
     resume: bool = True,
     algorithms: Sequence[str] = ("sha512",),
 ) -> AuditReport:
-    """Audit the objects in scope (see :mod:`preservation.audit`); write the report; record the events."""
+    """Audit the objects in scope (see :mod:`preservation.audit`); write the report; record the events.
+    Damaged files are repaired from ``replicas`` (:func:`archive.replicas.targets`), or from the one
+    file-system replica at ``replica_root`` (the older form of the same thing)."""
     algos = tuple(dict.fromkeys(a.lower() for a in algorithms))
     if not algos or any(a not in ALGORITHMS for a in algos):
         raise BadArgument(variant="audit_algorithms", known=", ".join(ALGORITHMS), given=algorithms)
@@ -85,14 +90,17 @@ def run_audit(
     root = settings.ocfl_root
     if not (root / ROOT_NAMASTE).is_file():
         raise BadArgument(variant="not_ocfl_root", root=root)
-    replica = Path(replica_root).absolute() if replica_root is not None else None
-    if replica is not None and not (replica / ROOT_NAMASTE).is_file():
-        raise BadArgument(variant="replica_not_ocfl_root", root=replica)
+    chosen = list(replicas or [])
+    if replica_root is not None:
+        replica = Path(replica_root).absolute()
+        if not (replica / ROOT_NAMASTE).is_file():
+            raise BadArgument(variant="replica_not_ocfl_root", root=replica)
+        chosen.append(FsTarget(replica))
     scope = {"archive": archive, "since": since.isoformat() if since else None, "algorithms": list(algos)}
     run, resumed = RunDir.open(settings.home_dir / "audits", scope, resume)
     try:
         return _run(
-            settings, run, resumed, scope, archive, since, replica, report_dir, workers, progress, algos
+            settings, run, resumed, scope, archive, since, chosen, report_dir, workers, progress, algos
         )
     finally:
         run.close()
@@ -105,7 +113,7 @@ def _run(
     scope: dict[str, Any],
     archive: str | None,
     since: dt.datetime | None,
-    replica: Path | None,
+    replicas: list[Replica],
     report_dir: Path | None,
     workers: int | None,
     progress: ProgressCallback | None,
@@ -131,7 +139,7 @@ def _run(
                     root,
                     todo,
                     odd_dirs,
-                    replica,
+                    replicas,
                     algos,
                     run.run_id,
                     ledger,
@@ -169,7 +177,7 @@ def _drive(
     root: Path,
     todo: list[Target],
     odd_dirs: dict[str, Path],
-    replica: Path | None,
+    replicas: list[Replica],
     algos: tuple[str, ...],
     run_id: str,
     ledger: Ledger,
@@ -204,11 +212,19 @@ def _drive(
         rel_obj = o.obj_dir.relative_to(root).as_posix() if o.obj_dir.is_relative_to(root) else str(o.obj_dir)
         result = judge(o.target, o.plan, o.hashed, rel_obj)
         events: list[NewEvent] = []
-        if replica is not None and result.failures:
-            replica_obj = replica / o.obj_dir.relative_to(root)
-            events += repair_object(
-                result, o.plan, o.obj_dir, replica_obj, settings.staging_dir / "audit-repair", run_id
-            )
+        if replicas and result.failures and o.obj_dir.is_relative_to(root):
+            tmp_dir = settings.staging_dir / "audit-repair"
+            fixed, repairs = repair_inventory(result, o.obj_dir, rel_obj, replicas, tmp_dir, run_id)
+            events += repairs
+            if fixed:  # audit the object again against its restored inventory
+                restored = [f for f in result.failures if f.kind == FailureKind.inventory and f.repaired]
+                o.plan = plan_object(o.obj_dir, o.target)
+                again: dict[str, Hashed] = {}
+                for rels, _nbytes in batches(o.plan.contents):
+                    again.update((h.rel, h) for h in hash_batch(o.obj_dir, rels, algos))
+                result = judge(o.target, o.plan, again, rel_obj)
+                result.failures[:0] = restored
+            events += repair_object(result, o.plan, o.obj_dir, rel_obj, replicas, tmp_dir, run_id)
         if result.failures:
             events.insert(0, failure_event(result, run_id))
         ledger.add(result, events)

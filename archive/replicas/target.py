@@ -1,0 +1,324 @@
+"""Replica targets: where copies of the OCFL storage root live, parsed from ``ARCHIVE_REPLICAS`` in one place.
+
+    for target in targets(settings):          # FsTarget('/mnt/offsite/ocfl'), S3Target('s3://bucket/ocfl')
+        target.put_file("0=ocfl_1.1", path, ("sha512", digest))    # written, read back, verified, then visible
+        target.list("ab1/…")                  # {relative path: size}
+        target.hash("ab1/…/inventory.json", "sha512")
+
+Every target holds the same relative paths as the storage root (a file-system replica is itself an OCFL
+root that ``archive audit`` and a rebuild can read). A write is whole or absent: a file-system target writes
+a temporary file beside the final one, fsyncs it, reads it back and hashes it, and only then renames it
+into place; an S3 target sends the file with its ``Content-MD5`` (the server refuses a body that arrives
+different) and then accepts the object only if its ``ETag`` — the MD5 of what the server stored, for a
+single-part upload — is the same MD5 and its size is the file's. The sha512 of the bytes sent is checked
+against the inventory while they are read, so a rotten primary file is never sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import hashlib
+import os
+import shutil
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from archive.digests import CHUNK
+from archive.replicas.errors import BadReplicaTarget, CopyMismatch, ReplicaUnavailable, SourceDamaged
+from archive.storage import fsync_dir, fsync_file, sync_filesystem
+
+if TYPE_CHECKING:
+    from archive.config import Settings
+
+#: Temporary files a file-system target writes beside the final ones; never counted as content.
+TMP_PREFIX = ".replica-"
+TMP_SUFFIX = ".tmp"
+
+
+def _hash_stream(stream: IO[bytes], algorithms: tuple[str, ...]) -> tuple[int, dict[str, str]]:
+    hashers = {a: hashlib.new(a) for a in algorithms}
+    size = 0
+    while chunk := stream.read(CHUNK):
+        size += len(chunk)
+        for h in hashers.values():
+            h.update(chunk)
+    return size, {a: h.hexdigest() for a, h in hashers.items()}
+
+
+class Target(ABC):
+    """One replica: a place holding the storage root's relative paths. ``name`` is the entry as configured."""
+
+    name: str
+
+    @abstractmethod
+    def put_file(
+        self, key: str, src: Path, expect: tuple[str, str] | None = None, *, durable: bool = True
+    ) -> None:
+        """Copy ``src`` to ``key`` whole or not at all; ``expect`` = (algorithm, hex digest) the bytes must
+        have (:class:`SourceDamaged` if the source's do not, :class:`CopyMismatch` if the target's do not).
+        ``durable=False`` leaves making it durable to the next :meth:`flush` (one for a batch of files)."""
+
+    def flush(self) -> None:
+        """Make every write so far durable (a file system's ``syncfs``; an S3 PUT is durable when answered)."""
+        return None  # an S3 PUT is durable once answered; a file system overrides this
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> dict[str, int]:
+        """Every file under ``prefix`` (a relative folder, '' for all): relative path → size."""
+
+    @abstractmethod
+    def open(self, key: str) -> IO[bytes]:
+        """The stored bytes of ``key`` (``FileNotFoundError`` when absent)."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key`` if present."""
+
+    @property
+    def local_root(self) -> Path | None:
+        """The folder of a file-system replica (an OCFL root a rebuild or audit can read directly)."""
+        return None
+
+    def read_bytes(self, key: str) -> bytes:
+        with self.open(key) as f:
+            return f.read()
+
+    def hash(self, key: str, algorithm: str) -> str | None:
+        """The digest of the stored ``key``, read back in full; None when it is absent."""
+        try:
+            with self.open(key) as f:
+                return _hash_stream(f, (algorithm,))[1][algorithm]
+        except FileNotFoundError:
+            return None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class FsTarget(Target):
+    """A replica on a mounted file system (an off-site volume, another disk)."""
+
+    def __init__(self, root: Path, name: str | None = None) -> None:
+        self.root = root
+        self.name = name or str(root)
+        self._dirs: set[Path] = set()  # folders known to exist
+
+    @property
+    def local_root(self) -> Path:
+        return self.root
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def flush(self) -> None:
+        if self.root.is_dir():
+            sync_filesystem(self.root)
+
+    def put_file(
+        self, key: str, src: Path, expect: tuple[str, str] | None = None, *, durable: bool = True
+    ) -> None:
+        dest = self._path(key)
+        if dest.parent not in self._dirs:
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ReplicaUnavailable(self.name, exc) from exc
+            self._dirs.add(dest.parent)
+        tmp = dest.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}{TMP_SUFFIX}")
+        try:
+            try:
+                shutil.copyfile(src, tmp)  # copy_file_range/sendfile: the kernel copies, as cp does
+            except FileNotFoundError:
+                if not src.is_file():
+                    raise
+                dest.parent.mkdir(parents=True, exist_ok=True)  # removed since we made it
+                shutil.copyfile(src, tmp)
+            if durable:
+                fsync_file(tmp)
+            if expect is not None:
+                algorithm, want = expect
+                with open(tmp, "rb") as f:
+                    got = _hash_stream(f, (algorithm,))[1][algorithm]
+                if got != want:
+                    # the copy differs: was it the source?
+                    with open(src, "rb") as f:
+                        source = _hash_stream(f, (algorithm,))[1][algorithm]
+                    if source != want:
+                        raise SourceDamaged(key)
+                    raise CopyMismatch(self.name, key, want, got)
+            os.replace(tmp, dest)
+            if durable:
+                fsync_dir(dest.parent)
+        except OSError as exc:
+            self._dirs.discard(dest.parent)
+            if exc.errno in (errno.ENOSPC, errno.EIO, errno.EROFS, errno.ENOENT, errno.EACCES):
+                raise ReplicaUnavailable(self.name, exc) from exc
+            raise
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def list(self, prefix: str = "") -> dict[str, int]:
+        base = self._path(prefix) if prefix else self.root
+        found: dict[str, int] = {}
+        for dirpath, _dirs, files in os.walk(base):
+            here = Path(dirpath)
+            for name in files:
+                p = here / name
+                try:
+                    found[p.relative_to(self.root).as_posix()] = p.stat().st_size
+                except FileNotFoundError:
+                    continue
+        return found
+
+    def open(self, key: str) -> IO[bytes]:
+        return open(self._path(key), "rb")
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+
+class S3Target(Target):
+    """A replica in an S3-compatible bucket (SeaweedFS, Ceph radosgw, MinIO, AWS…): ``s3://bucket/prefix``."""
+
+    def __init__(self, bucket: str, prefix: str, endpoint_url: str, region: str, name: str) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.name = name
+
+    @cached_property
+    def client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            config=Config(
+                # We send Content-MD5 ourselves and check the ETag; no extra trailing checksum the
+                # server might not know.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                retries={"max_attempts": 3, "mode": "standard"},
+                s3={"addressing_style": "path"},
+                max_pool_connections=16,
+            ),
+        )
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _call(self, fn: Any, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise FileNotFoundError(kwargs.get("Key", "")) from exc
+            if code == "BadDigest":
+                raise CopyMismatch(self.name, kwargs.get("Key", ""), "Content-MD5", code) from exc
+            raise ReplicaUnavailable(self.name, f"{code}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise ReplicaUnavailable(self.name, exc) from exc
+
+    def put_file(
+        self, key: str, src: Path, expect: tuple[str, str] | None = None, *, durable: bool = True
+    ) -> None:
+        algorithms = ("md5", expect[0]) if expect else ("md5",)
+        with open(src, "rb") as f:
+            size, got = _hash_stream(f, algorithms)
+        if expect is not None and got[expect[0]] != expect[1]:
+            raise SourceDamaged(key)
+        md5 = got["md5"]
+        with open(src, "rb") as body:
+            answer = self._call(
+                self.client.put_object,
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=body,
+                ContentLength=size,
+                ContentMD5=base64.b64encode(bytes.fromhex(md5)).decode(),
+                Metadata={expect[0]: expect[1]} if expect else {},
+            )
+        etag = str(answer.get("ETag", "")).strip('"')
+        if etag != md5:
+            raise CopyMismatch(self.name, key, md5, etag or "no ETag")
+
+    def list(self, prefix: str = "") -> dict[str, int]:
+        base = self._key(prefix.strip("/")) if prefix else self.prefix
+        found: dict[str, int] = {}
+        paginator = self.client.get_paginator("list_objects_v2")
+        skip = len(self.prefix) + 1 if self.prefix else 0
+        pages: Iterator[dict[str, Any]] = self._call(
+            paginator.paginate, Bucket=self.bucket, Prefix=(base + "/") if base else ""
+        )
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            for page in pages:
+                for item in page.get("Contents", []):
+                    found[item["Key"][skip:]] = int(item["Size"])
+        except (BotoCoreError, ClientError) as exc:
+            raise ReplicaUnavailable(self.name, exc) from exc
+        return found
+
+    def open(self, key: str) -> IO[bytes]:
+        answer = self._call(self.client.get_object, Bucket=self.bucket, Key=self._key(key))
+        body: IO[bytes] = answer["Body"]
+        return body
+
+    def delete(self, key: str) -> None:
+        self._call(self.client.delete_object, Bucket=self.bucket, Key=self._key(key))
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist (the first sync does this)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            self._call(self.client.create_bucket, Bucket=self.bucket)
+        except Exception as exc:
+            raise ReplicaUnavailable(self.name, exc) from exc
+
+
+def parse_target(entry: str, settings: Settings) -> Target:
+    """One ``ARCHIVE_REPLICAS`` entry as a target; :class:`BadReplicaTarget` (REP001) names what is wrong."""
+    if "://" in entry:
+        scheme, _, rest = entry.partition("://")
+        if scheme.lower() != "s3":
+            raise BadReplicaTarget(variant="scheme", entry=entry)
+        bucket, _, prefix = rest.partition("/")
+        if not bucket:
+            raise BadReplicaTarget(variant="no_bucket", entry=entry)
+        if not settings.s3_endpoint_url:
+            raise BadReplicaTarget(variant="no_endpoint", entry=entry)
+        return S3Target(bucket, prefix, settings.s3_endpoint_url, settings.s3_region, entry)
+    path = Path(entry).expanduser()
+    if not path.is_absolute():
+        raise BadReplicaTarget(variant="relative", entry=entry)
+    path = Path(os.path.normpath(path))
+    root = settings.ocfl_root.absolute()
+    if path == root or root in path.parents or path in root.parents:
+        raise BadReplicaTarget(variant="inside_root", entry=entry, root=root)
+    return FsTarget(path, entry)
+
+
+def targets(settings: Settings) -> list[Target]:
+    """Every configured replica: the ``ARCHIVE_REPLICAS`` entries, then ``ARCHIVE_REPLICA_ROOT`` (its older
+    one-replica form) if set and not already listed. Empty when none is configured."""
+    found = [parse_target(entry, settings) for entry in settings.replicas]
+    if settings.replica_root is not None:
+        legacy = parse_target(str(Path(settings.replica_root).absolute()), settings)
+        if not any(t.local_root == legacy.local_root for t in found):
+            found.append(legacy)
+    return found
