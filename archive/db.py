@@ -64,6 +64,10 @@ def _server_hooks(engine: Engine) -> None:
             ) from context.original_exception
 
 
+#: Set in ``session.info`` by :mod:`archive.events` when a transaction appends events; after the commit
+#: :func:`write_session` brings the catalogue journal in the storage root up to date (archive/recovery).
+EVENTS_APPENDED = "events_appended"
+
 _ENGINES: dict[str, Engine] = {}
 
 
@@ -111,6 +115,10 @@ def write_session(settings: Settings) -> Iterator[Session]:
             except BaseException:
                 session.rollback()
                 raise
+        if session.info.get(EVENTS_APPENDED):
+            from archive.recovery.journal import follow  # the storage root carries what was committed
+
+            follow(settings)
 
 
 def alembic_config(settings: Settings) -> Config:
