@@ -48,6 +48,7 @@ MIGRATE_TASK = "preservation.migrate_file"
 AUDIT_TASK = "preservation.audit_incremental"
 HARVEST_TASK = "preservation.harvest_catalogue"
 INGEST_TASK = "preservation.ingest_transfer"
+DRILL_TASK = "preservation.recovery_drill"
 
 
 def lease_seconds(settings: Settings) -> float:
@@ -124,6 +125,11 @@ def make_app(settings: Settings | None = None) -> Celery:
                 "task": HARVEST_TASK,
                 "schedule": crontab(minute=17),
                 "options": {"expires": 3000.0},
+            },
+            # archive.recovery.drill: restore a sample from every copy, verify, rebuild its rows, compare
+            "monthly-recovery-drill": {
+                "task": DRILL_TASK,
+                "schedule": crontab(day_of_month=1, hour=3, minute=30),
             },
         },
     )

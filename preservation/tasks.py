@@ -39,6 +39,7 @@ from preservation import jobs
 from preservation.celery_app import (
     AUDIT_TASK,
     DISPATCH_TASK,
+    DRILL_TASK,
     HARVEST_TASK,
     INGEST_TASK,
     MIGRATE_TASK,
@@ -153,6 +154,15 @@ def audit_incremental(self: PreservationTask) -> dict[str, Any]:
         resume=True,
     )
     return {"ok": report.ok, "run_id": report.run_id, "files": report.files, "failures": len(report.failures)}
+
+
+@app.task(base=PreservationTask, bind=True, name=DRILL_TASK, max_retries=0)
+def recovery_drill(self: PreservationTask) -> dict[str, Any]:
+    """Monthly: the recovery drill (``archive drill``); its event and report record the outcome."""
+    from archive.recovery.drill import run_drill
+
+    report = run_drill(self.settings)
+    return {"ok": report.ok, "run_id": report.run_id, "seed": report.seed, "report": report.report_file}
 
 
 @app.task(base=PreservationTask, bind=True, name=HARVEST_TASK, max_retries=0)

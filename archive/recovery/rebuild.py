@@ -62,9 +62,9 @@ def settings_for_new_home(settings: Settings, into: Path, storage: Path | None) 
     """The settings of the home a rebuild writes: ``into`` with its own SQLite catalogue, reading the given
     storage root (default: the current home's) in place; search and worker settings stay as configured."""
     root = (storage or settings.ocfl_root).expanduser().resolve()
-    return settings.model_copy(
-        update={"home": into.expanduser().resolve(), "storage_root": root, "database_url": None}
-    )
+    values = settings.model_dump()
+    values.update(home=into.expanduser().resolve(), storage_root=root, database_url=None)
+    return type(settings)(**values)  # not model_copy: the derived paths are cached on the instance
 
 
 def check_empty_home(target: Settings) -> None:
@@ -132,8 +132,6 @@ def rebuild_catalogue(
     init_home(target)
     report = RebuildReport(str(root), str(target.home_dir))
     with db.get_engine(target).connect() as conn:
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("PRAGMA synchronous = NORMAL")  # the rebuild is redone if it dies
         writer = _Writer(conn, report)
         for n, line in enumerate(lines, 1):
             kind = line.get("t")
@@ -148,8 +146,6 @@ def rebuild_catalogue(
                 progress(n)
         writer.flush()
         _finish(conn)
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("PRAGMA synchronous = FULL")
     report.seconds = time.perf_counter() - started
     return report
 
