@@ -7,6 +7,7 @@ instead of failing half-way with "database is locked". PostgreSQL is used as it 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -21,6 +22,8 @@ from archive.errors import DatabaseUnavailable, DiskFull
 if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.engine import ExceptionContext
+
+logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_MS = 120_000
 SQLITE_FULL = 13  # "database or disk is full"
@@ -118,7 +121,10 @@ def write_session(settings: Settings) -> Iterator[Session]:
         if session.info.get(EVENTS_APPENDED):
             from archive.recovery.journal import follow  # the storage root carries what was committed
 
-            follow(settings)
+            try:
+                follow(settings)
+            except OSError as exc:  # committed all the same; the next command opening the home catches up
+                logger.warning("catalogue journal not brought up to date now: %s", exc)
 
 
 def alembic_config(settings: Settings) -> Config:

@@ -231,8 +231,8 @@ def run_drill(settings: Settings, *, sample: int = 20, seed: int | None = None) 
     live = _live_rows(settings, record_ids)
     drills = settings.home_dir / "drills"
     scratch = drills / f"scratch-{report.run_id}"
-    settings.staging_dir.mkdir(parents=True, exist_ok=True)
-    with locked(settings.staging_dir / "drill.lock"):
+    (settings.staging_dir / "ocfl-locks").mkdir(parents=True, exist_ok=True)
+    with locked(settings.staging_dir / "ocfl-locks" / "drill.lock"):
         try:
             for source in drill_sources(settings):
                 area = scratch / hashlib.sha256(source.name.encode()).hexdigest()[:12]

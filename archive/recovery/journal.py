@@ -160,9 +160,9 @@ def follow(settings: Settings) -> int:
     root = settings.ocfl_root
     if not (root / "0=ocfl_1.1").exists():
         return 0
-    settings.staging_dir.mkdir(parents=True, exist_ok=True)
+    (settings.staging_dir / "ocfl-locks").mkdir(parents=True, exist_ok=True)
     written = 0
-    with _fs.locked(settings.staging_dir / "catalogue-journal.lock"):
+    with _fs.locked(settings.staging_dir / "ocfl-locks" / "catalogue-journal.lock"):
         mark = last_mark(root)
         last = int(mark["event_id"]) if mark else 0
         events_t = TABLES["events"]
