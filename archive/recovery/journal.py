@@ -55,8 +55,22 @@ def segments(root: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix == ".jsonl" and p.stem.isdigit())
 
 
-def _dumps(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+try:  # the "fast" extra: several times quicker than json for the thousands of lines of one ingest
+    import orjson
+
+    def _dumps(body: dict[str, Any]) -> bytes:
+        return orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+
+    def _loads(data: bytes) -> Any:
+        return orjson.loads(data)
+
+except ImportError:  # pragma: no cover - the plain install
+
+    def _dumps(body: dict[str, Any]) -> bytes:
+        return json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+
+    def _loads(data: bytes) -> Any:
+        return json.loads(data)
 
 
 def last_mark(root: Path) -> dict[str, Any] | None:
@@ -194,7 +208,7 @@ def read_lines(root: Path) -> Iterator[dict[str, Any]]:
                 if not line.endswith(b"\n") and last_segment:
                     return
                 try:
-                    body = json.loads(line)
+                    body = _loads(line)
                 except ValueError as exc:
                     raise JournalDamaged(segment=segment, line=number, reason=exc) from None
                 yield body

@@ -19,7 +19,6 @@ from typing import Any, cast
 from sqlalchemy import Date, DateTime, Table, select
 from sqlalchemy.orm import Session
 
-from archive.events import timestamp
 from archive.models import Archive, BagFingerprint, ChainHead, Event, File, Fonds, Record, Transfer
 
 #: The tables a rebuild reconstructs, in the order their foreign keys need.
@@ -52,8 +51,10 @@ NOT_REBUILT = (
 
 
 def encode_value(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return timestamp(value)
+    if isinstance(value, dt.datetime):  # what archive.events.timestamp writes, without strftime's cost
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value.isoformat(timespec="microseconds") + "Z"
     if isinstance(value, dt.date):
         return value.isoformat()
     return value
