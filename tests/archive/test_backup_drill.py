@@ -122,3 +122,12 @@ def test_drill_over_primary_and_replica(home: Settings, tmp_path: Path, monkeypa
     assert any("B-2" in p and "records.title" in p for p in primary["problems"])
     assert any("sha512 differs" in p and "f1" in p for p in copy["problems"])
     assert not any("sha512" in p for p in primary["problems"])
+
+
+def test_the_drill_runs_monthly_on_the_beat(home: Settings) -> None:
+    from preservation import tasks
+    from preservation.celery_app import DRILL_TASK, make_app
+
+    entry = make_app(home).conf.beat_schedule["monthly-recovery-drill"]
+    assert entry["task"] == DRILL_TASK == tasks.recovery_drill.name
+    assert entry["schedule"].day_of_month == {1}
