@@ -60,15 +60,29 @@ def encode_value(value: Any) -> Any:
     return value
 
 
+def _parse_time(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _decoders(table: Table) -> dict[str, Any]:
+    """Per column, the function turning its JSON value back into the column's Python value (or None)."""
+    found: dict[str, Any] = {}
+    for column in table.columns:
+        if isinstance(column.type, DateTime):
+            found[column.name] = _parse_time
+        elif isinstance(column.type, Date):
+            found[column.name] = dt.date.fromisoformat
+        else:
+            found[column.name] = None
+    return found
+
+
+_DECODERS = {id(t): _decoders(t) for t in TABLES.values()}
+
+
 def decode_value(table: Table, column: str, value: Any) -> Any:
-    if value is None:
-        return None
-    kind = table.c[column].type
-    if isinstance(kind, DateTime):
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if isinstance(kind, Date):
-        return dt.date.fromisoformat(value)
-    return value
+    decoder = (_DECODERS.get(id(table)) or _decoders(table))[column]
+    return value if value is None or decoder is None else decoder(value)
 
 
 def encode_row(table: Table, row: Mapping[Any, Any]) -> dict[str, Any]:
@@ -77,8 +91,14 @@ def encode_row(table: Table, row: Mapping[Any, Any]) -> dict[str, Any]:
 
 def decode_row(table: Table, data: Mapping[str, Any]) -> dict[str, Any]:
     """The row's values for an INSERT; columns the line does not carry (added to the schema since it was
-    written) are left to their defaults."""
-    return {name: decode_value(table, name, value) for name, value in data.items() if name in table.c}
+    written) are left to their defaults, columns it carries that the schema no longer has are dropped."""
+    decoders = _DECODERS.get(id(table)) or _decoders(table)
+    row: dict[str, Any] = {}
+    for name, value in data.items():
+        if name in decoders:
+            decoder = decoders[name]
+            row[name] = value if value is None or decoder is None else decoder(value)
+    return row
 
 
 def iter_dump(session: Session, batch: int = 5000) -> Iterator[str]:
