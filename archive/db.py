@@ -7,6 +7,7 @@ instead of failing half-way with "database is locked". PostgreSQL is used as it 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -21,6 +22,8 @@ from archive.errors import DatabaseUnavailable, DiskFull
 if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.engine import ExceptionContext
+
+logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_MS = 120_000
 SQLITE_FULL = 13  # "database or disk is full"
@@ -63,6 +66,10 @@ def _server_hooks(engine: Engine) -> None:
                 url=engine.url.render_as_string(hide_password=True), reason=context.original_exception
             ) from context.original_exception
 
+
+#: Set in ``session.info`` by :mod:`archive.events` when a transaction appends events; after the commit
+#: :func:`write_session` brings the catalogue journal in the storage root up to date (archive/recovery).
+EVENTS_APPENDED = "events_appended"
 
 _ENGINES: dict[str, Engine] = {}
 
@@ -111,6 +118,13 @@ def write_session(settings: Settings) -> Iterator[Session]:
             except BaseException:
                 session.rollback()
                 raise
+        if session.info.get(EVENTS_APPENDED):
+            from archive.recovery.journal import follow  # the storage root carries what was committed
+
+            try:
+                follow(settings)
+            except OSError as exc:  # committed all the same; the next command opening the home catches up
+                logger.warning("catalogue journal not brought up to date now: %s", exc)
 
 
 def alembic_config(settings: Settings) -> Config:

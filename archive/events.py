@@ -27,6 +27,9 @@ from sqlalchemy.orm import Session
 
 from archive.models import ChainHead, Event, utcnow
 
+#: see archive.db.EVENTS_APPENDED (not imported: archive.db imports the settings, events stay light)
+EVENTS_APPENDED = "events_appended"
+
 GENESIS = "0" * 64
 
 # PREMIS eventType values used by this system (id.loc.gov/vocabulary/preservation/eventType).
@@ -116,6 +119,7 @@ def append_events(session: Session, events: Sequence[NewEvent]) -> list[Event]:
     if not events:
         return []
     head = _lock_head(session)
+    session.info[EVENTS_APPENDED] = True
     prev = head.last_hash
     rows: list[Event] = []
     for new in events:
@@ -150,6 +154,7 @@ def append_many(session: Session, events: Sequence[NewEvent], *, batch: int = 20
     if not events:
         return
     head = _lock_head(session)
+    session.info[EVENTS_APPENDED] = True
     prev = head.last_hash
     table = cast("Table", Event.__table__)
     conn = session.connection()

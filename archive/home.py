@@ -14,6 +14,7 @@ from archive.errors import NotInitialised
 from archive.events import RECOVERY, NewEvent, append_events
 from archive.journal import Abandoned, recover
 from archive.models import Transfer, TransferStatus, utcnow
+from archive.recovery.journal import follow
 from archive.storage import OcflStore
 
 FINAL = (TransferStatus.stored, TransferStatus.rejected, TransferStatus.interrupted)
@@ -63,7 +64,9 @@ def open_home(settings: Settings) -> list[Abandoned]:
     """Check the home is initialised and roll back transfers whose process died."""
     if not is_initialised(settings):
         raise NotInitialised(settings.home_dir)
-    return recover_transfers(settings)
+    rolled = recover_transfers(settings)
+    follow(settings)  # events a crash kept from the catalogue journal (see archive/recovery/journal.py)
+    return rolled
 
 
 def recover_transfers(settings: Settings) -> list[Abandoned]:

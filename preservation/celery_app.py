@@ -33,7 +33,8 @@ Choices made here:
   partial uploads past their expiry removed hourly (minute 41); the
   sealing pass (signature events, RFC 3161 tokens, event-chain anchor) with the migrate outbox, and the
   evidence renewal yearly (2 January, 03:00 UTC); the replication outbox drained every
-  ``Settings.replication_interval`` seconds (:mod:`archive.replicas`).
+  ``Settings.replication_interval`` seconds (:mod:`archive.replicas`); the recovery drill monthly
+  (1st, 03:30 UTC; :mod:`archive.recovery.drill`).
 * After fork, each worker child drops the parent's database connections (ours and the SQLite broker's).
 """
 
@@ -58,6 +59,7 @@ CLEAN_UPLOADS_TASK = "preservation.clean_uploads"
 SEALS_TASK = "preservation.sync_seals"
 RENEW_TASK = "preservation.renew_evidence"
 REPLICATE_TASK = "preservation.replicate_pending"
+DRILL_TASK = "preservation.recovery_drill"
 
 
 def lease_seconds(settings: Settings) -> float:
@@ -164,6 +166,11 @@ def make_app(settings: Settings | None = None) -> Celery:
             "renew-evidence": {
                 "task": RENEW_TASK,
                 "schedule": crontab(month_of_year=1, day_of_month=2, hour=3, minute=0),
+            },
+            # archive.recovery.drill: restore a sample from every copy, verify, rebuild its rows, compare
+            "monthly-recovery-drill": {
+                "task": DRILL_TASK,
+                "schedule": crontab(day_of_month=1, hour=3, minute=30),
             },
         },
     )

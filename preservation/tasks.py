@@ -46,6 +46,7 @@ from preservation.celery_app import (
     AUDIT_TASK,
     CLEAN_UPLOADS_TASK,
     DISPATCH_TASK,
+    DRILL_TASK,
     HARVEST_TASK,
     INGEST_TASK,
     MIGRATE_TASK,
@@ -217,6 +218,15 @@ def replicate_pending(self: PreservationTask) -> list[dict[str, Any]]:
     if not targets(self.settings):
         return []
     return [r.as_dict() for r in sync(self.settings) or []]
+
+
+@app.task(base=PreservationTask, bind=True, name=DRILL_TASK, max_retries=0)
+def recovery_drill(self: PreservationTask) -> dict[str, Any]:
+    """Monthly: the recovery drill (``archive drill``); its event and report record the outcome."""
+    from archive.recovery.drill import run_drill
+
+    report = run_drill(self.settings)
+    return {"ok": report.ok, "run_id": report.run_id, "seed": report.seed, "report": report.report_file}
 
 
 @app.task(base=PreservationTask, bind=True, name=HARVEST_TASK, max_retries=0)

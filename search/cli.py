@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -30,6 +31,46 @@ def reindex_cmd(as_json: JsonOpt = False) -> None:
             )
 
     run(body, as_json)
+
+
+def rebuild_cmd(
+    from_storage: Annotated[
+        bool, typer.Option("--from-storage", help="Rebuild from the OCFL storage root alone (required)")
+    ] = False,
+    into: Annotated[Path | None, typer.Option("--into", help="The new, empty home to write")] = None,
+    storage: Annotated[
+        Path | None,
+        typer.Option("--storage", help="The OCFL root or a file-system replica (default: this home's root)"),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rebuild the catalogue and the public search index from the storage root alone, into a new home."""
+
+    def body(settings: Settings) -> None:
+        from archive.recovery.errors import RecoveryUsage
+        from archive.recovery.rebuild import rebuild_catalogue, settings_for_new_home
+        from search import get_backend
+        from search.reindex import reindex
+
+        if not from_storage or into is None:
+            raise RecoveryUsage(variant="rebuild")
+        target = settings_for_new_home(settings, into, storage)
+        report = rebuild_catalogue(target)
+        report.indexed = reindex(target, get_backend(target)).indexed
+        if as_json:
+            print_json(report.as_dict())
+            return
+        out.print(
+            f"rebuilt {report.rows.get('records', 0)} record(s), {report.rows.get('files', 0)} file(s), "
+            f"{report.rows.get('events', 0)} event(s) from {report.source} into {report.home} "
+            f"in {report.seconds:.1f} s; {report.indexed} open record(s) indexed",
+            highlight=False,
+        )
+        out.print(
+            f"use it with ARCHIVE_HOME={report.home} ARCHIVE_STORAGE_ROOT={report.source}", highlight=False
+        )
+
+    run(body, as_json, needs_home=False)
 
 
 harvest_app = typer.Typer(help="The harvested regional catalogue: peers' open records over OAI-PMH.")
@@ -113,4 +154,5 @@ def harvest_run(
 
 def register(app: typer.Typer) -> None:
     app.command("reindex")(reindex_cmd)
+    app.command("rebuild")(rebuild_cmd)
     app.add_typer(harvest_app, name="harvest")
