@@ -33,6 +33,9 @@ from archive.errors import InvalidMetadata, MetadataBusy
 from archive.events import METADATA_MODIFICATION, NewEvent, append_events
 from archive.home import store_for
 from archive.models import Event, Outbox, Record, utcnow
+from archive.replicas.outbox import enqueue as enqueue_replication
+from archive.sealing.outbox import enqueue as enqueue_seals
+from archive.sealing.seals import ensure_sealed
 from archive.services import get_record, note_public_change
 from archive.storage import VersionConflict
 
@@ -204,6 +207,23 @@ def edit_metadata(
                 setattr(record, name, after)
         if _version_number(version) > _version_number(record.ocfl_head):
             record.ocfl_head = version
+        # like every committed version: sealed (its timestamp fetched after this commit) and queued for
+        # the replicas, in this catalogue transaction
+        store = store_for(settings)
+        object_dir = store.object_path(object_id)
+        enqueue_seals(s, [ensure_sealed(settings, object_dir, object_id, version, store.staging_dir)])
+        enqueue_replication(
+            s,
+            [
+                {
+                    "object_id": object_id,
+                    "version": version,
+                    "bytes": sum(f.stat().st_size for f in (object_dir / version).rglob("*") if f.is_file()),
+                    "record_id": record.id,
+                    "event_id": ref,
+                }
+            ],
+        )
         note_public_change(record, False)  # an open record's public description changed
         s.add(
             Outbox(

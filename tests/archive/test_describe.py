@@ -17,6 +17,9 @@ from archive.errors import InvalidMetadata
 from archive.events import METADATA_MODIFICATION
 from archive.home import store_for
 from archive.models import Event, Outbox
+from archive.replicas.outbox import TOPIC as REPLICATION_TOPIC
+from archive.replicas.outbox import outbox_key
+from archive.sealing.verify import verify_object
 from archive.storage import validate_root
 from ingest.bagwriter import make_bag, write_payload
 from ingest.pipeline import ingest
@@ -88,6 +91,13 @@ def test_an_edit_is_a_new_version_and_an_event(any_home: Settings, tmp_path: Pat
     assert history["versions"][0]["changes"] == {"description": {"before": None, "after": "摘要"}}
     assert history["versions"][1]["changes"]["title"]["after"] == "新题名"
     assert history["versions"][2]["changes"] is None  # the ingest
+
+    # every version an edit committed is signed like an ingest's, and queued for the replicas
+    verified = verify_object(home, object_id)
+    assert verified["ok"] and len(verified["versions"]) == 3, verified
+    with db.read_session(home) as s:
+        queued = set(s.execute(select(Outbox.key).where(Outbox.topic == REPLICATION_TOPIC)).scalars())
+    assert {outbox_key(object_id, "v2"), outbox_key(object_id, "v3")} <= queued, queued
 
 
 BAD: list[tuple[dict[str, Any], str]] = [
