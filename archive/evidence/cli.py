@@ -4,6 +4,7 @@
 * ``archive evidence --cycle RUN_ID OUT.zip [--json]`` — a 四性检测 run's evidence package.
 * ``archive evidence premis ARCHIVE/CODE`` / ``archive evidence mets ARCHIVE/CODE`` — the record's PREMIS 3
   or METS document on stdout.
+* ``archive evidence renew [--json]`` — evidence renewal: a timestamped Merkle root over every version.
 
 The first argument is either a record reference or the name of a sub-action in :data:`ACTIONS`; further
 sub-actions (``renew``: timestamping the packages' Merkle root) register there, taking the rest of the
@@ -86,13 +87,38 @@ def _document(kind: str) -> Action:
     return action
 
 
+def _renew(argument: str | None, as_json: bool) -> None:
+    """``archive evidence renew``: a signed, timestamped Merkle root over every version's evidence (RFC 4998
+    in spirit; :func:`archive.sealing.evidence.renew_evidence`), so older signatures stay provable after an
+    algorithm or certificate change. Yearly on the schedule."""
+
+    def body(settings: Settings) -> dict[str, object]:
+        from archive.evidence.errors import BadTarget
+        from archive.sealing.evidence import renew_evidence
+
+        if argument is not None:
+            raise BadTarget(target=f"renew {argument}")
+        return renew_evidence(settings)
+
+    summary = run(body, as_json)
+    if as_json:
+        print_json(summary)
+    else:
+        out.print(
+            ", ".join(f"{k}: {v}" for k, v in summary.items()),
+            highlight=False,
+        )
+
+
 ACTIONS["premis"] = _document("premis")
 ACTIONS["mets"] = _document("mets")
+ACTIONS["renew"] = _renew
 
 
 def evidence(
     target: Annotated[
-        str, typer.Argument(help="ARCHIVE/CODE, or OUT.zip with --cycle, or a sub-action: premis, mets")
+        str,
+        typer.Argument(help="ARCHIVE/CODE, or OUT.zip with --cycle, or a sub-action: premis, mets, renew"),
     ],
     output: Annotated[str | None, typer.Argument(metavar="[OUT.zip]", help="The package to write.")] = None,
     cycle: Annotated[str | None, typer.Option("--cycle", help="A 四性检测 run id.")] = None,

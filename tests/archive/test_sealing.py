@@ -314,8 +314,10 @@ def test_renew_evidence_proves_every_inventory(tmp_path: Path, tsa_home: Setting
     assert verify_proof(hashes[index], merkle_proof(hashes, index), root)
     forged = [*leaves[index][:2], hashlib.sha512(b"another inventory").hexdigest(), *leaves[index][3:]]
     assert not verify_proof(leaf_hash(forged), merkle_proof(hashes, index), root)
-    # the next renewal covers the previous one
-    second = renew_evidence(tsa_home)
+    # the next renewal covers the previous one (through the command, as an operator runs it)
+    proc = archive_cmd("evidence", "renew", "--json")
+    assert proc.returncode == 0, proc.stderr
+    second = json.loads(proc.stdout)
     assert second["leaves"] == SEALED + 1
     newest = latest_renewal(tsa_home)
     assert newest is not None and newest != folder
