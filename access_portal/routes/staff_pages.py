@@ -335,6 +335,7 @@ def _readable_transfer(settings: Settings, staff: Staff, transfer_id: str) -> di
         summary = services.transfer_summary(transfer)
         summary["records_stored"] = services.transfer_record_refs(s, transfer_id)
         summary["uploader"] = transfer_views.uploaders(s, [transfer_id]).get(transfer_id)
+        summary["events"] = transfer_views.transfer_events(s, transfer_id)
     return summary
 
 
