@@ -55,7 +55,7 @@ def _rejected_transfer(settings: Settings, root: Path) -> str:
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     root = Path(tmp_path_factory.mktemp("staffpages"))
     settings = build_portal_home(root).settings
-    add_people(settings)
+    add_people(settings, {**PEOPLE, "spare": (["auditor"], [])})
     rejected = _rejected_transfer(settings, root)
     app = create_app(settings)
     clients: dict[str, TestClient] = {}
@@ -89,24 +89,30 @@ def pages(node: Node) -> list[tuple[str, str, str]]:
         ("upload GZ", "POST", "/staff/upload?archive=GZ"),
         ("upload GD", "POST", "/staff/upload?archive=GD"),
         ("users", "GET", "/staff/users"),
+        ("add user", "POST", "/staff/users"),
+        ("disable user", "POST", "/staff/users/spare/disable"),
     ]
 
 
 EXPECTED: dict[str, tuple[int, ...]] = {
-    # dash, list, list GZ, list GD, tr GZ, tr GD, csv GZ, csv GD, upload form, upload GZ, upload GD, users
-    "anonymous": (303,) * 12,
-    "root": (200, 200, 200, 200, 200, 200, 200, 200, 403, 403, 403, 200),  # uploading is an archivist's
-    "gz": (200, 200, 200, 403, 200, 404, 200, 404, 200, 303, 403, 403),
-    "gd": (200, 200, 403, 200, 404, 200, 404, 200, 200, 403, 303, 403),
-    "aud": (200, 200, 200, 200, 200, 200, 200, 200, 403, 403, 403, 403),
+    # dash, list, list GZ, list GD, tr GZ, tr GD, csv GZ, csv GD, upload form, upload GZ, upload GD,
+    # users, add user, disable user
+    "anonymous": (303,) * 14,
+    "root": (200, 200, 200, 200, 200, 200, 200, 200, 403, 403, 403, 200, 303, 303),  # uploads: archivists
+    "gz": (200, 200, 200, 403, 200, 404, 200, 404, 200, 303, 403, 403, 403, 403),
+    "gd": (200, 200, 403, 200, 404, 200, 404, 200, 200, 403, 303, 403, 403, 403),
+    "aud": (200, 200, 200, 200, 200, 200, 200, 200, 403, 403, 403, 403, 403, 403),
 }
 
 
 def visit(node: Node, who: str, method: str, path: str) -> Any:
     client = node.clients[who]
+    token = csrf_of(client) if who != "anonymous" else ""
+    if method == "POST" and path.startswith("/staff/users"):
+        form = {"login": f"new-{who}", "password": "a long enough password", "role": "auditor"}
+        return client.post(path, data={**form, "csrf_token": token}, follow_redirects=False)
     if method == "POST":
         archive = path.rpartition("=")[2]
-        token = csrf_of(client) if who != "anonymous" else ""
         return client.post(
             "/staff/upload",
             data={"archive": archive, "csrf_token": token},
