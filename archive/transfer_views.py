@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, selectinload
@@ -74,3 +75,22 @@ def uploaders(session: Session, transfer_ids: Sequence[str]) -> dict[str, str]:
         if transfer_id is not None:
             out.setdefault(transfer_id, agent)
     return out
+
+
+def transfer_events(session: Session, transfer_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    """Who did what to a transfer, oldest first: its events (upload, validation, ingestion…) with agents."""
+    rows = session.execute(
+        select(Event).where(Event.transfer_id == transfer_id).order_by(Event.id).limit(limit)
+    ).scalars()
+    return [
+        {
+            "type": e.event_type,
+            "at": e.occurred_at.isoformat(timespec="seconds"),
+            "agent": e.agent,
+            "person": (e.outcome_detail or {}).get("agent_type") == "person",
+            "outcome": e.outcome,
+            "object": e.object_id,
+            "detail": e.detail or "",
+        }
+        for e in rows
+    ]

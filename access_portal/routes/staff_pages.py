@@ -110,14 +110,21 @@ def render_staff(
     return response
 
 
-def error_page(request: Request, status: int, exc: ArchiveError) -> HTMLResponse:
-    """The staff 403/404 page, with the coded reason."""
+ERROR_TITLES = {403: "forbidden_title", 404: "not_found_title"}
+
+
+def error_page(request: Request, status: int, exc: ArchiveError | None = None) -> HTMLResponse:
+    """The staff error page (403, 404; 422 for a malformed form) in the workspace's frame, with the coded
+    reason where there is one."""
     lang = resolve_lang(request)
     t = translator(lang)
-    title = t("forbidden_title") if status == 403 else t("not_found_title")
-    message = exc.zh if lang == "zh" else exc.en
+    title = t(ERROR_TITLES.get(status, "bad_request_title"))
+    message = (exc.zh if lang == "zh" else exc.en) if exc else t("bad_request_body")
     return render_staff(
-        request, "staff/error.html", {"title": title, "message": message, "code": exc.code}, status
+        request,
+        "staff/error.html",
+        {"title": title, "message": message, "code": exc.code if exc else None},
+        status,
     )
 
 
@@ -197,7 +204,7 @@ async def login(
     next: Annotated[str, Form(max_length=2048)] = "/staff",
 ) -> Response:
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not expected or not csrf_token or not secrets.compare_digest(expected, csrf_token):
+    if not expected or not csrf_token or not secrets.compare_digest(expected.encode(), csrf_token.encode()):
         return error_page(request, 403, CsrfRejected())
     try:
         signed = await run_in_threadpool(
@@ -277,7 +284,7 @@ def transfers_page(
     until: Annotated[str | None, Query(max_length=10, alias="to")] = None,
 ) -> Response:
     """Transfers of the archives the person may see, by archive, status and date, with totals."""
-    archive = archive or None
+    archive = _plain(archive) if archive else None
     if archive:
         require_archive_read(staff, archive)
     scope = readable_archives(staff)
@@ -315,13 +322,23 @@ def transfers_page(
 STEPS = {"received": 0, "validating": 1, "storing": 2, "stored": 3, "rejected": 3, "interrupted": 3}
 
 
+def _plain(value: str) -> str:
+    """A path or query value as it may reach the catalogue: one with control characters (PostgreSQL cannot
+    even compare NUL) names nothing, so it is not found."""
+    if any(ord(c) < 32 or c == "\x7f" for c in value):
+        raise NotFound()
+    return value
+
+
 def _readable_transfer(settings: Settings, staff: Staff, transfer_id: str) -> dict[str, Any]:
+    _plain(transfer_id)
     with db.read_session(settings) as s:
         transfer = services.get_transfer(s, transfer_id)
         check_read(staff, transfer.archive.code if transfer.archive else None)
         summary = services.transfer_summary(transfer)
         summary["records_stored"] = services.transfer_record_refs(s, transfer_id)
         summary["uploader"] = transfer_views.uploaders(s, [transfer_id]).get(transfer_id)
+        summary["events"] = transfer_views.transfer_events(s, transfer_id)
     return summary
 
 
@@ -426,7 +443,7 @@ async def upload(
     (the ingest runs on a worker, never in this request); then the transfer's page."""
     from ingest.pipeline import new_transfer_id
 
-    require_archive(staff, archive)
+    require_archive(staff, _plain(archive))
     try:
         name = bag_name(file.filename)
         transfer_id = new_transfer_id()
@@ -490,9 +507,9 @@ def add_user_page(
                 s,
                 login,
                 roles=role,
-                archives=archive or [],
+                archives=[_plain(code) for code in archive or []],
                 password=password,
-                display_name=display_name or None,
+                display_name="".join(c for c in display_name if c >= " ") if display_name else None,
                 actor=staff.login,
             )
     except (UsageError, UserExists) as exc:
@@ -503,6 +520,7 @@ def add_user_page(
 @router.post("/users/{login}/disable", response_class=HTMLResponse)
 def disable_user_page(request: Request, login: str, staff: AdminPageDep, settings: SettingsDep) -> Response:
     """Disable a person: their sessions and tokens stop working at once (an event)."""
+    _plain(login)
     with db.write_session(settings) as s:
         disable_user(s, login, actor=staff.login)
     return RedirectResponse("/staff/users", status_code=303)

@@ -55,7 +55,7 @@ def _rejected_transfer(settings: Settings, root: Path) -> str:
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     root = Path(tmp_path_factory.mktemp("staffpages"))
     settings = build_portal_home(root).settings
-    add_people(settings)
+    add_people(settings, {**PEOPLE, "spare": (["auditor"], [])})
     rejected = _rejected_transfer(settings, root)
     app = create_app(settings)
     clients: dict[str, TestClient] = {}
@@ -89,24 +89,30 @@ def pages(node: Node) -> list[tuple[str, str, str]]:
         ("upload GZ", "POST", "/staff/upload?archive=GZ"),
         ("upload GD", "POST", "/staff/upload?archive=GD"),
         ("users", "GET", "/staff/users"),
+        ("add user", "POST", "/staff/users"),
+        ("disable user", "POST", "/staff/users/spare/disable"),
     ]
 
 
 EXPECTED: dict[str, tuple[int, ...]] = {
-    # dash, list, list GZ, list GD, tr GZ, tr GD, csv GZ, csv GD, upload form, upload GZ, upload GD, users
-    "anonymous": (303,) * 12,
-    "root": (200, 200, 200, 200, 200, 200, 200, 200, 403, 403, 403, 200),  # uploading is an archivist's
-    "gz": (200, 200, 200, 403, 200, 404, 200, 404, 200, 303, 403, 403),
-    "gd": (200, 200, 403, 200, 404, 200, 404, 200, 200, 403, 303, 403),
-    "aud": (200, 200, 200, 200, 200, 200, 200, 200, 403, 403, 403, 403),
+    # dash, list, list GZ, list GD, tr GZ, tr GD, csv GZ, csv GD, upload form, upload GZ, upload GD,
+    # users, add user, disable user
+    "anonymous": (303,) * 14,
+    "root": (200, 200, 200, 200, 200, 200, 200, 200, 403, 403, 403, 200, 303, 303),  # uploads: archivists
+    "gz": (200, 200, 200, 403, 200, 404, 200, 404, 200, 303, 403, 403, 403, 403),
+    "gd": (200, 200, 403, 200, 404, 200, 404, 200, 200, 403, 303, 403, 403, 403),
+    "aud": (200, 200, 200, 200, 200, 200, 200, 200, 403, 403, 403, 403, 403, 403),
 }
 
 
 def visit(node: Node, who: str, method: str, path: str) -> Any:
     client = node.clients[who]
+    token = csrf_of(client) if who != "anonymous" else ""
+    if method == "POST" and path.startswith("/staff/users"):
+        form = {"login": f"new-{who}", "password": "a long enough password", "role": "auditor"}
+        return client.post(path, data={**form, "csrf_token": token}, follow_redirects=False)
     if method == "POST":
         archive = path.rpartition("=")[2]
-        token = csrf_of(client) if who != "anonymous" else ""
         return client.post(
             "/staff/upload",
             data={"archive": archive, "csrf_token": token},
@@ -158,7 +164,8 @@ def test_every_form_route_refuses_a_change_without_the_csrf_token(node: Node) ->
     client = node.clients["gz"]
     for path, method in routes:
         concrete = path.replace("{transfer_id}", node.gz_transfer).replace("{login}", "gd")
-        for token in (None, "0" * 64, csrf_of(node.clients["gd"])):  # none, forged, another session's
+        # none, forged, not even ASCII, another session's
+        for token in (None, "0" * 64, "令牌", csrf_of(node.clients["gd"])):
             data = {"archive": "GZ", **({"csrf_token": token} if token else {})}
             r = client.request(method, concrete, data=data, follow_redirects=False)
             assert r.status_code == 403, (path, token, r.status_code)
@@ -228,6 +235,10 @@ def test_admin_adds_and_disables_people(node: Node) -> None:
         assert th.get("/staff", follow_redirects=False).status_code == 303  # the session stopped at once
     page = admin.get("/staff/users").text
     assert 'data-user="th"' in page
+    short = admin.post(
+        "/staff/users", data={**form, "login": "th3", "password": "short", "csrf_token": token}
+    )
+    assert short.status_code == 422 and 'class="logout"' in short.text  # the workspace's error page
 
 
 def test_dashboard_figures(node: Node) -> None:
@@ -251,3 +262,17 @@ def test_dashboard_figures(node: Node) -> None:
     assert f'data-figure="holdings">{held}<' in section
     assert f'data-figure="open_share">{round(100 * opened / held)}%<' in section
     assert 'data-figure="transfers_month">' in section and 'data-figure="last_audit">' in section
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/staff/transfers/T\x00x",
+        "/staff/transfers/T\x00x/problems.csv",
+        "/staff/transfers?archive=G\x00Z",
+        "/staff/transfers?from=\x00&to=9999-99-99",
+    ],
+)
+def test_control_characters_are_not_found_never_an_error(node: Node, path: str) -> None:
+    answer = node.clients["root"].get(path.replace("\x00", "%00"))
+    assert answer.status_code in (200, 404)

@@ -99,6 +99,7 @@ def test_sign_in_upload_stored_refused_elsewhere_sign_out(workspace: dict[str, A
                 page.reload()
             assert page.locator("#stage").get_attribute("data-status") == "stored"
             assert page.locator("ul.records a").inner_text() == "GZ/GZ-901-1990-永久-0001"
+            assert page.locator("table.history strong.person", has_text="gz").count() >= 1  # who uploaded it
             page.screenshot(path=str(shots / "transfer-stored.png"), full_page=True)
             page.goto(url + "/staff/transfers")
             assert page.locator("tr[data-transfer] td", has_text="gz").count() >= 1  # who uploaded
