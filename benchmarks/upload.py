@@ -331,8 +331,8 @@ def main() -> int:
                         "Content-Type: application/offset+octet-stream",
                         "-H",
                         "Expect:",
-                        "--data-binary",
-                        f"@{tar}",
+                        "--upload-file",
+                        str(tar),
                         url + created.headers["Location"],
                     ]
                 )
