@@ -351,6 +351,10 @@ def main() -> int:
         print(
             f"bag: {mib:.0f} MiB .tar, {args.files} files; tus chunks of {args.chunk}, cut at {cut / size:.0%}"
         )
+        print(
+            f"best of {args.repeat} of each (seconds: tus {' '.join(f'{t:.2f}' for t in tus_runs)}; curl -F "
+            f"{' '.join(f'{t:.2f}' for t in curl_runs)}); load average {os.getloadavg()[0]:.1f}"
+        )
         print(f"{'':44}{'ours':>12}{'peer / limit':>16}{'ratio':>8}{'target':>10}")
         print(
             f"{'upload MiB/s: tus (1 cut) vs curl -F POST':44}{tus_rate:12.1f}{curl_rate:16.1f}"
