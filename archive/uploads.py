@@ -111,7 +111,8 @@ def get_upload(session: Session, upload_id: str, now: dt.datetime | None = None)
 
 
 def aware(when: dt.datetime) -> dt.datetime:
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)  # SQLite gives naive UTC back
+    """``when`` in UTC: SQLite gives naive UTC back, PostgreSQL the session's time zone."""
+    return when.astimezone(dt.UTC) if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def first_transfer(session: Session, archive_id: int, sha256: str) -> str | None:

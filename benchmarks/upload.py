@@ -331,8 +331,8 @@ def main() -> int:
                         "Content-Type: application/offset+octet-stream",
                         "-H",
                         "Expect:",
-                        "--data-binary",
-                        f"@{tar}",
+                        "--upload-file",
+                        str(tar),
                         url + created.headers["Location"],
                     ]
                 )
@@ -350,6 +350,10 @@ def main() -> int:
         tus_rate, curl_rate, one_rate = mib / tus_s, mib / curl_s, mib / one_piece_s
         print(
             f"bag: {mib:.0f} MiB .tar, {args.files} files; tus chunks of {args.chunk}, cut at {cut / size:.0%}"
+        )
+        print(
+            f"best of {args.repeat} of each (seconds: tus {' '.join(f'{t:.2f}' for t in tus_runs)}; curl -F "
+            f"{' '.join(f'{t:.2f}' for t in curl_runs)}); load average {os.getloadavg()[0]:.1f}"
         )
         print(f"{'':44}{'ours':>12}{'peer / limit':>16}{'ratio':>8}{'target':>10}")
         print(

@@ -37,8 +37,14 @@ def _meta(archive: str = "GZ", filename: str = "bag.zip") -> str:
 
 
 @pytest.fixture
-def tokens(home: Settings) -> dict[str, str]:
-    with db.write_session(home) as s:
+def node(any_home: Settings) -> Settings:
+    """A home on SQLite and on PostgreSQL (the duplicate check locks the archive's row there)."""
+    return any_home
+
+
+@pytest.fixture
+def tokens(node: Settings) -> dict[str, str]:
+    with db.write_session(node) as s:
         add_user(s, "gz", roles=["archivist"], archives=["GZ"], actor="test")
         add_user(s, "gz2", roles=["archivist"], archives=["GZ"], actor="test")
         add_user(s, "gd", roles=["archivist"], archives=["GD"], actor="test")
@@ -67,7 +73,7 @@ def _patch(client: TestClient, token: str, url: str, offset: int, data: bytes) -
 
 
 def test_discovery_names_version_extensions_and_limit(
-    home: Settings, monkeypatch: pytest.MonkeyPatch
+    node: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ARCHIVE_MAX_TRANSFER_BYTES", "12345")
     with TestClient(create_app(get_settings())) as client:
@@ -82,9 +88,9 @@ def test_discovery_names_version_extensions_and_limit(
     }
 
 
-def test_upload_in_chunks_resumes_and_becomes_a_transfer(home: Settings, tokens: dict[str, str]) -> None:
+def test_upload_in_chunks_resumes_and_becomes_a_transfer(node: Settings, tokens: dict[str, str]) -> None:
     data = os.urandom(300_000)
-    with TestClient(create_app(home)) as client:
+    with TestClient(create_app(node)) as client:
         url = _create(client, tokens["gz"], len(data))
         head = client.head(url, headers={**TUS, **_auth(tokens["gz"])})
         assert head.status_code == 200 and head.headers["Upload-Offset"] == "0"
@@ -116,19 +122,19 @@ def test_upload_in_chunks_resumes_and_becomes_a_transfer(home: Settings, tokens:
         # a completed upload takes no more bytes
         assert _patch(client, tokens["gz"], url, len(data), b"x").status_code == 409  # type: ignore[attr-defined]
     transfer_id = status_url.rsplit("/", 1)[1]
-    with db.read_session(home) as s:
+    with db.read_session(node) as s:
         row = s.get(Transfer, transfer_id)
         assert row is not None
         stored = Path(row.source)
         digest = s.get(TransferDigest, transfer_id)
         assert digest is not None and digest.sha256 == hashlib.sha256(data).hexdigest()
     assert stored.read_bytes() == data  # the bytes, in order, moved (not copied) to the transfer's folder
-    assert stored.parent.name == transfer_id and not partial_path(home, url.rsplit("/", 1)[1]).exists()
+    assert stored.parent.name == transfer_id and not partial_path(node, url.rsplit("/", 1)[1]).exists()
 
 
-def test_creation_with_upload_and_same_bag_twice(home: Settings, tokens: dict[str, str]) -> None:
+def test_creation_with_upload_and_same_bag_twice(node: Settings, tokens: dict[str, str]) -> None:
     data = os.urandom(50_000)
-    with TestClient(create_app(home)) as client:
+    with TestClient(create_app(node)) as client:
         r = client.post(
             "/api/v1/uploads",
             headers={
@@ -161,7 +167,7 @@ def test_creation_with_upload_and_same_bag_twice(home: Settings, tokens: dict[st
             "duplicate_of": first.rsplit("/", 1)[1],
         }
         # the same bytes for another archive are another transfer
-        with db.write_session(home) as s:
+        with db.write_session(node) as s:
             add_user(s, "both", roles=["archivist"], archives=["GZ", "GD"], actor="test")
             both = create_token(s, "both", actor="test")[1]
         r = client.post(
@@ -171,18 +177,18 @@ def test_creation_with_upload_and_same_bag_twice(home: Settings, tokens: dict[st
             files={"file": ("bag.zip", data, "application/zip")},
         )
         assert r.status_code == 202 and r.json()["duplicate_of"] is None
-    with db.read_session(home) as s:
+    with db.read_session(node) as s:
         assert len(s.execute(select(Transfer)).scalars().all()) == 2
         notes = s.execute(select(Event).where(Event.outcome == "warning")).scalars().all()
         assert {e.agent for e in notes} == {"gz", "gz2"}  # each repeat is an event on the first transfer
         assert not [
-            p for p in (home.home_dir / "uploads").iterdir() if p.name != "partial" and not any(p.iterdir())
+            p for p in (node.home_dir / "uploads").iterdir() if p.name != "partial" and not any(p.iterdir())
         ]
 
 
-def test_a_rejected_first_transfer_lets_the_bag_try_again(home: Settings, tokens: dict[str, str]) -> None:
+def test_a_rejected_first_transfer_lets_the_bag_try_again(node: Settings, tokens: dict[str, str]) -> None:
     data = os.urandom(10_000)
-    with TestClient(create_app(home)) as client:
+    with TestClient(create_app(node)) as client:
 
         def post() -> dict[str, str]:
             r = client.post(
@@ -196,7 +202,7 @@ def test_a_rejected_first_transfer_lets_the_bag_try_again(home: Settings, tokens
 
         first = post()
         assert post()["duplicate_of"] == first["transfer_id"]
-        with db.write_session(home) as s:
+        with db.write_session(node) as s:
             row = s.get(Transfer, first["transfer_id"])
             assert row is not None
             row.status = "rejected"
@@ -204,7 +210,7 @@ def test_a_rejected_first_transfer_lets_the_bag_try_again(home: Settings, tokens
         assert retry["duplicate_of"] is None and retry["transfer_id"] != first["transfer_id"]
 
 
-def test_size_limits(home: Settings, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_size_limits(node: Settings, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ARCHIVE_MAX_TRANSFER_BYTES", "1000")
     settings = get_settings()
     with TestClient(create_app(settings)) as client:
@@ -220,8 +226,8 @@ def test_size_limits(home: Settings, tokens: dict[str, str], monkeypatch: pytest
         assert client.head(url, headers={**TUS, **_auth(tokens["gz"])}).headers["Upload-Offset"] == "600"
 
 
-def test_protocol_refusals(home: Settings, tokens: dict[str, str]) -> None:
-    with TestClient(create_app(home)) as client:
+def test_protocol_refusals(node: Settings, tokens: dict[str, str]) -> None:
+    with TestClient(create_app(node)) as client:
         gz = _auth(tokens["gz"])
         r = client.post("/api/v1/uploads", headers={**gz, "Upload-Length": "10", "Upload-Metadata": _meta()})
         assert r.status_code == 412 and r.headers["Tus-Version"] == "1.0.0"
@@ -243,8 +249,8 @@ def test_protocol_refusals(home: Settings, tokens: dict[str, str]) -> None:
         assert client.head("/api/v1/uploads/" + "0" * 32, headers={**TUS, **gz}).status_code == 404
 
 
-def test_who_may_upload(home: Settings, tokens: dict[str, str]) -> None:
-    with TestClient(create_app(home)) as client:
+def test_who_may_upload(node: Settings, tokens: dict[str, str]) -> None:
+    with TestClient(create_app(node)) as client:
         headers = {**TUS, "Upload-Length": "10", "Upload-Metadata": _meta("GZ")}
         assert client.post("/api/v1/uploads", headers=headers).status_code == 401
         assert client.post("/api/v1/uploads", headers={**headers, **_auth("nope")}).status_code == 401
@@ -261,25 +267,25 @@ def test_who_may_upload(home: Settings, tokens: dict[str, str]) -> None:
         assert client.head(url, headers={**TUS, **_auth(tokens["gz"])}).headers["Upload-Offset"] == "0"
 
 
-def test_termination_removes_the_bytes(home: Settings, tokens: dict[str, str]) -> None:
-    with TestClient(create_app(home)) as client:
+def test_termination_removes_the_bytes(node: Settings, tokens: dict[str, str]) -> None:
+    with TestClient(create_app(node)) as client:
         url = _create(client, tokens["gz"], 100)
         upload_id = url.rsplit("/", 1)[1]
         assert _patch(client, tokens["gz"], url, 0, b"x" * 40).status_code == 204  # type: ignore[attr-defined]
-        assert partial_path(home, upload_id).stat().st_size == 40
+        assert partial_path(node, upload_id).stat().st_size == 40
         r = client.delete(url, headers={**TUS, **_auth(tokens["gz"])})
         assert r.status_code == 204
-        assert not partial_path(home, upload_id).exists()
+        assert not partial_path(node, upload_id).exists()
         assert client.head(url, headers={**TUS, **_auth(tokens["gz"])}).status_code == 404
         assert _patch(client, tokens["gz"], url, 40, b"y").status_code == 404  # type: ignore[attr-defined]
 
 
-def test_a_second_writer_is_refused_while_one_writes(home: Settings, tokens: dict[str, str]) -> None:
-    with TestClient(create_app(home)) as client:
+def test_a_second_writer_is_refused_while_one_writes(node: Settings, tokens: dict[str, str]) -> None:
+    with TestClient(create_app(node)) as client:
         url = _create(client, tokens["gz"], 100)
         upload_id = url.rsplit("/", 1)[1]
         # a PATCH in progress holds the upload's lock (here: taken by a writer of our own)
-        holder = tus.open_writer(partial_path(home, upload_id), upload_id, 100)
+        holder = tus.open_writer(partial_path(node, upload_id), upload_id, 100)
         try:
             busy = _patch(client, tokens["gz"], url, 0, b"x" * 10)
             assert busy.status_code == 423 and busy.json()["detail"]["code"] == "UPL003"  # type: ignore[attr-defined]
@@ -287,22 +293,22 @@ def test_a_second_writer_is_refused_while_one_writes(home: Settings, tokens: dic
         finally:
             holder.close()
         assert _patch(client, tokens["gz"], url, 10, b"b" * 10).status_code == 204  # type: ignore[attr-defined]
-        assert partial_path(home, upload_id).read_bytes() == b"a" * 10 + b"b" * 10
+        assert partial_path(node, upload_id).read_bytes() == b"a" * 10 + b"b" * 10
 
 
-def test_expired_uploads_are_refused_and_cleaned(home: Settings, tokens: dict[str, str]) -> None:
-    with TestClient(create_app(home)) as client:
+def test_expired_uploads_are_refused_and_cleaned(node: Settings, tokens: dict[str, str]) -> None:
+    with TestClient(create_app(node)) as client:
         old = _create(client, tokens["gz"], 100)
         fresh = _create(client, tokens["gz"], 100)
         assert _patch(client, tokens["gz"], old, 0, b"x" * 30).status_code == 204  # type: ignore[attr-defined]
         old_id, fresh_id = old.rsplit("/", 1)[1], fresh.rsplit("/", 1)[1]
-        with db.write_session(home) as s:
+        with db.write_session(node) as s:
             row = s.get(Upload, old_id)
             assert row is not None
             row.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
         assert client.head(old, headers={**TUS, **_auth(tokens["gz"])}).status_code == 410
         assert _patch(client, tokens["gz"], old, 30, b"y").status_code == 410  # type: ignore[attr-defined]
-    stray = partial_dir(home) / ("f" * 32)
+    stray = partial_dir(node) / ("f" * 32)
     stray.write_bytes(b"left by a crash")
     os.utime(stray, (0, 0))
     result = subprocess.run(
@@ -313,7 +319,7 @@ def test_expired_uploads_are_refused_and_cleaned(home: Settings, tokens: dict[st
     )
     assert result.returncode == 0, result.stderr
     assert {c["upload"] for c in json.loads(result.stdout)} == {old_id, "f" * 32}
-    assert not partial_path(home, old_id).exists() and not stray.exists()
-    assert partial_path(home, fresh_id).exists()
-    with db.read_session(home) as s:
+    assert not partial_path(node, old_id).exists() and not stray.exists()
+    assert partial_path(node, fresh_id).exists()
+    with db.read_session(node) as s:
         assert s.get(Upload, old_id) is None and s.get(Upload, fresh_id) is not None
