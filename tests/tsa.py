@@ -6,13 +6,16 @@ HTTP wrapper, with a test CA and a TSA certificate (critical ``timeStamping`` EK
         monkeypatch.setenv("ARCHIVE_TSA_TRUST", str(tsa.ca_pem))
 
 Each request runs one ``openssl ts -reply`` (serialised: it keeps its serial number in a file).
-``reply_seconds`` sums the time those OpenSSL runs took and ``served_seconds`` the time the HTTP handler took
+``python -m tests.tsa FOLDER`` runs one in its own process (it prints its URL and CA file, serves until its
+stdin closes, and answers ``GET /stats`` with its counters). ``reply_seconds`` sums the time those OpenSSL runs took and ``served_seconds`` the time the HTTP handler took
 (OpenSSL included), so a benchmark can show the TSA's own cost beside the client's.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -123,14 +126,30 @@ class TestTsa:
             wbufsize = -1  # headers and body leave in one write (the handler flushes after do_POST)
 
             def do_POST(self) -> None:
-                started = time.perf_counter()
+                query = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                started = time.perf_counter()  # the TSA's time: from the whole query to the answer sent
                 try:
-                    self._answer()
+                    self._answer(query)
                 finally:
                     holder["tsa"].served_seconds += time.perf_counter() - started
 
-            def _answer(self) -> None:
-                query = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            def do_GET(self) -> None:
+                """``/stats``: the counters, for a client in another process (the benchmark)."""
+                t = holder["tsa"]
+                body = json.dumps(
+                    {
+                        "requests": t.requests,
+                        "reply_seconds": t.reply_seconds,
+                        "served_seconds": t.served_seconds,
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _answer(self, query: bytes) -> None:
                 if self.headers.get("Content-Type") != "application/timestamp-query":
                     self.close_connection = True
                     self.send_error(415)
@@ -146,6 +165,7 @@ class TestTsa:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+                self.wfile.flush()
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -177,3 +197,9 @@ def tsa_home(home: object, tsa: TestTsa, monkeypatch: pytest.MonkeyPatch) -> obj
     monkeypatch.setenv("ARCHIVE_TSA_URL", tsa.url)
     monkeypatch.setenv("ARCHIVE_TSA_TRUST", str(tsa.ca_pem))
     return get_settings()
+
+
+if __name__ == "__main__":  # python -m tests.tsa FOLDER: serve until stdin closes (first line out: URL CA)
+    with TestTsa.start(Path(sys.argv[1])) as running:
+        print(running.url, running.ca_pem, flush=True)
+        sys.stdin.read()

@@ -35,7 +35,7 @@ from archive.sealing.verify import verify_record
 from archive.storage import validate_root
 from archive.storage.inventory import sidecar_bytes
 from ingest.pipeline import ingest
-from tests.e2e.helpers import archive_cmd, free_port, simple_bag
+from tests.e2e.helpers import archive_cmd, free_port, ingest_json, simple_bag
 from tests.tsa import TestTsa
 from tests.tsa import tsa as tsa  # the fixtures, re-exported for pytest
 from tests.tsa import tsa_home as tsa_home
@@ -135,7 +135,8 @@ def test_tsa_down_during_ingest_token_added_later(
     monkeypatch.setenv("ARCHIVE_TSA_URL", f"http://127.0.0.1:{free_port()}/down")  # nothing listens
     monkeypatch.setenv("ARCHIVE_TSA_TRUST", str(tsa.ca_pem))
     down = get_settings()
-    _ingest(down, tmp_path)  # the ingest does not wait for the TSA
+    code, result = ingest_json(simple_bag(tmp_path / "bag", RECORDS), "GZ")  # `archive ingest`, TSA down
+    assert code == 0 and result["status"] == "stored", result
     report = sync_all(down)
     assert report["error"]["code"] == "SIG002" and report["waiting"] == SEALED
     gap = status(down)
