@@ -20,9 +20,11 @@ import pytest
 from archive import db, services
 from archive.config import Settings, get_settings
 from archive.events import verify_chain
+from archive.federation.identity import node_dir
 from archive.recovery.journal import journal_dir, last_mark, read_lines
 from archive.recovery.rebuild import settings_for_new_home
 from archive.recovery.rows import iter_dump
+from archive.sealing.keys import sealing_dir
 from ingest.pipeline import ingest
 from preservation.migrate import migrate
 from search import get_backend
@@ -96,6 +98,13 @@ def test_rebuild_from_storage_alone(any_home: Settings, tmp_path: Path) -> None:
     assert dump(target) == before
     assert public_hits(target) == hits
     env.update(ARCHIVE_HOME=str(new_home), ARCHIVE_STORAGE_ROOT=str(any_home.ocfl_root))
+    # The chain's anchors in the storage root are signed by the node's keys, which are secrets and live in
+    # the home, not in storage: until they are restored from their own backup nothing vouches for them.
+    unvouched = archive_cli(env, "events", "verify", "--json")
+    assert unvouched.returncode == 1 and "SIG020" in unvouched.stdout + unvouched.stderr
+    for keys in (node_dir(any_home), sealing_dir(any_home)):
+        if keys.is_dir():
+            shutil.copytree(keys, new_home / keys.relative_to(any_home.home_dir))
     verified = archive_cli(env, "events", "verify", "--json")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert json.loads(verified.stdout)["head_hash"] == head.head_hash
