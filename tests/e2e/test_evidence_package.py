@@ -237,3 +237,9 @@ def test_cycle_package_carries_the_report_and_the_failing_records(any_home: Sett
     events = json.loads((package / "data" / "events" / "events.json").read_text())["events"]
     assert any(e["canonical"]["outcome_detail"].get("run_id") == run_id for e in events)
     assert any(e["canonical"]["event_type"] == "ingestion" for e in events)  # the failing record's history
+    rendered = archive_cmd("evidence", "report", run_id, "--json")
+    assert rendered.returncode == 0, rendered.stderr
+    pdf_sha = json.loads(rendered.stdout)["pdf_sha256"]
+    assert pdf_sha == hashlib.sha256((report_dir / "report.pdf").read_bytes()).hexdigest()
+    logged = [e for e in events if e["canonical"]["outcome_detail"].get("pdf_sha256")]
+    assert [e["canonical"]["outcome_detail"]["pdf_sha256"] for e in logged] == [pdf_sha]
