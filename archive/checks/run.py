@@ -15,7 +15,7 @@ import math
 import random
 import secrets
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from archive.checks.items import CHECKS, Context
 from archive.checks.models import CheckItem, CheckRun, ManualCheck
 from archive.checks.registry import CheckDef, Stage, for_stage
 from archive.checks.report import Failure, ItemResult, Report, Status, new_run_id, write_files
-from archive.checks.subjects import RecordView, from_catalogue, record_query
+from archive.checks.subjects import RecordView, from_catalogue
 from archive.checks.virus import ScanResult, scan
 from archive.config import Settings
 from archive.events import VALIDATION, NewEvent, append_events
@@ -88,9 +88,12 @@ def run_checks(
     not_reached: bool = False,
     full_chain: bool = False,
     manual: Sequence[ManualCheck] = (),
+    scanned: Future[ScanResult] | None = None,
 ) -> Report:
     """Every check of ``stage`` on ``records``. At receipt ``mapped`` carries the ingest's problems;
-    ``not_reached``: the transfer was refused before its records could be read, so only mapped items count."""
+    ``not_reached``: the transfer was refused before its records could be read, so only mapped items count;
+    ``scanned``: a virus scan of the records' files the caller started earlier (the ingest starts it beside
+    hashing and identification)."""
     mapped = mapped or Mapped({}, {})
     ctx = Context(settings, stage, records, mapped=mapped.errors)
     checks = for_stage(stage)
@@ -105,7 +108,7 @@ def run_checks(
                 for f in r.files
                 if f.location is not None and f.location.is_file()
             ]
-            scanning = side.submit(scan, paths, settings)
+            scanning = scanned or side.submit(scan, paths, settings)
             file_found, file_checked, _ = _file_pass(ctx, rehash=stage == "preservation")
             virus = scanning.result()
     by_path = {f.location: (r.ref, f.path) for r in records for f in r.files if f.location is not None}
@@ -254,9 +257,7 @@ def load_views(settings: Settings, record_ids: Sequence[int]) -> list[RecordView
     views: list[RecordView] = []
     with db.read_session(settings) as s:
         for i in range(0, len(record_ids), 500):
-            chunk = list(s.execute(record_query(record_ids=record_ids[i : i + 500])).scalars())
-            views.extend(from_catalogue(s, store, chunk))
-            s.expunge_all()
+            views.extend(from_catalogue(s, store, record_ids[i : i + 500]))
     return views
 
 
