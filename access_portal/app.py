@@ -92,6 +92,8 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     if _is_api(request):
         return await request_validation_exception_handler(request, exc)
+    if is_page(request):
+        return staff_pages.error_page(request, 422)
     return _error_page(request, 422, "bad_request_title", "bad_request_body")
 
 

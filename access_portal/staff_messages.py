@@ -81,6 +81,11 @@ STAFF_MESSAGES: dict[str, dict[str, str]] = {
         "zh": "处理中；刷新页面查看最新进度。",
         "en": "In progress; reload the page to see how far it got.",
     },
+    "history": {"zh": "经办记录", "en": "Who did what"},
+    "event_type": {"zh": "事件", "en": "Event"},
+    "event_at": {"zh": "时间", "en": "When"},
+    "event_agent": {"zh": "经办人 / 软件", "en": "Agent"},
+    "event_outcome": {"zh": "结果", "en": "Outcome"},
     # upload
     "upload_title": {"zh": "上传移交数据包", "en": "Upload a transfer bag"},
     "upload_file": {"zh": "数据包文件（.zip、.tar、.tar.gz）", "en": "Bag file (.zip, .tar, .tar.gz)"},

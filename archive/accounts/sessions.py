@@ -60,7 +60,7 @@ def csrf_token_of(session_id: str) -> str:
 
 
 def csrf_valid(session_id: str, token: str | None) -> bool:
-    return bool(token) and hmac.compare_digest(csrf_token_of(session_id), str(token))
+    return bool(token) and hmac.compare_digest(csrf_token_of(session_id).encode(), str(token).encode())
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -101,8 +101,8 @@ def sign_in(
     locked out; :class:`LockedOut` or :class:`SignInFailed` otherwise. ``previous`` (the session id the
     browser had) is ended: the id is never kept across a sign-in."""
     now = now or utcnow()
-    login = login.strip()[:64]
-    address = address[:64]
+    login = "".join(c for c in login.strip() if c >= " ")[:64]  # no control characters (nor NUL) stored
+    address = "".join(c for c in address if c >= " ")[:64]
     since = now - dt.timedelta(minutes=settings.login_lockout_minutes)
     with db.write_session(settings) as s:  # committed before the password is looked at
         if s.get_bind().dialect.name == "postgresql":

@@ -151,7 +151,7 @@ def test_sign_in_form_needs_its_own_token(home: Settings) -> None:
     add_people(home)
     with TestClient(create_app(home)) as client:
         client.get("/staff/login")
-        for token in (None, "forged"):
+        for token in (None, "forged", "令牌"):
             data = {"login": "gz", "password": PASSWORD, **({"csrf_token": token} if token else {})}
             answer = client.post("/staff/login", data=data, follow_redirects=False)
             assert answer.status_code == 403 and "SES003" in answer.text
@@ -171,7 +171,9 @@ def test_next_goes_only_to_the_workspace(home: Settings) -> None:
 
 
 @pytest.fixture
-def strict(home: Settings) -> Settings:
+def strict(any_home: Settings) -> Settings:
+    """The lockout tests run on SQLite and on PostgreSQL (whose attempts are counted under a table lock)."""
+    home = any_home
     add_people(home)
     return home.model_copy(update={"login_max_failures": 3, "login_address_max_failures": 10})
 
@@ -239,3 +241,28 @@ def test_the_api_takes_the_session_with_its_csrf_header(home: Settings) -> None:
         assert answered.status_code == 404  # past the guard: the record does not exist
         client.cookies.clear()
         assert client.get("/api/v1/transfers").status_code == 401
+
+
+def test_control_characters_never_reach_the_database(any_home: Settings) -> None:
+    """PostgreSQL cannot store or compare NUL: such input is refused or not found, never a 500."""
+    settings = any_home
+    add_people(settings)
+    with TestClient(create_app(settings)) as client:
+        assert sign_in(client, "g\x00z", "x\x00").status_code == 401
+        assert sign_in(client, "root").status_code == 303
+        for path in ("/staff/transfers/T%00", "/staff/transfers?archive=G%00Z", "/staff/users/a%00/disable"):
+            method = "POST" if path.endswith("disable") else "GET"
+            answer = client.request(method, path, data={"csrf_token": csrf_of(client)})
+            assert answer.status_code == 404, path
+        token = csrf_of(client, "/staff/users")
+        added = client.post(
+            "/staff/users",
+            data={
+                "login": "th",
+                "password": "long enough password",
+                "role": "archivist",
+                "archive": "G\x00Z",
+                "csrf_token": token,
+            },
+        )
+        assert added.status_code == 404
