@@ -102,6 +102,8 @@ def test_package_reverifies_with_the_outside_tools(any_home: Settings, tmp_path:
     assert {"validation", "message digest calculation", "format identification", "ingestion"} <= kinds
     assert all(e["canonical"]["object_type"] == "transfer" or e["record_id"] for e in doc["events"])
     assert doc["head"]["last_hash"] in chain.stdout
+    receipt = package / "data" / "report" / "receipt"  # the transfer's receipt report, in every form
+    assert {p.name for p in receipt.iterdir()} >= {"report.json", "report.csv", "report.html", "report.pdf"}
     readme = (package / "data" / "README.md").read_text()
     for command in (
         "bagit.py --validate .",
