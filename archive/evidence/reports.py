@@ -139,7 +139,12 @@ def receipt_report_files(settings: Settings, session: Session, transfer_id: str)
 def run_events(session: Session, run: CheckRun) -> list[Event]:
     """The events that carry the run's id (its report's sha256, its rendering, a package of it)."""
     since = run.created_at - dt.timedelta(seconds=1)
-    rows = session.execute(select(Event).where(Event.occurred_at >= since).order_by(Event.id)).scalars()
+    object_type, object_id = _subject(run)
+    rows = session.execute(
+        select(Event)
+        .where(Event.occurred_at >= since, Event.object_type == object_type, Event.object_id == object_id)
+        .order_by(Event.id)
+    ).scalars()
     return [ev for ev in rows if (ev.outcome_detail or {}).get("run_id") == run.id]
 
 
