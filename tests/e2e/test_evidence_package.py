@@ -19,7 +19,9 @@ from sqlalchemy import select
 from archive import db
 from archive.config import Settings
 from archive.evidence import unpack
+from archive.home import store_for
 from archive.models import Event
+from archive.services import get_record
 from tests.e2e.helpers import archive_cmd, ingest_json, simple_bag
 
 TOOLS = Path(sys.executable).parent
@@ -187,6 +189,12 @@ def test_refusals_are_coded(home: Settings, tmp_path: Path) -> None:
         assert "Traceback" not in proc.stderr
     assert taken.read_bytes() == b""  # never overwritten
     assert not (tmp_path / "a.zip").exists() and not list(tmp_path.glob(".evidence-*"))
+    with db.read_session(home) as s:
+        object_dir = store_for(home).object_path(get_record(s, "GZ", "GZ-1-0001").ocfl_object_id)
+    shutil.rmtree(object_dir)  # storage lost the record's object: no package pretends otherwise
+    lost = archive_cmd("evidence", REF, str(tmp_path / "d.zip"), "--json")
+    assert lost.returncode == 1 and json.loads(lost.stdout)["error"]["code"] == "EVD004"
+    assert not (tmp_path / "d.zip").exists()
 
 
 def test_premis_and_mets_on_stdout(home: Settings, tmp_path: Path) -> None:
