@@ -9,7 +9,6 @@ clamd gets the files streamed concurrently), so the expensive items share the ma
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import random
@@ -384,7 +383,3 @@ def store_report(settings: Settings, report: Report, *, agent: str = AGENT) -> C
             ],
         )
     return run
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
