@@ -9,7 +9,6 @@ clamd gets the files streamed concurrently), so the expensive items share the ma
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import random
@@ -28,7 +27,7 @@ from archive.checks.items import CHECKS, Context
 from archive.checks.models import CheckItem, CheckRun, ManualCheck
 from archive.checks.registry import CheckDef, Stage, for_stage
 from archive.checks.report import Failure, ItemResult, Report, Status, new_run_id, write_files
-from archive.checks.subjects import RecordView, from_catalogue
+from archive.checks.subjects import FileView, RecordView, from_catalogue
 from archive.checks.virus import ScanResult, scan
 from archive.config import Settings
 from archive.events import VALIDATION, NewEvent, append_events
@@ -58,17 +57,23 @@ def _file_pass(ctx: Context, rehash: bool) -> tuple[dict[str, list[Failure]], di
     # biggest first, so that the last file does not leave a core idle
     jobs.sort(key=lambda rf: -rf[1].size)
 
-    def one(job: tuple[RecordView, object]) -> Findings:
-        _, f = job
-        return examine(f, rehash=rehash, accepted=accepted, timeout=settings.tool_timeout)  # type: ignore[arg-type]
+    def some(batch: list[tuple[RecordView, FileView]]) -> list[Findings]:
+        return [examine(f, rehash=rehash, accepted=accepted, timeout=settings.tool_timeout) for _, f in batch]
 
+    # small files go in batches, so that a thread's hand-over does not cost more than the file
+    batches: list[list[tuple[RecordView, FileView]]] = []
+    for job in jobs:
+        if not batches or len(batches[-1]) >= 64 or job[1].size > 1 << 20:
+            batches.append([])
+        batches[-1].append(job)
     found: dict[str, list[Failure]] = {code: [] for code in FILE_ITEMS}
     opened = 0
     with ThreadPoolExecutor(settings.workers, thread_name_prefix="check") as pool:
-        for (r, f), findings in zip(jobs, pool.map(one, jobs), strict=True):
-            opened += findings.opened
-            for code, details in findings.by_item.items():
-                found[code].extend(Failure(r.ref, f.path, d) for d in details)
+        for batch, results in zip(batches, pool.map(some, batches), strict=True):
+            for (r, f), findings in zip(batch, results, strict=True):
+                opened += findings.opened
+                for code, details in findings.by_item.items():
+                    found[code].extend(Failure(r.ref, f.path, d) for d in details)
     checked = dict.fromkeys(FILE_ITEMS, len(jobs))
     checked["3-2"] = opened
     return found, checked, opened
@@ -378,7 +383,3 @@ def store_report(settings: Settings, report: Report, *, agent: str = AGENT) -> C
             ],
         )
     return run
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
