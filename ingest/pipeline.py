@@ -33,7 +33,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,6 +46,7 @@ from archive.access import decide_access
 from archive.checks import FileView, Mapped, RecordView, Report, run_checks, store_report
 from archive.checks.registry import item_of_problem
 from archive.checks.report import Failure
+from archive.checks.virus import ScanResult, scan
 from archive.config import Settings
 from archive.errors import ArchiveError, BadArgument
 from archive.events import (
@@ -196,6 +197,8 @@ class Ingest:
         self.batch: StagingBatch | None = None  # one staging folder and lock for every object
         self.codes: list[str] = []
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="identify")
+        self._scan_pool = ThreadPoolExecutor(1, thread_name_prefix="virus-scan")
+        self._scanning: Future[ScanResult] | None = None
         self.fingerprint = ""
         self.receipt: Report | None = None  # the 四性检测 receipt report (DA/T 70-2018)
         self.result = IngestResult(self.transfer_id, archive.code, source.name, TransferStatus.received)
@@ -250,6 +253,7 @@ class Ingest:
                     raise
                 finally:
                     self._pool.shutdown(wait=True, cancel_futures=True)
+                    self._scan_pool.shutdown(wait=True, cancel_futures=True)
                     if self.batch is not None:
                         self.batch.close()
                     shutil.rmtree(self.work, ignore_errors=True)
@@ -390,6 +394,10 @@ class Ingest:
             progress=identified,
         )
         self._sources = sources
+        if (
+            self.settings.receipt_checks
+        ):  # the virus scan (四性检测 4-1) reads the bag beside hashing and Siegfried
+            self._scanning = self._scan_pool.submit(scan, list(sources.values()), self.settings)
         self._verify(bag, destination)
         if not errors(self.problems):
             self.store.start_writeback()  # the copies go to disk while identification still runs
@@ -553,6 +561,7 @@ class Ingest:
             archive=self.archive.code,
             transfer=self.transfer_id,
             mapped=self._mapped(),
+            scanned=self._scanning,
         )
         self.receipt = report
         virus = report.item("4-1")

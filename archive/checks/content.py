@@ -8,6 +8,8 @@ tools (``pdftoppm`` to render a PDF page, ``ffprobe`` for audio and video) run a
 from __future__ import annotations
 
 import codecs
+import os
+import stat
 import subprocess
 import tempfile
 import zipfile
@@ -79,10 +81,17 @@ def _kind(f: FileView) -> str | None:
 def examine(f: FileView, *, rehash: bool, accepted: frozenset[str], timeout: float) -> Findings:
     out = Findings()
     loc = f.location
-    if loc is None or not loc.is_file():
+    if loc is None:
+        out.add("1-14", "not in the object's head version")
+        return out
+    try:
+        st = os.stat(loc)
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
         out.add("2-5", "file missing from storage")
         return out
-    actual = loc.stat().st_size
+    actual = st.st_size
     if actual != f.size:
         out.add("1-10", f"size {actual}, recorded {f.size}")
         if actual < f.size:

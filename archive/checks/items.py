@@ -13,7 +13,6 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from archive.checks.registry import CheckDef, by_key
 from archive.checks.report import Failure, ItemResult, Status
@@ -260,12 +259,3 @@ def byte_counts(ctx: Context, c: CheckDef) -> ItemResult:
                 Failure(r.ref, None, f"{total} bytes in original files, {r.declared_bytes} recorded")
             )
     return _result(ctx, c, len(ctx.records), failures)
-
-
-def mapped_only(ctx: Context, c: CheckDef, checked: int = 0) -> ItemResult:
-    """An item decided at receipt by the ingest's own checks (mapped problems) alone."""
-    return _result(ctx, c, checked, [])
-
-
-def as_params(failures: list[Failure]) -> list[dict[str, Any]]:
-    return [f.as_dict() for f in failures]

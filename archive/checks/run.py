@@ -9,13 +9,12 @@ clamd gets the files streamed concurrently), so the expensive items share the ma
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import random
 import secrets
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from archive.checks.items import CHECKS, Context
 from archive.checks.models import CheckItem, CheckRun, ManualCheck
 from archive.checks.registry import CheckDef, Stage, for_stage
 from archive.checks.report import Failure, ItemResult, Report, Status, new_run_id, write_files
-from archive.checks.subjects import RecordView, from_catalogue, record_query
+from archive.checks.subjects import FileView, RecordView, from_catalogue
 from archive.checks.virus import ScanResult, scan
 from archive.config import Settings
 from archive.events import VALIDATION, NewEvent, append_events
@@ -58,17 +57,23 @@ def _file_pass(ctx: Context, rehash: bool) -> tuple[dict[str, list[Failure]], di
     # biggest first, so that the last file does not leave a core idle
     jobs.sort(key=lambda rf: -rf[1].size)
 
-    def one(job: tuple[RecordView, object]) -> Findings:
-        _, f = job
-        return examine(f, rehash=rehash, accepted=accepted, timeout=settings.tool_timeout)  # type: ignore[arg-type]
+    def some(batch: list[tuple[RecordView, FileView]]) -> list[Findings]:
+        return [examine(f, rehash=rehash, accepted=accepted, timeout=settings.tool_timeout) for _, f in batch]
 
+    # small files go in batches, so that a thread's hand-over does not cost more than the file
+    batches: list[list[tuple[RecordView, FileView]]] = []
+    for job in jobs:
+        if not batches or len(batches[-1]) >= 64 or job[1].size > 1 << 20:
+            batches.append([])
+        batches[-1].append(job)
     found: dict[str, list[Failure]] = {code: [] for code in FILE_ITEMS}
     opened = 0
     with ThreadPoolExecutor(settings.workers, thread_name_prefix="check") as pool:
-        for (r, f), findings in zip(jobs, pool.map(one, jobs), strict=True):
-            opened += findings.opened
-            for code, details in findings.by_item.items():
-                found[code].extend(Failure(r.ref, f.path, d) for d in details)
+        for batch, results in zip(batches, pool.map(some, batches), strict=True):
+            for (r, f), findings in zip(batch, results, strict=True):
+                opened += findings.opened
+                for code, details in findings.by_item.items():
+                    found[code].extend(Failure(r.ref, f.path, d) for d in details)
     checked = dict.fromkeys(FILE_ITEMS, len(jobs))
     checked["3-2"] = opened
     return found, checked, opened
@@ -88,9 +93,12 @@ def run_checks(
     not_reached: bool = False,
     full_chain: bool = False,
     manual: Sequence[ManualCheck] = (),
+    scanned: Future[ScanResult] | None = None,
 ) -> Report:
     """Every check of ``stage`` on ``records``. At receipt ``mapped`` carries the ingest's problems;
-    ``not_reached``: the transfer was refused before its records could be read, so only mapped items count."""
+    ``not_reached``: the transfer was refused before its records could be read, so only mapped items count;
+    ``scanned``: a virus scan of the records' files the caller started earlier (the ingest starts it beside
+    hashing and identification)."""
     mapped = mapped or Mapped({}, {})
     ctx = Context(settings, stage, records, mapped=mapped.errors)
     checks = for_stage(stage)
@@ -105,7 +113,7 @@ def run_checks(
                 for f in r.files
                 if f.location is not None and f.location.is_file()
             ]
-            scanning = side.submit(scan, paths, settings)
+            scanning = scanned or side.submit(scan, paths, settings)
             file_found, file_checked, _ = _file_pass(ctx, rehash=stage == "preservation")
             virus = scanning.result()
     by_path = {f.location: (r.ref, f.path) for r in records for f in r.files if f.location is not None}
@@ -254,9 +262,7 @@ def load_views(settings: Settings, record_ids: Sequence[int]) -> list[RecordView
     views: list[RecordView] = []
     with db.read_session(settings) as s:
         for i in range(0, len(record_ids), 500):
-            chunk = list(s.execute(record_query(record_ids=record_ids[i : i + 500])).scalars())
-            views.extend(from_catalogue(s, store, chunk))
-            s.expunge_all()
+            views.extend(from_catalogue(s, store, record_ids[i : i + 500]))
     return views
 
 
@@ -377,7 +383,3 @@ def store_report(settings: Settings, report: Report, *, agent: str = AGENT) -> C
             ],
         )
     return run
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

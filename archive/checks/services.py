@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from archive.checks.errors import NoReceiptReport, NotManualItem, UnknownCheckRun
 from archive.checks.models import CheckItem, CheckRun, ManualCheck
-from archive.checks.registry import PROPERTIES, registry
+from archive.checks.registry import registry
 from archive.checks.report import csv_from_json
 from archive.events import VALIDATION, NewEvent, append_events
 from archive.models import Archive
@@ -162,10 +162,6 @@ def pass_rates(
             }
         )
     return out
-
-
-def property_order() -> tuple[str, ...]:
-    return PROPERTIES
 
 
 def record_manual(

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
-from archive.models import Archive, Fonds, Record
+from archive.models import Archive, File, Fonds, Record
 from archive.storage import OcflStore
 
 
@@ -80,36 +80,65 @@ def _head_locations(store: OcflStore, object_id: str) -> tuple[dict[str, Path], 
     return out, []
 
 
-def record_query(archive: str | None = None, record_ids: Sequence[int] | None = None) -> Any:
-    q = select(Record).options(selectinload(Record.files)).order_by(Record.id)
-    if archive:
-        q = q.join(Archive, Record.archive_id == Archive.id).where(Archive.code == archive)
-    if record_ids is not None:
-        q = q.where(Record.id.in_(list(record_ids)))
-    return q
+_RECORD_COLUMNS = (
+    Record.id,
+    Record.archive_id,
+    Record.fonds_id,
+    Record.archival_code,
+    Record.title,
+    Record.creator,
+    Record.date_text,
+    Record.date_start,
+    Record.date_end,
+    Record.retention,
+    Record.security_class,
+    Record.language,
+    Record.description,
+    Record.keywords,
+    Record.ocfl_object_id,
+    Record.file_count,
+    Record.byte_count,
+)
+_FILE_COLUMNS = (
+    File.record_id,
+    File.logical_path,
+    File.size,
+    File.sha256,
+    File.sha512,
+    File.puid,
+    File.mime,
+    File.format_name,
+    File.properties,
+    File.role,
+)
 
 
-def from_catalogue(session: Session, store: OcflStore, records: Sequence[Record]) -> Iterator[RecordView]:
-    """Views of catalogued records: metadata from the catalogue, file bytes from the OCFL head version."""
-    archives = {a.id: a.code for a in session.execute(select(Archive)).scalars()}
-    fonds = {f.id: f.code for f in session.execute(select(Fonds)).scalars()}
-    for r in records:
+def from_catalogue(session: Session, store: OcflStore, record_ids: Sequence[int]) -> Iterator[RecordView]:
+    """Views of catalogued records: metadata from the catalogue, file bytes from the OCFL head version.
+    Plain column reads (no ORM objects, none of the JSON columns but a file's properties): a sample of
+    thousands of records is read in a fraction of a second."""
+    archives = dict(session.execute(select(Archive.id, Archive.code)).all())
+    fonds = dict(session.execute(select(Fonds.id, Fonds.code)).all())
+    ids = list(record_ids)
+    files: dict[int, list[Any]] = {}
+    for row in session.execute(select(*_FILE_COLUMNS).where(File.record_id.in_(ids)).order_by(File.id)):
+        files.setdefault(row.record_id, []).append(row)
+    for r in session.execute(select(*_RECORD_COLUMNS).where(Record.id.in_(ids)).order_by(Record.id)):
         where, problems = _head_locations(store, r.ocfl_object_id)
-        files = [
+        views = [
             FileView(
                 path=f.logical_path,
                 location=where.get(f.logical_path),
                 size=f.size,
-                digests={**f.digests, "sha256": f.sha256, "sha512": f.sha512},
+                digests={"sha256": f.sha256, "sha512": f.sha512},
                 puid=f.puid,
                 mime=f.mime,
                 format_name=f.format_name,
-                properties=dict(f.properties or {}),
+                properties=f.properties or {},
                 role=f.role,
             )
-            for f in r.files
+            for f in files.get(r.id, [])
         ]
-        meta = where.get("metadata/record.json")
         yield RecordView(
             archive=archives.get(r.archive_id, "?"),
             archival_code=r.archival_code,
@@ -124,10 +153,10 @@ def from_catalogue(session: Session, store: OcflStore, records: Sequence[Record]
             language=r.language,
             description=r.description,
             keywords=r.keywords,
-            files=files,
+            files=views,
             record_id=r.id,
             object_id=r.ocfl_object_id,
-            metadata_path=meta if meta is not None else None,
+            metadata_path=where.get("metadata/record.json"),
             problems=problems,
             declared_files=r.file_count,
             declared_bytes=r.byte_count,

@@ -5,6 +5,8 @@
 * ``archive evidence premis ARCHIVE/CODE`` / ``archive evidence mets ARCHIVE/CODE`` — the record's PREMIS 3
   or METS document on stdout.
 * ``archive evidence renew [--json]`` — evidence renewal: a timestamped Merkle root over every version.
+* ``archive evidence report RUN_ID [--json]`` — a 四性检测 run's report as HTML and PDF beside its JSON (the
+  first rendering is logged with the PDF's sha256).
 
 The first argument is either a record reference or the name of a sub-action in :data:`ACTIONS`; further
 sub-actions (``renew``: timestamping the packages' Merkle root) register there, taking the rest of the
@@ -110,15 +112,50 @@ def _renew(argument: str | None, as_json: bool) -> None:
         )
 
 
+def _render_report(run_id: str | None, as_json: bool) -> None:
+    """``archive evidence report RUN_ID``: the run's report as HTML and PDF (written once, logged)."""
+
+    def body(settings: Settings) -> dict[str, str | None]:
+        from archive import db
+        from archive.checks.services import get_run
+        from archive.evidence.errors import BadTarget
+        from archive.evidence.reports import render_run
+
+        if run_id is None:
+            raise BadTarget(target="report")
+        with db.write_session(settings) as s:
+            rendered = render_run(settings, s, get_run(s, run_id))
+        return {
+            "run_id": run_id,
+            "html": str(rendered.html),
+            "pdf": str(rendered.pdf) if rendered.pdf else None,
+            "pdf_sha256": rendered.pdf_sha256,
+        }
+
+    result = run(body, as_json)
+    if as_json:
+        print_json({"ok": True, **result})
+    else:
+        out.print(f"html {result['html']}", highlight=False)
+        out.print(
+            f"pdf  {result['pdf'] or '(no CJK TrueType font: set ARCHIVE_REPORT_FONT)'}", highlight=False
+        )
+        if result["pdf_sha256"]:
+            out.print(f"pdf sha256 {result['pdf_sha256']}", highlight=False)
+
+
 ACTIONS["premis"] = _document("premis")
 ACTIONS["mets"] = _document("mets")
 ACTIONS["renew"] = _renew
+ACTIONS["report"] = _render_report
 
 
 def evidence(
     target: Annotated[
         str,
-        typer.Argument(help="ARCHIVE/CODE, or OUT.zip with --cycle, or a sub-action: premis, mets, renew"),
+        typer.Argument(
+            help="ARCHIVE/CODE, or OUT.zip with --cycle, or a sub-action: premis, mets, report, renew"
+        ),
     ],
     output: Annotated[str | None, typer.Argument(metavar="[OUT.zip]", help="The package to write.")] = None,
     cycle: Annotated[str | None, typer.Option("--cycle", help="A 四性检测 run id.")] = None,

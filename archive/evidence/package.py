@@ -105,6 +105,15 @@ def chain_excerpt(session: Session, events: Sequence[Event]) -> dict[str, Any]:
     }
 
 
+def _excerpt_json(excerpt: dict[str, Any]) -> bytes:
+    """The excerpt as JSON, readable: the events indented, the links one per line (there may be millions)."""
+    links = excerpt["links"]
+    head = {k: v for k, v in excerpt.items() if k != "links"}
+    text = json.dumps(head, ensure_ascii=False, indent=1)
+    lines = ",\n".join(json.dumps(link) for link in links)
+    return (text[: text.rindex("}")].rstrip() + f',\n "links": [\n{lines}\n ]\n}}\n').encode("utf-8")
+
+
 def _inventories(settings: Settings, object_ids: Sequence[str]) -> dict[str, bytes]:
     """Every inventory.json (root and per version) and sidecar of these objects, keyed by payload path."""
     store = store_for(settings)
@@ -189,7 +198,7 @@ def write_package(settings: Settings, session: Session, out: Path, contents: Con
     payload: dict[str, bytes] = {
         **contents.files,
         **inventories,
-        "events/events.json": json.dumps(excerpt, ensure_ascii=False, indent=1).encode("utf-8"),
+        "events/events.json": _excerpt_json(excerpt),
         "events/premis.xml": premis_document(None, contents.events, subject=contents.title),
         "verify_chain.py": script,
     }

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from archive.evidence.records import DISSEMINATION, record_events
 from archive.evidence.render import find_font, report_html, report_pdf
 from archive.models import Archive, Event, Record
 from archive.services import split_record_ref, transfer_record_refs
+from archive.storage import acquire_lock, release_lock
 
 AGENT = "pearl-archive evidence 0.1"
 
@@ -43,6 +45,13 @@ class RenderedRun:
     html: Path
     pdf: Path | None  # None when no CJK TrueType font is installed
     pdf_sha256: str | None
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write beside, then rename: a reader never sees half a file."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
 
 
 def _sha256(path: Path) -> str:
@@ -63,11 +72,16 @@ def render_run(settings: Settings, session: Session, run: CheckRun) -> RenderedR
     folder = Path(run.report_file or "").parent
     html, pdf = folder / "report.html", folder / "report.pdf"
     font = find_font(settings.report_font)
-    fresh = not html.exists() or (font is not None and not pdf.exists())
-    if not html.exists():
-        html.write_text(report_html(report), encoding="utf-8")
-    if font is not None and not pdf.exists():
-        pdf.write_bytes(report_pdf(report, font))
+    lock = acquire_lock(folder / ".render.lock")  # two pages opened at once render (and log) it once
+    assert lock is not None
+    try:
+        fresh = not html.exists() or (font is not None and not pdf.exists())
+        if not html.exists():
+            _write(html, report_html(report).encode("utf-8"))
+        if font is not None and not pdf.exists():
+            _write(pdf, report_pdf(report, font))
+    finally:
+        release_lock(lock)
     have_pdf = pdf.exists()
     if fresh:
         object_type, object_id = _subject(run)
@@ -125,7 +139,12 @@ def receipt_report_files(settings: Settings, session: Session, transfer_id: str)
 def run_events(session: Session, run: CheckRun) -> list[Event]:
     """The events that carry the run's id (its report's sha256, its rendering, a package of it)."""
     since = run.created_at - dt.timedelta(seconds=1)
-    rows = session.execute(select(Event).where(Event.occurred_at >= since).order_by(Event.id)).scalars()
+    object_type, object_id = _subject(run)
+    rows = session.execute(
+        select(Event)
+        .where(Event.occurred_at >= since, Event.object_type == object_type, Event.object_id == object_id)
+        .order_by(Event.id)
+    ).scalars()
     return [ev for ev in rows if (ev.outcome_detail or {}).get("run_id") == run.id]
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from archive.config import Settings
+from archive.errors import BrokerUnavailable
 from archive.events import FIXITY_CHECK, NewEvent, append_events
 from archive.evidence.errors import UnknownAuditRun
 
@@ -87,11 +88,16 @@ def audit_file(settings: Settings, run_id: str, name: str) -> Path:
 def request_audit(settings: Settings, session: Session, *, archive: str | None, agent: str) -> str:
     """Queue a fixity audit (of one archive, or every object) for a worker; the event says who asked.
     Returns the task id."""
-    from preservation.celery_app import QUEUE, app_for
+    from kombu.exceptions import OperationalError as KombuOperationalError
+
+    from preservation.celery_app import QUEUE, app_for, broker_url_and_options
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*noload.*", category=DeprecationWarning)  # as jobs.send
-        result = app_for(settings).send_task(AUDIT_REQUEST_TASK, args=[archive, agent], queue=QUEUE)
+        try:
+            result = app_for(settings).send_task(AUDIT_REQUEST_TASK, args=[archive, agent], queue=QUEUE)
+        except (KombuOperationalError, OSError) as exc:  # the broker (Redis) cannot be reached: a 503
+            raise BrokerUnavailable(url=broker_url_and_options(settings)[0], reason=exc) from exc
     append_events(
         session,
         [

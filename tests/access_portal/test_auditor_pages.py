@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import socket
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -194,3 +195,17 @@ def test_an_auditor_cannot_change_anything(home: Settings, node: dict[str, str])
             select(Event).where(Event.event_type == "fixity check", Event.agent == "aud")
         ).scalars()
     assert requested.object_id == "GZ" and requested.outcome_detail["requested"] is True
+
+
+def test_a_requested_audit_with_the_broker_down_is_a_503_and_logs_nothing(home: Settings) -> None:
+    add_people(home)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = home.model_copy(update={"broker_url": f"redis://127.0.0.1:{port}/0"})
+    with client_for(down, "aud") as c:
+        token = csrf_of(c)
+        answer = c.post("/staff/audits", data={"archive": "GZ", "csrf_token": token}, follow_redirects=False)
+    assert answer.status_code == 503
+    with db.read_session(home) as s:
+        assert not s.execute(select(Event).where(Event.event_type == "fixity check")).scalars().all()

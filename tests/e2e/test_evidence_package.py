@@ -19,7 +19,9 @@ from sqlalchemy import select
 from archive import db
 from archive.config import Settings
 from archive.evidence import unpack
+from archive.home import store_for
 from archive.models import Event
+from archive.services import get_record
 from tests.e2e.helpers import archive_cmd, ingest_json, simple_bag
 
 TOOLS = Path(sys.executable).parent
@@ -102,6 +104,8 @@ def test_package_reverifies_with_the_outside_tools(any_home: Settings, tmp_path:
     assert {"validation", "message digest calculation", "format identification", "ingestion"} <= kinds
     assert all(e["canonical"]["object_type"] == "transfer" or e["record_id"] for e in doc["events"])
     assert doc["head"]["last_hash"] in chain.stdout
+    receipt = package / "data" / "report" / "receipt"  # the transfer's receipt report, in every form
+    assert {p.name for p in receipt.iterdir()} >= {"report.json", "report.csv", "report.html", "report.pdf"}
     readme = (package / "data" / "README.md").read_text()
     for command in (
         "bagit.py --validate .",
@@ -185,6 +189,12 @@ def test_refusals_are_coded(home: Settings, tmp_path: Path) -> None:
         assert "Traceback" not in proc.stderr
     assert taken.read_bytes() == b""  # never overwritten
     assert not (tmp_path / "a.zip").exists() and not list(tmp_path.glob(".evidence-*"))
+    with db.read_session(home) as s:
+        object_dir = store_for(home).object_path(get_record(s, "GZ", "GZ-1-0001").ocfl_object_id)
+    shutil.rmtree(object_dir)  # storage lost the record's object: no package pretends otherwise
+    lost = archive_cmd("evidence", REF, str(tmp_path / "d.zip"), "--json")
+    assert lost.returncode == 1 and json.loads(lost.stdout)["error"]["code"] == "EVD004"
+    assert not (tmp_path / "d.zip").exists()
 
 
 def test_premis_and_mets_on_stdout(home: Settings, tmp_path: Path) -> None:
@@ -237,3 +247,9 @@ def test_cycle_package_carries_the_report_and_the_failing_records(any_home: Sett
     events = json.loads((package / "data" / "events" / "events.json").read_text())["events"]
     assert any(e["canonical"]["outcome_detail"].get("run_id") == run_id for e in events)
     assert any(e["canonical"]["event_type"] == "ingestion" for e in events)  # the failing record's history
+    rendered = archive_cmd("evidence", "report", run_id, "--json")
+    assert rendered.returncode == 0, rendered.stderr
+    pdf_sha = json.loads(rendered.stdout)["pdf_sha256"]
+    assert pdf_sha == hashlib.sha256((report_dir / "report.pdf").read_bytes()).hexdigest()
+    logged = [e for e in events if e["canonical"]["outcome_detail"].get("pdf_sha256")]
+    assert [e["canonical"]["outcome_detail"]["pdf_sha256"] for e in logged] == [pdf_sha]

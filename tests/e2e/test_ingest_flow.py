@@ -169,7 +169,7 @@ def test_progress_reports_every_stage_with_identification_in_files_and_bytes(
     result = ingest(bag, "GZ", home, recorder)
     assert result.stored, result.problems
     stages = [c for c in recorder.calls if c[0] == "stage"]
-    assert [c[1] for c in stages] == ["open", "verify", "identify", "store"]
+    assert [c[1] for c in stages] == ["open", "verify", "identify", "check", "store"]
     total = sum(f.stat().st_size for f in (bag / "data").rglob("*") if f.is_file())
     at = recorder.calls.index(stages[2])
     assert stages[2] == ("stage", "identify", 6, total)  # five records and records.csv
