@@ -219,3 +219,15 @@ def test_audit_cli_with_replicas(replicated: Settings) -> None:
         timeout=300,
     )
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_a_damaged_version_inventory_is_restored_from_a_replica(replicated: Settings) -> None:
+    obj = replicated.ocfl_root / object_relpath(_first_record(replicated))
+    original = (obj / "v1" / INVENTORY).read_bytes()
+    (obj / "v1" / INVENTORY).write_bytes(
+        original.replace(b'"message"', b'"messagE"')
+    )  # sidecar left as it was
+    report = run_audit(replicated, replicas=targets(replicated))
+    assert report.failures and {f.kind for f in report.failures} == {"inventory"} and report.intact
+    assert (obj / "v1" / INVENTORY).read_bytes() == original
+    assert run_audit(replicated, replicas=targets(replicated), resume=False).ok
