@@ -78,8 +78,9 @@ def copy_root_files(root: Path, target: Target) -> None:
     if ext.is_dir():
         names += [p for p in ext.rglob("*") if p.is_file()]
     for p in names:
-        target.put_file(p.relative_to(root).as_posix(), p)
-    target.put_file(ROOT_NAMASTE, root / ROOT_NAMASTE)
+        target.put_file(p.relative_to(root).as_posix(), p, durable=False)
+    target.flush()
+    target.put_file(ROOT_NAMASTE, root / ROOT_NAMASTE, durable=False)  # flushed with the first batch
 
 
 def copy_version_files(root: Path, target: Target, object_id: str, version: str) -> tuple[int, int]:

@@ -191,15 +191,20 @@ def repair_object(
     return events
 
 
-def _agrees_with_catalogue(inventory: dict[str, Any], target: Target) -> bool:
-    """Every catalogued file of ``target`` is in ``inventory`` at its version with the catalogue's sha512, and
-    the inventory's head is at least the newest version the catalogue knows."""
+def _agrees_with_catalogue(inventory: dict[str, Any], target: Target, version: str | None = None) -> bool:
+    """Every catalogued file of ``target`` up to the inventory's head is in ``inventory`` at its version with
+    the catalogue's sha512; a root inventory (``version`` None) must reach the newest version the catalogue
+    knows, a version's inventory must be that version's."""
     versions = inventory.get("versions", {})
-    newest = max((int(cf.version[1:]) for cf in target.files if cf.version[1:].isdigit()), default=1)
     head = inventory.get("head", "")
-    if not head[1:].isdigit() or int(head[1:]) < newest:
+    if not head[1:].isdigit():
+        return False
+    newest = max((int(cf.version[1:]) for cf in target.files if cf.version[1:].isdigit()), default=1)
+    if (version is None and int(head[1:]) < newest) or (version is not None and head != version):
         return False
     for cf in target.files:
+        if cf.version[1:].isdigit() and int(cf.version[1:]) > int(head[1:]):
+            continue
         state = versions.get(cf.version, {}).get("state", {})
         if cf.logical_path not in state.get(cf.sha512, []):
             return False
@@ -247,7 +252,7 @@ def repair_inventory(
             if inventory is None:
                 notes.append(f"the inventory at {replica.name} is not trustworthy (sidecar, id or signature)")
                 continue
-            if not _agrees_with_catalogue(inventory, target):
+            if not _agrees_with_catalogue(inventory, target, where or None):
                 notes.append(f"the inventory at {replica.name} disagrees with the catalogue")
                 continue
             if not where and (obj_dir / inventory["head"] / INVENTORY).is_file():

@@ -19,7 +19,7 @@ from archive import db
 from archive.config import Settings
 from archive.events import RECOVERY, verify_chain
 from archive.models import Event, File, Record
-from archive.replicas import sync, targets
+from archive.replicas import status, sync, targets
 from archive.replicas.target import Target
 from archive.storage import validate_root
 from archive.storage.inventory import INVENTORY, SIDECAR, sidecar_bytes
@@ -27,7 +27,10 @@ from archive.storage.layout import object_relpath
 from ingest.pipeline import ingest
 from preservation.audit import run_audit
 from preservation.audit.copies import check_replicas
+from preservation.migrate import migrate
 from tests.e2e.helpers import simple_bag
+from tests.preservation.helpers import ingest_files
+from tests.preservation.samples import make_pdf
 
 RECORDS = [
     ("文书", "GZ·WS-2020-0001", "关于档案移交的通知", "关于做好档案移交工作的通知。\n".encode() * 50),
@@ -219,3 +222,37 @@ def test_audit_cli_with_replicas(replicated: Settings) -> None:
         timeout=300,
     )
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_a_damaged_version_inventory_is_restored_from_a_replica(replicated: Settings) -> None:
+    obj = replicated.ocfl_root / object_relpath(_first_record(replicated))
+    original = (obj / "v1" / INVENTORY).read_bytes()
+    (obj / "v1" / INVENTORY).write_bytes(
+        original.replace(b'"message"', b'"messagE"')
+    )  # sidecar left as it was
+    report = run_audit(replicated, replicas=targets(replicated))
+    assert report.failures and {f.kind for f in report.failures} == {"inventory"} and report.intact
+    assert (obj / "v1" / INVENTORY).read_bytes() == original
+    assert run_audit(replicated, replicas=targets(replicated), resume=False).ok
+
+
+def test_a_migrated_version_is_enqueued_with_its_catalogue_commit_and_replicated(
+    home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replica = tmp_path / "replica"
+    monkeypatch.setenv("ARCHIVE_REPLICAS", str(replica))
+    settings = Settings()
+    ids = ingest_files(settings, tmp_path, {"a.pdf": make_pdf(tmp_path / "a.pdf", pages=2)})
+    assert sync(settings) is not None
+    assert migrate(settings, ids["a.pdf"], "pdfa").version == "v2"
+    (behind,) = status(settings)
+    assert behind.versions_behind == 1 and behind.bytes_behind > 0
+    done = sync(settings)
+    assert done is not None and done[0].versions == 1
+    ok, messages = validate_root(replica)
+    assert ok, messages
+    with db.read_session(settings) as s:
+        record = s.execute(select(Record)).scalar_one()
+        rel = object_relpath(record.ocfl_object_id)
+    assert json.loads((replica / rel / INVENTORY).read_bytes())["head"] == "v2"
+    assert check_replicas(settings, targets(settings))[0].ok
