@@ -284,6 +284,7 @@ def test_a_sample_is_at_least_five_percent_and_its_seed_redraws_it(checked: Sett
     assert again == ids
     report = run_cycle(checked, "sample", seed=seed)
     assert report.records == 2 and report.seed == seed
+    assert report.item("1-9").status == "n/a"  # gaps between sampled records are not gaps in the fonds
     with db.read_session(checked) as s:
         runs = list_runs(s, stage="preservation")
         assert runs[0]["seed"] == seed
