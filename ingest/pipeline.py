@@ -32,6 +32,7 @@ import shutil
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -196,6 +197,7 @@ class Ingest:
         self.builders: list[ObjectBuilder] = []
         self.batch: StagingBatch | None = None  # one staging folder and lock for every object
         self.codes: list[str] = []
+        self._warnings_indexed: tuple[int, dict[str, list[str]], dict[str, int]] | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="identify")
         self._scan_pool = ThreadPoolExecutor(1, thread_name_prefix="virus-scan")
         self._scanning: Future[ScanResult] | None = None
@@ -635,7 +637,24 @@ class Ingest:
         # One line: json's C encoder (indent= would take the pure-Python one, ~0.2 ms per file described)
         return json.dumps(body, ensure_ascii=False, sort_keys=True, default=str).encode()
 
+    def _warning_index(self) -> tuple[dict[str, list[str]], dict[str, int]]:
+        """The transfer's warnings once: their codes by bag path, and the count of each code. A record's
+        validation event names its own files' warnings and the transfer's counts — never every warning of
+        the transfer, which would grow as records × warnings (100,000 files with a warning each filled
+        gigabytes of events)."""
+        if self._warnings_indexed is None or self._warnings_indexed[0] != len(self.problems):
+            absolute = {str(path): bag_path for bag_path, path in getattr(self, "_sources", {}).items()}
+            by_path: dict[str, list[str]] = {}
+            counts: Counter[str] = Counter()
+            for p in warnings(self.problems):
+                counts[p.code] += 1
+                if p.path:
+                    by_path.setdefault(absolute.get(p.path, p.path), []).append(p.code)
+            self._warnings_indexed = (len(self.problems), by_path, dict(sorted(counts.items())))
+        return self._warnings_indexed[1], self._warnings_indexed[2]
+
     def _record_events(self, plan: _Plan, decision: Any) -> list[NewEvent]:
+        by_path, transfer_warnings = self._warning_index()
         common: dict[str, Any] = {
             "agent": AGENT,
             "object_type": "record",
@@ -651,7 +670,8 @@ class Ingest:
                 detail="BagIt validation of the transfer (RFC 8493) and record metadata checks",
                 outcome_detail={
                     "dat_70_2018": list(DAT_ITEMS),
-                    "warnings": [p.code for p in warnings(self.problems)],
+                    "warnings": sorted({c for bp in plan.spec.files for c in by_path.get(bp, ())}),
+                    "transfer_warnings": transfer_warnings,
                 },
                 **common,
             ),

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from archive import db
 from archive.config import Settings
-from archive.events import verify_chain
+from archive.events import VALIDATION, verify_chain
 from archive.home import leftover_staging
+from archive.models import Event, Record
 from archive.services import get_record
 from archive.storage import validate_root
 from ingest.bagwriter import make_bag, write_payload
@@ -177,3 +179,31 @@ def test_progress_reports_every_stage_with_identification_in_files_and_bytes(
     assert steps[-1] == ("advance", 6, total)
     assert [c[1] for c in steps] == sorted(c[1] for c in steps)  # never backwards
     assert all(0 <= c[2] <= total for c in steps)
+
+
+def test_a_records_validation_event_names_its_own_warnings_only(home: Settings, tmp_path: Path) -> None:
+    """Each record's validation event lists the warnings of its own files and the transfer's counts per
+    code — not every warning of the transfer (that grew as records × warnings)."""
+    noise = bytes(range(256)) * 64  # no PRONOM match: IDN003, a warning
+    bag = simple_bag(
+        tmp_path / "warn",
+        [
+            ("a", "GZ-W-0001", "甲", noise),
+            ("b", "GZ-W-0002", "乙", noise),
+            ("c", "GZ-W-0003", "丙", b"text\n"),
+        ],
+    )
+    code, result = ingest_json(bag, "GZ")
+    assert code == 0, result
+    with db.read_session(home) as s:
+        rows = s.execute(
+            select(Record.archival_code, Event.outcome_detail)
+            .join(Event, Event.record_id == Record.id)
+            .where(Event.event_type == VALIDATION)
+        ).all()
+    details = {c: d for c, d in rows}
+    assert set(details) == {"GZ-W-0001", "GZ-W-0002", "GZ-W-0003"}
+    assert details["GZ-W-0001"]["warnings"] == details["GZ-W-0002"]["warnings"]
+    assert "IDN003" in details["GZ-W-0001"]["warnings"]
+    assert details["GZ-W-0003"]["warnings"] == []
+    assert all(d["transfer_warnings"].get("IDN003") == 2 for d in details.values())
