@@ -1,5 +1,5 @@
-"""``archive serve``: the public portal under uvicorn, and ``archive health portal`` (registered through the
-``archive.commands`` entry point).
+"""``archive serve``: the public portal under uvicorn, ``archive health portal`` and ``archive uploads clean``
+(registered through the ``archive.commands`` entry point).
 
 By default the command also drains the index outbox every few seconds in a background thread, so that
 ``archive demo && archive serve`` finds the demo's records without a separate worker; a node that runs the
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from archive.cli import err, out, run
+from archive.cli import JsonOpt, err, out, run
 
 if TYPE_CHECKING:
     from archive.config import Settings
@@ -121,8 +121,29 @@ def health_portal(
     run(body, needs_home=False)
 
 
+uploads_app = typer.Typer(no_args_is_help=True, help="Resumable (tus) transfer uploads.")
+
+
+@uploads_app.command("clean")
+def uploads_clean(
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove partial uploads past their expiry (ARCHIVE_UPLOAD_EXPIRE_HOURS); the beat does it hourly."""
+    from archive.cli import print_json
+    from archive.uploads import clean_expired
+
+    cleaned = run(clean_expired, as_json)
+    if as_json:
+        print_json([{"upload": c.upload_id, "archive": c.archive, "bytes": c.bytes} for c in cleaned])
+        return
+    for c in cleaned:
+        out.print(f"removed upload {c.upload_id} ({c.archive or '-'}, {c.bytes} bytes)")
+    out.print(f"{len(cleaned)} expired upload(s) removed")
+
+
 def register(app: typer.Typer) -> None:
     from archive.cli import health_app
 
     app.command("serve")(serve)
+    app.add_typer(uploads_app, name="uploads")
     health_app.command("portal")(health_portal)

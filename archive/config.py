@@ -182,6 +182,10 @@ class Settings(BaseSettings):
     task_max_retries: int = Field(
         default=3, ge=0, description="Retries of a failing preservation task (exponential backoff)."
     )
+    # resumable uploads (issue 11)
+    upload_expire_hours: float = Field(
+        default=24.0, gt=0, description="Hours a partial (tus) upload is kept before it is cleaned up."
+    )
 
     # staff web sessions and sign-in (issue 11)
     session_idle_minutes: int = Field(

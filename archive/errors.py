@@ -10,6 +10,7 @@ path=p, version="v2")`` (code STO007, text of ``STO007.added``). Catch by class 
     │   ├── NotInitialised            ARC001  ARCHIVE_HOME has no catalogue yet
     │   ├── UnknownArchive            ARC002  no holding archive with that code
     │   ├── BadArgument               ARC003  an argument or setting is malformed
+    │   │   └── TusError              UPL001  a request breaking the tus 1.0.0 protocol (400/412/415)
     │   ├── InsecureSetting           ARC010  a secret setting holds a placeholder or an empty password
     │   └── UnknownHarvestSource      OAI012  no harvest source with that URL
     ├── NotAuthenticated              ACC001  no or a bad token (HTTP 401)
@@ -19,9 +20,12 @@ path=p, version="v2")`` (code STO007, text of ``STO007.added``). Catch by class 
     ├── Forbidden                     ACC002  a role or archive outside the person's scope (HTTP 403)
     │   └── CsrfRejected              SES003  a change with the session cookie but no valid CSRF token
     ├── NotFound                      ARC004  a record/transfer/file does not exist
+    │   └── UploadExpired             UPL004  a partial upload past its expiry (410)
     ├── Unhealthy                     ARC011  a health check (``archive health …``) failed
     ├── Conflict                      ARC005  e.g. an archive code registered twice
-    │   └── HarvestSourceExists       OAI011
+    │   ├── HarvestSourceExists       OAI011
+    │   └── OffsetMismatch UPL002 (409), UploadBusy UPL003 (423): a tus chunk out of step, a second writer
+    ├── BeyondUploadLength            UPL005  a tus chunk beyond its Upload-Length (413)
     ├── OaiError                      OAI000  an OAI-PMH protocol error (``oai_code``), answered in the document
     │   └── OaiBadVerb OAI001, OaiBadArgument OAI002, OaiBadResumptionToken OAI003,
     │       OaiCannotDisseminateFormat OAI004, OaiIdDoesNotExist OAI005, OaiNoRecordsMatch OAI006, …
@@ -388,3 +392,43 @@ class SignInRequired(NotAuthenticated):
     """A staff page asked for without a live session (none, ended, or idle too long): sign in first."""
 
     code = "SES004"
+
+
+class TusError(BadArgument):
+    """A request that breaks the tus 1.0.0 protocol (a missing ``Tus-Resumable``, a bad header): HTTP 400,
+    or 412/415 for the version and the chunk's content type (``variant``)."""
+
+    code = "UPL001"
+
+
+class OffsetMismatch(Conflict):
+    """A chunk that does not start where the upload stands (HTTP 409); the client asks with HEAD and resumes."""
+
+    code = "UPL002"
+
+    def __init__(self, expected: int, given: int) -> None:
+        super().__init__(expected=expected, given=given)
+
+
+class UploadBusy(Conflict):
+    """Another request is writing to the same upload right now (HTTP 423)."""
+
+    code = "UPL003"
+
+
+class UploadExpired(NotFound):
+    """A partial upload past its expiry (HTTP 410); its bytes are gone or about to be."""
+
+    code = "UPL004"
+
+    def __init__(self, upload: str) -> None:
+        super().__init__(upload=upload)
+
+
+class BeyondUploadLength(ArchiveError):
+    """A chunk that would carry the upload beyond its declared ``Upload-Length`` (HTTP 413)."""
+
+    code = "UPL005"
+
+    def __init__(self, length: int) -> None:
+        super().__init__(length=length)

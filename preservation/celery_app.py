@@ -28,7 +28,8 @@ Choices made here:
   ``Settings.dispatch_interval`` seconds (``ARCHIVE_DISPATCH_INTERVAL``, default 30); an incremental fixity
   audit every night at 02:00 UTC, of the objects not verified for ``Settings.audit_cycle_days`` days
   (``ARCHIVE_AUDIT_CYCLE_DAYS``, default 30), oldest-verified first;
-  the incremental OAI-PMH harvest of every peer into the regional catalogue copy hourly (minute 17).
+  the incremental OAI-PMH harvest of every peer into the regional catalogue copy hourly (minute 17); the
+  partial uploads past their expiry removed hourly (minute 41).
 * After fork, each worker child drops the parent's database connections (ours and the SQLite broker's).
 """
 
@@ -48,6 +49,7 @@ MIGRATE_TASK = "preservation.migrate_file"
 AUDIT_TASK = "preservation.audit_incremental"
 HARVEST_TASK = "preservation.harvest_catalogue"
 INGEST_TASK = "preservation.ingest_transfer"
+CLEAN_UPLOADS_TASK = "preservation.clean_uploads"
 
 
 def lease_seconds(settings: Settings) -> float:
@@ -123,6 +125,12 @@ def make_app(settings: Settings | None = None) -> Celery:
             "harvest-regional-catalogue": {
                 "task": HARVEST_TASK,
                 "schedule": crontab(minute=17),
+                "options": {"expires": 3000.0},
+            },
+            # partial (tus) uploads past ARCHIVE_UPLOAD_EXPIRE_HOURS (archive.uploads.clean_expired)
+            "clean-expired-uploads": {
+                "task": CLEAN_UPLOADS_TASK,
+                "schedule": crontab(minute=41),
                 "options": {"expires": 3000.0},
             },
         },

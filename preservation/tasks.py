@@ -13,8 +13,12 @@ The bodies are one line each: :func:`dispatch_pending` (drain the migrate outbox
 (:func:`preservation.migrate.migrate`) and :func:`audit_incremental` (:func:`preservation.audit.run_audit`
 for the objects not verified for ``Settings.audit_cycle_days`` days, oldest-verified first, resumable).
 
+:class:`IngestTask` is the ingest of an uploaded bag: retried like the others, and when it gives up its
+transfer is rejected with UPL006 (:mod:`preservation.ingest_jobs`) instead of staying ``received``.
+
 Worker signals: each child process drops inherited database connections after fork; a worker that becomes
-ready cleans the staging area of dead processes and re-queues the jobs its host's dead workers held.
+ready cleans the staging area of dead processes and re-queues the jobs (migrations and ingests) its host's
+dead workers held.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import logging
 import random
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from celery import Task
@@ -32,12 +37,13 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from archive import db
 from archive.config import Settings, get_settings
-from archive.errors import NotFound, ServiceUnavailable, UsageError
-from archive.models import utcnow
+from archive.errors import ArchiveError, NotFound, ServiceUnavailable, UsageError
+from archive.models import TransferStatus, utcnow
 from archive.storage import StorageError, VersionConflict
-from preservation import jobs
+from preservation import ingest_jobs, jobs
 from preservation.celery_app import (
     AUDIT_TASK,
+    CLEAN_UPLOADS_TASK,
     DISPATCH_TASK,
     HARVEST_TASK,
     INGEST_TASK,
@@ -120,13 +126,32 @@ class PreservationTask(Task):
             log.error("gave up %s after %.2fs: %s", label, seconds, exc)
             if self.tracks_job:
                 jobs.mark_failed(self.settings, int(args[0]), str(args[1]), exc)
+            self.gave_up(args, exc, retries + 1)
             return {"ok": False, "error": str(exc)}
         countdown = backoff(retries)
         log.warning("retry %s in %.1fs after %.2fs: %s", label, countdown, seconds, exc)
         if self.tracks_job:
             jobs.mark_retrying(self.settings, int(args[0]), str(args[1]), exc, countdown)
+        self.retrying(args, exc, countdown)
         # transient conflicts do not use up the retries meant for failing tools
         raise self.retry(exc=exc, countdown=countdown, max_retries=3 * limit + 3)
+
+    def retrying(self, args: tuple[Any, ...], exc: Exception, countdown: float) -> None:
+        """Called before a retry is scheduled (a task's own bookkeeping)."""
+
+    def gave_up(self, args: tuple[Any, ...], exc: Exception, attempts: int) -> None:
+        """Called when the task gives up for good (a task's own bookkeeping)."""
+
+
+class IngestTask(PreservationTask):
+    """The ingest of an uploaded bag: its transfer row is the job (:mod:`preservation.ingest_jobs`)."""
+
+    def retrying(self, args: tuple[Any, ...], exc: Exception, countdown: float) -> None:
+        ingest_jobs.retrying(self.settings, str(args[0]), exc, countdown)
+
+    def gave_up(self, args: tuple[Any, ...], exc: Exception, attempts: int) -> None:
+        reason = f"{exc.code}: {exc.en}" if isinstance(exc, ArchiveError) else f"{type(exc).__name__}: {exc}"
+        ingest_jobs.give_up(self.settings, str(args[0]), "UPL006", attempts=attempts, reason=reason)
 
 
 @app.task(base=PreservationTask, bind=True, name=DISPATCH_TASK, max_retries=0)
@@ -165,22 +190,33 @@ def harvest_catalogue(self: PreservationTask) -> list[dict[str, Any]]:
     return [r.as_dict() for r in run(self.settings)]
 
 
-@app.task(base=PreservationTask, bind=True, name=INGEST_TASK, max_retries=0)
+@app.task(base=IngestTask, bind=True, name=INGEST_TASK)
 def ingest_transfer(self: PreservationTask, transfer_id: str, path: str, archive: str) -> dict[str, Any]:
-    """Ingest a bag uploaded through the staff API (``POST /api/v1/transfers``) under the transfer id the
-    upload registered; the upload is removed once the ingest has decided (stored or rejected). Not retried:
-    a rejection is an outcome, and a worker killed mid-ingest is rolled back by the journal's recovery."""
-    import shutil
-    from pathlib import Path
-
+    """Ingest a bag uploaded through the staff API (``POST /api/v1/transfers`` or tus) under the transfer id
+    the upload registered; the upload is removed once the ingest has decided (stored or rejected). A failure
+    that is not a rejection is retried with backoff and then rejects the transfer (UPL006); a redelivered
+    message of a decided transfer does nothing (:mod:`preservation.ingest_jobs`)."""
     from ingest.pipeline import ingest  # ingest stands beside preservation; the worker runs its long work
 
+    claim = ingest_jobs.claim(self.settings, transfer_id)
+    if claim is not ingest_jobs.Claim.go:
+        return {"transfer_id": transfer_id, "status": None, "skipped": str(claim)}
     source = Path(path)
-    try:
-        result = ingest(source, archive, self.settings, transfer_id=transfer_id)
-    finally:
-        shutil.rmtree(source.parent, ignore_errors=True)
+    if not source.is_file():
+        ingest_jobs.give_up(self.settings, transfer_id, "UPL007")
+        return {"transfer_id": transfer_id, "status": str(TransferStatus.rejected)}
+    result = ingest(source, archive, self.settings, transfer_id=transfer_id)
+    ingest_jobs.remove_upload(self.settings, path)
     return {"transfer_id": transfer_id, "status": str(result.status)}
+
+
+@app.task(base=PreservationTask, bind=True, name=CLEAN_UPLOADS_TASK, max_retries=0)
+def clean_uploads(self: PreservationTask) -> dict[str, Any]:
+    """Hourly: remove partial (tus) uploads past their expiry (``ARCHIVE_UPLOAD_EXPIRE_HOURS``)."""
+    from archive.uploads import clean_expired
+
+    cleaned = clean_expired(self.settings)
+    return {"removed": len(cleaned), "bytes": sum(c.bytes for c in cleaned)}
 
 
 @worker_process_init.connect
@@ -197,6 +233,9 @@ def _on_ready(**_: Any) -> None:
             log.warning("staging: %s", action)
         for work in jobs.recover_dead_workers(settings):
             log.warning("re-queued %s of a dead worker", jobs.job_key(work.file_id, work.action))
+        for transfer_id, path, archive in ingest_jobs.recover_dead_ingests(settings):
+            jobs.send_ingest(settings, transfer_id, path, archive)
+            log.warning("re-queued the ingest of transfer %s of a dead worker", transfer_id)
     except (
         StorageError,
         OperationalError,

@@ -7,13 +7,15 @@ Who may call what is decided in :mod:`access_portal.staff`; the handlers call se
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import shutil
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from access_portal.deps import SettingsDep
@@ -27,6 +29,7 @@ from access_portal.staff import (
     require_archive,
     require_archive_read,
 )
+from access_portal.transfers import accept_bag
 from archive import db, services
 from archive.config import Settings
 from archive.errors import ArchiveError, BadArgument, NotFound, UnknownArchive, UploadTooLarge
@@ -183,13 +186,17 @@ def get_transfer(transfer_id: str, staff: ReaderDep, settings: SettingsDep) -> A
 class TransferQueued(BaseModel):
     transfer_id: str
     status_url: str
+    duplicate_of: str | None = Field(
+        default=None, description="Set when the same bag was uploaded before: the first transfer's id"
+    )
 
     model_config = {
         "json_schema_extra": {
             "examples": [
                 {
-                    "transfer_id": "20261206T223000-1a2b3c4d",
-                    "status_url": "/api/v1/transfers/20261206T223000-1a2b3c4d",
+                    "transfer_id": "T20261206-223000-1a2b3c4d",
+                    "status_url": "/api/v1/transfers/T20261206-223000-1a2b3c4d",
+                    "duplicate_of": None,
                 }
             ]
         }
@@ -201,21 +208,23 @@ BAG_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 CHUNK = 1 << 20
 
 
-def _bag_name(filename: str | None) -> str:
+def bag_name(filename: str | None) -> str:
     name = Path(filename or "").name
     if not name or name.startswith(".") or not name.lower().endswith(BAG_SUFFIXES) or "\x00" in name:
         raise BadArgument(variant="bag_upload_name")
     return name
 
 
-def _store_upload(settings: Settings, upload: UploadFile, transfer_id: str, name: str) -> Path:
+def _store_upload(settings: Settings, upload: UploadFile, transfer_id: str, name: str) -> tuple[Path, str]:
     """Copy the uploaded bag under ``$ARCHIVE_HOME/uploads/<transfer>/``, refusing more than the transfer
-    limit (``ARCHIVE_MAX_TRANSFER_BYTES``); the worker's task removes the folder after the ingest."""
+    limit (``ARCHIVE_MAX_TRANSFER_BYTES``), and hash it (SHA-256) on the way; the worker's task removes the
+    folder after the ingest."""
     folder = settings.home_dir / "uploads" / transfer_id
     folder.mkdir(parents=True, exist_ok=False)
     target = folder / name
     limit = settings.transfer_byte_limit()
     written = 0
+    digest = hashlib.sha256()
     with open(target, "wb") as out:
         while chunk := upload.file.read(CHUNK):
             written += len(chunk)
@@ -224,20 +233,10 @@ def _store_upload(settings: Settings, upload: UploadFile, transfer_id: str, name
                 shutil.rmtree(folder, ignore_errors=True)
                 raise UploadTooLarge(limit=limit)
             out.write(chunk)
+            digest.update(chunk)
         out.flush()
         os.fsync(out.fileno())
-    return target
-
-
-def _register(settings: Settings, transfer_id: str, archive: str, path: Path, actor: str) -> None:
-    with db.write_session(settings) as s:
-        services.register_upload(s, transfer_id, archive, source=str(path), bag_name=path.name, actor=actor)
-
-
-def _queue(settings: Settings, transfer_id: str, path: Path, archive: str) -> None:
-    from preservation.jobs import send_ingest
-
-    send_ingest(settings, transfer_id, str(path), archive)
+    return target, digest.hexdigest()
 
 
 @router.post(
@@ -247,27 +246,53 @@ def _queue(settings: Settings, transfer_id: str, path: Path, archive: str) -> No
     summary="Submit a bag (archivist of the archive); the ingest runs on a worker",
     description="Multipart form: `archive` (code) and `file` (the bag as .zip, .tar or .tar.gz). Answers 202 "
     "at once with the transfer's status URL; a worker ingests it (status received → validating → storing → "
-    "stored | rejected, with every problem).\n\n"
+    "stored | rejected, with every problem). The same bytes sent again to the same archive are recognised "
+    "(SHA-256) and answered 200 with the first transfer (`duplicate_of`) instead of a second ingest, unless "
+    "that one was rejected or interrupted. The resumable twin is the tus endpoint `/api/v1/uploads`.\n\n"
     "    curl -H 'Authorization: Bearer TOKEN' -F archive=GZ -F file=@bag.zip https://node/api/v1/transfers",
+    responses={
+        200: {
+            "model": TransferQueued,
+            "description": "The same bag was uploaded before: the first transfer, not ingested again",
+            "content": {
+                "application/json": {
+                    "example": {
+                        "transfer_id": "T20261206-223000-1a2b3c4d",
+                        "status_url": "/api/v1/transfers/T20261206-223000-1a2b3c4d",
+                        "duplicate_of": "T20261206-223000-1a2b3c4d",
+                    }
+                }
+            },
+        },
+        413: {"model": ErrorOut, "description": "Larger than ARCHIVE_MAX_TRANSFER_BYTES; nothing kept"},
+        422: {"model": ErrorOut, "description": "Not a .zip, .tar or .tar.gz name"},
+    },
 )
 async def submit_transfer(
     request: Request,
     staff: ArchivistDep,
     settings: SettingsDep,
     archive: Annotated[str, Form(description="The archive's code, e.g. GZ")],
-    file: UploadFile,
+    file: Annotated[UploadFile, File(description="The bag: .zip, .tar or .tar.gz")],
 ) -> Any:
     from ingest.pipeline import new_transfer_id
 
     require_archive(staff, archive)
     try:
-        name = _bag_name(file.filename)
+        name = bag_name(file.filename)
         transfer_id = new_transfer_id()
-        path = await run_in_threadpool(_store_upload, settings, file, transfer_id, name)
+        path, sha256 = await run_in_threadpool(_store_upload, settings, file, transfer_id, name)
     except BadArgument as exc:
         raise refused(exc) from None
     except UploadTooLarge as exc:
         raise refused(exc, 413) from None
-    await run_in_threadpool(_register, settings, transfer_id, archive, path, staff.login)
-    await run_in_threadpool(_queue, settings, transfer_id, path, archive)
-    return {"transfer_id": transfer_id, "status_url": f"/api/v1/transfers/{transfer_id}"}
+    try:
+        accepted = await run_in_threadpool(
+            accept_bag, settings, archive, path, sha256, transfer_id=transfer_id, actor=staff.login
+        )
+    except UnknownArchive:
+        shutil.rmtree(path.parent, ignore_errors=True)
+        raise NotFound() from None
+    if accepted.duplicate_of:
+        return JSONResponse(accepted.as_dict(), status_code=200)
+    return accepted.as_dict()

@@ -37,8 +37,8 @@ from markupsafe import Markup, escape
 
 from access_portal.deps import SettingsDep, get_limits
 from access_portal.i18n import resolve_lang, translator
-from access_portal.routes.public import TEMPLATES, content_disposition, render
-from access_portal.routes.staff import _bag_name, _queue, _register, _store_upload
+from access_portal.routes.public import CSP, TEMPLATES, content_disposition, render
+from access_portal.routes.staff import _store_upload, bag_name
 from access_portal.schemas import record_url
 from access_portal.staff import (
     CSRF_FIELD,
@@ -51,6 +51,7 @@ from access_portal.staff import (
     require_archive,
     require_archive_read,
 )
+from access_portal.transfers import accept_bag
 from archive import dashboard, db, services, transfer_views
 from archive.accounts import Staff, add_user, disable_user, list_users, sessions
 from archive.config import Settings
@@ -95,15 +96,27 @@ TEMPLATES.env.globals["csrf_token"] = _csrf_token
 TEMPLATES.env.globals["csrf_field"] = _csrf_field
 
 
+#: The policy of a page that runs the workspace's own scripts (the upload page): scripts and requests to
+#: this origin only, nothing inline.
+CSP_SCRIPTS = f"{CSP}; script-src 'self'; connect-src 'self'"
+
+
 def render_staff(
-    request: Request, name: str, context: Mapping[str, Any], status_code: int = 200
+    request: Request,
+    name: str,
+    context: Mapping[str, Any],
+    status_code: int = 200,
+    *,
+    scripts: bool = False,
 ) -> HTMLResponse:
     """Render a staff page (``staff/*.html``) in the request's language, with the signed-in person as
-    ``staff``. Staff pages are never cached."""
+    ``staff``. Staff pages are never cached; ``scripts`` lets the page load scripts from /static."""
     signed = getattr(request.state, "signed_in", None)
     staff = signed.staff if isinstance(signed, sessions.SignedIn) else None
     response = render(request, name, {"staff": staff, **context}, status_code=status_code)
     response.headers["Cache-Control"] = "no-store"
+    if scripts:
+        response.headers["Content-Security-Policy"] = CSP_SCRIPTS
     return response
 
 
@@ -418,8 +431,10 @@ def _upload_form(
             "archives": _archive_choices(settings, sorted(staff.archives)),
             "error": (error.zh if lang == "zh" else error.en) if error else None,
             "error_code": error.code if error else None,
+            "chunk_size": request.query_params.get("chunk", ""),
         },
         status_code,
+        scripts=True,
     )
 
 
@@ -442,16 +457,18 @@ async def upload(
 
     require_archive(staff, _plain(archive))
     try:
-        name = _bag_name(file.filename)
+        name = bag_name(file.filename)
         transfer_id = new_transfer_id()
-        path = await run_in_threadpool(_store_upload, settings, file, transfer_id, name)
+        path, sha256 = await run_in_threadpool(_store_upload, settings, file, transfer_id, name)
     except BadArgument as exc:
         return _upload_form(request, settings, staff, exc, 422)
     except UploadTooLarge as exc:
         return _upload_form(request, settings, staff, exc, 413)
-    await run_in_threadpool(_register, settings, transfer_id, archive, path, staff.login)
-    await run_in_threadpool(_queue, settings, transfer_id, path, archive)
-    return RedirectResponse(f"/staff/transfers/{transfer_id}", status_code=303)
+    accepted = await run_in_threadpool(
+        lambda: accept_bag(settings, archive, path, sha256, transfer_id=transfer_id, actor=staff.login)
+    )
+    # the same bag sent before: its first transfer's page (nothing was ingested again)
+    return RedirectResponse(f"/staff/transfers/{accepted.transfer_id}", status_code=303)
 
 
 def _users_page(

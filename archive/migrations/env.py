@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+from archive import uploads as upload_models  # noqa: F401  (its tables hang off Base too)
 from archive.federation import models as federation_models  # noqa: F401  (its tables hang off Base too)
 from archive.models import Base
 
