@@ -32,7 +32,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from access_portal.i18n import resolve_lang, translator
 from access_portal.limits import Limits, OutOfBounds
 from access_portal.regional import ContactLog
-from access_portal.routes import api, federation, oai, public, staff, staff_pages, uploads
+from access_portal.routes import (
+    api,
+    federation,
+    oai,
+    public,
+    review_pages,
+    reviews,
+    staff,
+    staff_pages,
+    uploads,
+)
 from access_portal.staff import csrf_guard, is_page, on_forbidden, on_not_authenticated
 from archive.codes import render
 from archive.config import Settings, get_settings
@@ -351,8 +361,10 @@ def create_app(settings: Settings | None = None, backend: SearchBackend | None =
     app.include_router(public.router)
     app.include_router(api.router)
     app.include_router(staff.router)
+    app.include_router(reviews.router)
     app.include_router(staff_pages.router)
     app.include_router(uploads.router)
+    app.include_router(review_pages.router)
     app.include_router(federation.router)
     app.include_router(oai.router)
     return app

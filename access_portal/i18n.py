@@ -159,6 +159,12 @@ if set(STAFF_MESSAGES) & set(MESSAGES):
     raise RuntimeError(f"message keys defined twice: {sorted(set(STAFF_MESSAGES) & set(MESSAGES))}")
 MESSAGES.update(STAFF_MESSAGES)
 
+from access_portal.review_messages import REVIEW_MESSAGES  # noqa: E402  (opening review's pages)
+
+if set(REVIEW_MESSAGES) & set(MESSAGES):
+    raise RuntimeError(f"message keys defined twice: {sorted(set(REVIEW_MESSAGES) & set(MESSAGES))}")
+MESSAGES.update(REVIEW_MESSAGES)
+
 
 # Chinese names of the common formats, for the format facet and the file lists of Chinese pages (PRONOM names
 # are English). A family is matched by PRONOM id on the record page, and by the PRONOM name the facets are

@@ -532,14 +532,17 @@ def access_set(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Decide a record's access as staff (an event whose agent is you; the public index follows)."""
+    """Decide a record's access as staff (an event whose agent is you; the public index follows).
+
+    It decides the record's open review too, if it has one; --review-on keeps a restricted record's next
+    review: it re-enters the review queue on that day."""
 
     def body(settings: Settings) -> None:
-        from archive import db, services
+        from archive import db, review, services
 
         archive_code, code = services.split_record_ref(ref)
         with db.write_session(settings) as s:
-            result = services.staff_set_access(
+            result = review.decide_record(
                 s,
                 archive_code,
                 code,

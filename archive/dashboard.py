@@ -1,5 +1,5 @@
 """The figures of the staff dashboard, one row per archive: holdings, open share, transfers this month,
-failed migrations and the last fixity audit."""
+failed migrations, the last fixity audit and the opening reviews waiting for a decision."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from archive.events import FIXITY_CHECK, MIGRATION
-from archive.models import AccessStatus, Archive, Event, Record, Transfer, utcnow
+from archive.models import AccessStatus, Archive, Event, Record, Review, ReviewState, Transfer, utcnow
 
 
 def month_start(now: dt.datetime) -> dt.datetime:
@@ -68,6 +68,13 @@ def archive_figures(
             .group_by(Record.archive_id)
         ).all()
     )
+    due = dict(
+        session.execute(
+            select(Review.archive_id, func.count())
+            .where(Review.archive_id.in_(ids), Review.state == ReviewState.pending)
+            .group_by(Review.archive_id)
+        ).all()
+    )
     out = []
     for a in rows:
         held = int(holdings.get(a.id, 0))
@@ -86,7 +93,7 @@ def archive_figures(
                 "transfer_bytes_month": int(size),
                 "failed_migrations": int(failed.get(a.id, 0)),
                 "last_audit": last.isoformat(timespec="minutes") if last else None,
-                "reviews_due": None,  # filled in by the opening review, where it runs
+                "reviews_due": int(due.get(a.id, 0)),  # the pending opening reviews (archive.review)
             }
         )
     return out

@@ -367,6 +367,45 @@ class UnknownToken(NotFound):
         super().__init__(token=ref)
 
 
+# -- opening review and descriptive metadata (texts in archive/codes/review.toml) ----------------------------
+
+
+class InvalidMetadata(UsageError):
+    """A descriptive-metadata edit or a review request with a field out of bounds (HTTP 422, exit 2).
+
+    Variants: ``empty`` / ``too_long`` (``field``, ``limit``), ``date`` (``value``), ``keywords``
+    (``limit``), ``no_change``, ``policy`` (``value``), ``review_on`` (``value``)."""
+
+    code = "REV001"
+
+
+class UnknownReview(NotFound):
+    """No review with that id (or one of an archive outside the person's scope: the same answer)."""
+
+    code = "REV002"
+
+    def __init__(self, review_id: int) -> None:
+        super().__init__(review_id=review_id)
+
+
+class ReviewNotPending(Conflict):
+    """A decision or an opinion for a review that is not waiting for one (already decided, or scheduled)."""
+
+    code = "REV003"
+
+    def __init__(self, review_id: int, state: str) -> None:
+        super().__init__(review_id=review_id, state=state)
+
+
+class MetadataBusy(Conflict):
+    """Another edit of the same record's metadata moved its OCFL head meanwhile; try again."""
+
+    code = "REV004"
+
+    def __init__(self, record: str) -> None:
+        super().__init__(record=record)
+
+
 class SignInFailed(NotAuthenticated):
     """A staff sign-in was refused: unknown login, wrong password or disabled account, one answer for all."""
 

@@ -40,6 +40,9 @@ ACCESS_DECISION = "policy assignment"
 DELETION = "deletion"
 REPLICATION = "replication"
 RECOVERY = "recovery"
+METADATA_MODIFICATION = "metadata modification"
+#: an opening review entering the queue, or the transferring office's opinion on it (not a PREMIS term)
+REVIEW = "review"
 
 
 @dataclass

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -81,6 +82,9 @@ class Archive(Base):
     level: Mapped[str] = mapped_column(String(16))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("archives.id"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: What happens when an ``auto`` record's 25 years arrive (:mod:`archive.review`): ``open`` (by the rule,
+    #: as at ingest) or ``review`` (it enters the opening-review queue first).
+    on_age: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
 
     parent: Mapped[Archive | None] = relationship(remote_side=[id])
 
@@ -353,6 +357,61 @@ class ApiToken(Base):
     last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     user: Mapped[User] = relationship()
+
+
+# -- opening review (archive/review.py) ----------------------------------------------------------------------
+
+
+class ReviewState(enum.StrEnum):
+    scheduled = "scheduled"  # a next review decided earlier; becomes pending on its due date
+    pending = "pending"  # in the queue, waiting for a decision
+    decided = "decided"
+
+
+class ReviewWhy(enum.StrEnum):
+    age = "age"  # the 25 years arrived under a "review first" policy
+    manual = "manual"  # an archivist put it up for review
+    scheduled = "scheduled"  # the date for the next review set by an earlier decision
+
+
+class Review(Base):
+    """One opening review (开放审核) of a record: why it is in the queue, since when, by when, and the decision.
+
+    At most one review per record is open (scheduled or pending); decided reviews stay as history."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        Index("ix_reviews_archive_state", "archive_id", "state", "due_on"),
+        Index(
+            "uq_reviews_open_record",
+            "record_id",
+            unique=True,
+            sqlite_where=text("state != 'decided'"),
+            postgresql_where=text("state != 'decided'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    record_id: Mapped[int] = mapped_column(ForeignKey("records.id"), index=True)
+    archive_id: Mapped[int] = mapped_column(ForeignKey("archives.id"))
+    why: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default=ReviewState.pending)
+    since: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    due_on: Mapped[dt.date] = mapped_column(Date)
+    requested_by: Mapped[str] = mapped_column(String(255))
+    note: Mapped[str | None] = mapped_column(Text)
+    #: the transferring office's opinion (joint review, 联合审核): office, opinion, the date it was given
+    office: Mapped[str | None] = mapped_column(String(255))
+    office_opinion: Mapped[str | None] = mapped_column(Text)
+    office_opinion_on: Mapped[dt.date | None] = mapped_column(Date)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    decision: Mapped[str | None] = mapped_column(String(16))  # open / restricted
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    next_review_on: Mapped[dt.date | None] = mapped_column(Date)
+
+    record: Mapped[Record] = relationship()
+    archive: Mapped[Archive] = relationship()
 
 
 class StaffSession(Base):

@@ -61,6 +61,8 @@ def add_archive(
 
 
 def get_archive(session: Session, code: str) -> Archive:
+    if "\x00" in code:  # no archive has one, and PostgreSQL refuses NUL in a query parameter
+        raise UnknownArchive(code.replace("\x00", ""))
     archive = session.execute(
         select(Archive).where(Archive.code == code.strip().upper())
     ).scalar_one_or_none()
@@ -117,6 +119,8 @@ def split_record_ref(ref: str) -> tuple[str, str]:
 
 def get_record(session: Session, archive: str, code: str) -> Record:
     arch = get_archive(session, archive)
+    if "\x00" in code:  # as above: no record has one
+        raise NotFound(variant="record", archive=arch.code, archival_code=code.replace("\x00", ""))
     record = session.execute(
         select(Record)
         .options(selectinload(Record.files))
@@ -274,13 +278,15 @@ def set_access(
     note: str | None = None,
     reason: str | None = None,
     review_on: dt.date | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> bool:
     """Set the archivist's access request on ``record`` (open / restricted / auto), decide its status by
     :func:`archive.access.decide_access`, and — in the caller's transaction — log the decision as a PREMIS
     event, queue the record for (re)indexing or removal from the public index, and note the public change.
     Closing a record again or withdrawing it is ``restricted``. A staff decision passes the person as
     ``agent`` (``agent_type="person"``) and its own ``reason`` and ``review_on`` (the next review), which the
-    record and the event keep instead of the rule's. Returns whether the status changed."""
+    record and the event keep instead of the rule's; ``extra`` goes into the event's outcome detail (an
+    opening review's id and the transferring office's opinion). Returns whether the status changed."""
     decision = decide_access(
         requested=requested,
         security_class=record.security_class,
@@ -325,6 +331,7 @@ def set_access(
                     **({"agent_type": agent_type} if agent_type != "software" else {}),
                     **({"staff_reason": reason} if reason else {}),
                     **({"review_on": review_on.isoformat()} if review_on else {}),
+                    **(extra or {}),
                 },
             )
         ],

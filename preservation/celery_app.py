@@ -29,7 +29,8 @@ Choices made here:
   audit every night at 02:00 UTC, of the objects not verified for ``Settings.audit_cycle_days`` days
   (``ARCHIVE_AUDIT_CYCLE_DAYS``, default 30), oldest-verified first;
   the incremental OAI-PMH harvest of every peer into the regional catalogue copy hourly (minute 17); the
-  partial uploads past their expiry removed hourly (minute 41).
+  partial uploads past their expiry removed hourly (minute 41); the
+  re-decision of ``auto`` records whose 25 years came (opening by time, :mod:`archive.review`) daily at 00:05.
 * After fork, each worker child drops the parent's database connections (ours and the SQLite broker's).
 """
 
@@ -50,6 +51,7 @@ AUDIT_TASK = "preservation.audit_incremental"
 HARVEST_TASK = "preservation.harvest_catalogue"
 INGEST_TASK = "preservation.ingest_transfer"
 CLEAN_UPLOADS_TASK = "preservation.clean_uploads"
+REDECIDE_TASK = "preservation.redecide_access"
 
 
 def lease_seconds(settings: Settings) -> float:
@@ -120,6 +122,13 @@ def make_app(settings: Settings | None = None) -> Celery:
             "incremental-fixity-audit": {
                 "task": AUDIT_TASK,
                 "schedule": crontab(hour=2, minute=0),
+            },
+            # opening by time (archive.review.redecide): auto records whose 25 years came open, or enter the
+            # review queue under a "review first" policy; scheduled reviews that fell due join the queue
+            "redecide-access": {
+                "task": REDECIDE_TASK,
+                "schedule": crontab(hour=0, minute=5),
+                "options": {"expires": 20 * 3600.0},
             },
             # the harvested regional catalogue (search.harvest): incremental OAI-PMH harvest of every peer
             "harvest-regional-catalogue": {

@@ -48,6 +48,7 @@ from preservation.celery_app import (
     HARVEST_TASK,
     INGEST_TASK,
     MIGRATE_TASK,
+    REDECIDE_TASK,
     app,
     dispose_broker_engines,
 )
@@ -188,6 +189,18 @@ def harvest_catalogue(self: PreservationTask) -> list[dict[str, Any]]:
     from search.harvest import run
 
     return [r.as_dict() for r in run(self.settings)]
+
+
+@app.task(base=PreservationTask, bind=True, name=REDECIDE_TASK, max_retries=2)
+def redecide_access(self: PreservationTask) -> dict[str, Any]:
+    """Daily: open the ``auto`` records whose 25 years came today (or queue them for review under a "review
+    first" policy), then index the opened ones at once. Idempotent: a second run the same day does nothing."""
+    from archive.review import redecide
+    from search import get_backend, index_records  # search stands beside preservation, as for harvest
+
+    counts = redecide(self.settings)
+    indexed = index_records(self.settings, get_backend(self.settings), counts.record_ids)
+    return {**counts.as_dict(), "indexed": indexed.indexed}
 
 
 @app.task(base=IngestTask, bind=True, name=INGEST_TASK)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from search.embedded import EmbeddedBackend
     from search.federation import Federation, RegionalResult
     from search.harvest import CatalogueAnswer, catalogue_search
-    from search.indexer import DrainCounts, drain, enqueue, pending
+    from search.indexer import DrainCounts, drain, enqueue, index_records, pending
 
 # Imported on first use (PEP 562), so that `archive` commands loading search's CLI start quickly.
 _WHERE = {
@@ -46,6 +46,7 @@ _WHERE = {
     "SearchQuery": "backend", "SearchResult": "backend", "NotPublic": "documents",
     "build_document": "documents", "doc_id": "documents", "EmbeddedBackend": "embedded",
     "DrainCounts": "indexer", "drain": "indexer", "enqueue": "indexer", "pending": "indexer",
+    "index_records": "indexer",
     "CatalogueAnswer": "harvest", "catalogue_search": "harvest",
     "Federation": "federation", "RegionalResult": "federation",
 }  # fmt: skip
@@ -81,6 +82,7 @@ __all__ = [
     "embedded_path",
     "enqueue",
     "get_backend",
+    "index_records",
     "pending",
 ]
 

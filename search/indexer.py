@@ -20,6 +20,7 @@ deleted again, so a concurrent access change cannot leave a closed record in the
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import socket
 import uuid
@@ -38,6 +39,8 @@ from archive.home import store_for
 from archive.models import File, Outbox, Record, utcnow
 from search.backend import RecordDoc, SearchBackend
 from search.documents import NotPublic, build_document, doc_id
+
+log = logging.getLogger(__name__)
 
 TOPIC = "index"
 STALE_AFTER = dt.timedelta(minutes=10)
@@ -100,7 +103,12 @@ class _Claimed:
 
 
 def _claim(
-    settings: Settings, worker: str, now: dt.datetime, limit: int, stale_after: dt.timedelta
+    settings: Settings,
+    worker: str,
+    now: dt.datetime,
+    limit: int,
+    stale_after: dt.timedelta,
+    record_ids: Sequence[int] | None = None,
 ) -> list[_Claimed]:
     with db.write_session(settings) as s:
         rows = (
@@ -111,6 +119,7 @@ def _claim(
                     Outbox.done_at.is_(None),
                     Outbox.available_at <= now,
                     or_(Outbox.claimed_at.is_(None), Outbox.claimed_at < now - stale_after),
+                    *([Outbox.record_id.in_(record_ids)] if record_ids is not None else []),
                 )
                 .order_by(Outbox.available_at, Outbox.id)
                 .limit(limit)
@@ -266,9 +275,11 @@ def drain(
     stale_after: dt.timedelta = STALE_AFTER,
     now: dt.datetime | None = None,
     max_rows: int | None = None,
+    record_ids: Sequence[int] | None = None,
 ) -> DrainCounts:
     """Process every index row that is due (``available_at <= now``, default the time of the call); returns
-    what was done.
+    what was done. ``record_ids`` limits it to those records' rows: a staff decision indexes its records
+    right after its commit this way, without waiting for (or doing) anyone else's work.
 
     Rows that fail are rescheduled, so this always terminates; run it again (the worker does, periodically)
     to pick them up once their backoff has passed.
@@ -278,7 +289,7 @@ def drain(
     counts = DrainCounts()
     while max_rows is None or counts.rows < max_rows:
         limit = batch_size if max_rows is None else min(batch_size, max_rows - counts.rows)
-        claimed = _claim(settings, worker, now, limit, stale_after)
+        claimed = _claim(settings, worker, now, limit, stale_after, record_ids)
         if not claimed:
             break
         counts.rows += len(claimed)
@@ -295,3 +306,21 @@ def drain(
         counts.failed += len(errors)
         counts.errors += list(errors.values())[:10]
     return counts
+
+
+def index_records(settings: Settings, backend: SearchBackend, record_ids: Sequence[int]) -> DrainCounts:
+    """Index (or remove from the public index) the records a just-committed change touched — a staff
+    decision or a metadata edit — now, rather than at the next drain. A failure leaves their outbox rows
+    pending for the next drain (the change itself stands) and is logged, not raised."""
+    if not record_ids:
+        return DrainCounts()
+    try:
+        backend.ensure_ready()
+        return drain(settings, backend, record_ids=list(record_ids))
+    except Exception as exc:  # the outbox keeps the work
+        log.warning(
+            "indexing records %s right after their change failed; left to the next drain: %s",
+            list(record_ids)[:10],
+            exc,
+        )
+        return DrainCounts(failed=len(record_ids), errors=[str(exc)])

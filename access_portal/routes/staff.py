@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from access_portal.deps import SettingsDep
+from access_portal.deps import BackendDep, SettingsDep
 from access_portal.schemas import ErrorOut
 from access_portal.staff import (
     ActorDep,
@@ -30,9 +30,17 @@ from access_portal.staff import (
     require_archive_read,
 )
 from access_portal.transfers import accept_bag
-from archive import db, services
+from archive import db, review, services
 from archive.config import Settings
-from archive.errors import ArchiveError, BadArgument, NotFound, UnknownArchive, UploadTooLarge
+from archive.errors import (
+    ArchiveError,
+    BadArgument,
+    InvalidMetadata,
+    NotFound,
+    UnknownArchive,
+    UploadTooLarge,
+)
+from search import index_records
 
 router = APIRouter(
     prefix="/api/v1",
@@ -107,14 +115,21 @@ class TransferListOut(BaseModel):
     "/records/{archive}/{code}/access",
     response_model=AccessChangeOut,
     summary="Open or restrict a record (archivist of its archive, or admin)",
+    description="Decides the record's pending opening review too, if it has one; a restricted record's "
+    "`review_on` brings it back into the review queue on that day. The public index follows at once.",
 )
 def change_access(
-    archive: str, code: str, body: AccessChangeIn, staff: ActorDep, settings: SettingsDep
+    archive: str,
+    code: str,
+    body: AccessChangeIn,
+    staff: ActorDep,
+    settings: SettingsDep,
+    backend: BackendDep,
 ) -> Any:
     require_archive(staff, archive)
-    with db.write_session(settings) as s:
-        try:
-            return services.staff_set_access(
+    try:
+        with db.write_session(settings) as s:
+            result = review.decide_record(
                 s,
                 archive,
                 code,
@@ -124,10 +139,12 @@ def change_access(
                 actor=staff.login,
                 open_after_years=settings.open_after_years,
             )
-        except UnknownArchive:
-            raise NotFound() from None
-        except BadArgument as exc:
-            raise refused(exc) from None
+    except UnknownArchive:
+        raise NotFound() from None
+    except (BadArgument, InvalidMetadata) as exc:
+        raise refused(exc) from None
+    index_records(settings, backend, [result["record_id"]])  # the public index follows at once
+    return result
 
 
 @router.get("/transfers", response_model=TransferListOut, summary="Transfers of the archives you may see")
