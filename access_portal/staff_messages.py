@@ -94,6 +94,10 @@ STAFF_MESSAGES: dict[str, dict[str, str]] = {
         "zh": "上传后由后台任务校验并保存，可在移交页面查看进度。",
         "en": "After the upload a background job validates and stores it; follow it on the transfer's page.",
     },
+    "upload_resume_note": {
+        "zh": "启用 JavaScript 时分块上传，显示进度，网络中断后可从中断处继续。",
+        "en": "With JavaScript the bag goes in chunks with a progress bar, and a dropped connection resumes where it stopped.",
+    },
     "upload_refused": {"zh": "上传未被接受", "en": "The upload was refused"},
     # users
     "users_title": {"zh": "用户", "en": "Users"},

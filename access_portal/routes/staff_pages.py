@@ -38,7 +38,7 @@ from markupsafe import Markup, escape
 
 from access_portal.deps import SettingsDep, get_limits
 from access_portal.i18n import resolve_lang, translator
-from access_portal.routes.public import TEMPLATES, content_disposition, render
+from access_portal.routes.public import CSP, TEMPLATES, content_disposition, render
 from access_portal.routes.staff import _store_upload, bag_name
 from access_portal.schemas import record_url
 from access_portal.staff import (
@@ -98,15 +98,27 @@ TEMPLATES.env.globals["csrf_token"] = _csrf_token
 TEMPLATES.env.globals["csrf_field"] = _csrf_field
 
 
+#: The policy of a page that runs the workspace's own scripts (the upload page): scripts and requests to
+#: this origin only, nothing inline.
+CSP_SCRIPTS = f"{CSP}; script-src 'self'; connect-src 'self'"
+
+
 def render_staff(
-    request: Request, name: str, context: Mapping[str, Any], status_code: int = 200
+    request: Request,
+    name: str,
+    context: Mapping[str, Any],
+    status_code: int = 200,
+    *,
+    scripts: bool = False,
 ) -> HTMLResponse:
     """Render a staff page (``staff/*.html``) in the request's language, with the signed-in person as
-    ``staff``. Staff pages are never cached."""
+    ``staff``. Staff pages are never cached; ``scripts`` lets the page load scripts from /static."""
     signed = getattr(request.state, "signed_in", None)
     staff = signed.staff if isinstance(signed, sessions.SignedIn) else None
     response = render(request, name, {"staff": staff, **context}, status_code=status_code)
     response.headers["Cache-Control"] = "no-store"
+    if scripts:
+        response.headers["Content-Security-Policy"] = CSP_SCRIPTS
     return response
 
 
@@ -421,8 +433,10 @@ def _upload_form(
             "archives": _archive_choices(settings, sorted(staff.archives)),
             "error": (error.zh if lang == "zh" else error.en) if error else None,
             "error_code": error.code if error else None,
+            "chunk_size": request.query_params.get("chunk", ""),
         },
         status_code,
+        scripts=True,
     )
 
 

@@ -262,6 +262,7 @@ def test_dashboard_figures(node: Node) -> None:
     assert f'data-figure="holdings">{held}<' in section
     assert f'data-figure="open_share">{round(100 * opened / held)}%<' in section
     assert 'data-figure="transfers_month">' in section and 'data-figure="last_audit">' in section
+    assert 'data-figure="reviews_due">' in section
 
 
 @pytest.mark.parametrize(

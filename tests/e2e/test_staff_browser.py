@@ -160,3 +160,51 @@ def test_refusals_locked_account_and_missing_csrf_token(workspace: dict[str, Any
             scripted.close()
         finally:
             browser.close()
+
+
+def test_upload_page_resumes_a_cut_connection(workspace: dict[str, Any], tmp_path: Path) -> None:
+    """With JavaScript the upload page sends the bag through tus in chunks; the second chunk's connection is
+    cut, and the client asks where the upload stands and goes on from there (not from the start)."""
+    from playwright.sync_api import sync_playwright
+
+    url = workspace["url"]
+    chunk = 1024 * 1024
+    content = os.urandom(3 * chunk)
+    bag = simple_bag(tmp_path / "big", [("卷1", "GZ-902-1990-永久-0001", "分块上传测试", content)])
+    packed = Path(shutil.make_archive(str(tmp_path / "big"), "zip", root_dir=bag.parent, base_dir=bag.name))
+    chunks = -(-packed.stat().st_size // chunk)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(java_script_enabled=True, locale="zh-CN")
+            page = context.new_page()
+            _sign_in(page, url, "gz", PASSWORD)
+            patches: list[str] = []
+
+            def cut_the_second_chunk(route: Any) -> None:
+                if route.request.method == "PATCH":
+                    patches.append(route.request.headers.get("upload-offset", ""))
+                    if len(patches) == 2:
+                        route.abort("connectionreset")
+                        return
+                route.continue_()
+
+            page.route("**/api/v1/uploads/*", cut_the_second_chunk)
+            page.goto(url + f"/staff/upload?chunk={chunk}")
+            page.select_option("#u-archive", "GZ")
+            page.set_input_files("#u-file", str(packed))
+            page.locator("form.upload button[type=submit]").click()
+            page.wait_for_url("**/staff/transfers/T*", timeout=120_000)
+            # the cut chunk is sent again from its own offset, the rest once each
+            assert patches[1] == patches[2] == str(chunk), patches
+            assert len(patches) == chunks + 1, patches
+            deadline = time.monotonic() + 180
+            while page.locator("#stage").get_attribute("data-status") not in ("stored", "rejected"):
+                assert time.monotonic() < deadline, workspace["worker"].text()[-3000:]
+                time.sleep(1)
+                page.reload()
+            assert page.locator("#stage").get_attribute("data-status") == "stored"
+            assert page.locator("ul.records a").inner_text() == "GZ/GZ-902-1990-永久-0001"
+            context.close()
+        finally:
+            browser.close()
