@@ -171,12 +171,15 @@ def read_inventories(root: Path) -> tuple[int, float]:
     return n, time.perf_counter() - started
 
 
-def measure(records: int = 100_000, workdir: Path | None = None, *, keep: bool = False) -> dict[str, Any]:
-    """Steps 1-3; the figures as a dict (rates in records/s, times in s)."""
+def measure(
+    records: int = 100_000, workdir: Path | None = None, *, keep: bool = False, reuse: Path | None = None
+) -> dict[str, Any]:
+    """Steps 1-3; the figures as a dict (rates in records/s, times in s). ``reuse``: the home of an earlier
+    ``--keep`` run (``<workdir>/rebuild-bench-…/home``), measured again without generating it."""
     work = Path(tempfile.mkdtemp(prefix="rebuild-bench-", dir=workdir))
     try:
-        settings = _settings(work / "home")
-        generated = generate(settings, records)
+        settings = _settings(reuse or work / "home")
+        generated = 0.0 if reuse else generate(settings, records)
         objects, read_seconds = read_inventories(settings.ocfl_root)
         target = settings_for_new_home(settings, work / "rebuilt", None)
         report = rebuild_catalogue(target)
@@ -221,11 +224,12 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--reuse", type=Path, default=None, help="the home kept by an earlier --keep run")
     args = parser.parse_args()
     for name in list(os.environ):
         if name.startswith("ARCHIVE_"):
             del os.environ[name]
-    result = measure(args.records, args.workdir, keep=args.keep)
+    result = measure(args.records, args.workdir, keep=args.keep, reuse=args.reuse)
     if args.json:
         print(json.dumps(result, indent=2))
         return
