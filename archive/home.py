@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 from pathlib import Path
 
 from sqlalchemy import inspect, select, update
@@ -16,6 +17,8 @@ from archive.journal import Abandoned, recover
 from archive.models import Transfer, TransferStatus, utcnow
 from archive.recovery.journal import follow
 from archive.storage import OcflStore
+
+logger = logging.getLogger(__name__)
 
 FINAL = (TransferStatus.stored, TransferStatus.rejected, TransferStatus.interrupted)
 
@@ -65,7 +68,10 @@ def open_home(settings: Settings) -> list[Abandoned]:
     if not is_initialised(settings):
         raise NotInitialised(settings.home_dir)
     rolled = recover_transfers(settings)
-    follow(settings)  # events a crash kept from the catalogue journal (see archive/recovery/journal.py)
+    try:
+        follow(settings)  # events a crash kept from the catalogue journal (see archive/recovery/journal.py)
+    except OSError as exc:  # a read-only root: the next command that can write it catches up
+        logger.warning("catalogue journal not brought up to date now: %s", exc)
     return rolled
 
 

@@ -171,15 +171,18 @@ def read_inventories(root: Path) -> tuple[int, float]:
     return n, time.perf_counter() - started
 
 
-def measure(records: int = 100_000, workdir: Path | None = None, *, keep: bool = False) -> dict[str, Any]:
-    """Steps 1-3; the figures as a dict (rates in records/s, times in s)."""
+def measure(
+    records: int = 100_000, workdir: Path | None = None, *, keep: bool = False, reuse: Path | None = None
+) -> dict[str, Any]:
+    """Steps 1-3; the figures as a dict (rates in records/s, times in s). ``reuse``: the home of an earlier
+    ``--keep`` run (``<workdir>/rebuild-bench-…/home``), measured again without generating it."""
     work = Path(tempfile.mkdtemp(prefix="rebuild-bench-", dir=workdir))
     try:
-        settings = _settings(work / "home")
-        generated = generate(settings, records)
+        settings = _settings(reuse or work / "home")
+        generated = 0.0 if reuse else generate(settings, records)
         objects, read_seconds = read_inventories(settings.ocfl_root)
         target = settings_for_new_home(settings, work / "rebuilt", None)
-        report = rebuild_catalogue(target)
+        rebuilt = rebuild_catalogue(target)
         from search import get_backend
         from search.reindex import reindex
 
@@ -190,23 +193,27 @@ def measure(records: int = 100_000, workdir: Path | None = None, *, keep: bool =
             p.stat().st_size
             for p in (settings.ocfl_root / "extensions" / "pearl-catalogue-journal").iterdir()
         )
-        rto = report.seconds + index_seconds
+        rto = rebuilt.seconds + index_seconds
         return {
+            "workdir": str(work),
             "records": records,
             "objects": objects,
             "generate_seconds": round(generated, 1),
             "journal_bytes": journal_bytes,
             "inventory_read_seconds": round(read_seconds, 2),
             "inventory_read_rate": round(objects / read_seconds),
-            "catalogue_rebuild_seconds": round(report.seconds, 2),
-            "catalogue_rebuild_rate": round(records / report.seconds),
-            "ratio": round((records / report.seconds) / (objects / read_seconds), 2),
+            "catalogue_rebuild_seconds": round(rebuilt.seconds, 2),
+            "catalogue_rebuild_rate": round(records / rebuilt.seconds),
+            "ratio": round((records / rebuilt.seconds) / (objects / read_seconds), 2),
             "target_ratio": TARGET_RATIO,
             "index_seconds": round(index_seconds, 2),
             "indexed": indexed,
             "rto_seconds": round(rto, 1),
             "rto_projected_10m_hours": round(rto * PROJECTED / records / 3600, 2),
         }
+    except BaseException:
+        keep = False
+        raise
     finally:
         db.dispose_engines()
         if not keep:
@@ -221,12 +228,21 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--reuse", type=Path, default=None, help="the home kept by an earlier --keep run")
     args = parser.parse_args()
     for name in list(os.environ):
         if name.startswith("ARCHIVE_"):
             del os.environ[name]
-    result = measure(args.records, args.workdir, keep=args.keep)
-    if args.json:
+    result = measure(args.records, args.workdir, keep=True, reuse=args.reuse)  # removed after the print
+    try:
+        report(result, args.json)
+    finally:
+        if not args.keep:
+            shutil.rmtree(result["workdir"], ignore_errors=True)
+
+
+def report(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
         print(json.dumps(result, indent=2))
         return
     r = result

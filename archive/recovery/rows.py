@@ -86,7 +86,12 @@ def decode_value(table: Table, column: str, value: Any) -> Any:
 
 
 def encode_row(table: Table, row: Mapping[Any, Any]) -> dict[str, Any]:
-    return {c.name: encode_value(row[c.name]) for c in table.columns}
+    decoders = _DECODERS.get(id(table)) or _decoders(table)
+    body = {name: row[name] for name in decoders}
+    for name, decoder in decoders.items():  # only the time and date columns need converting
+        if decoder is not None and body[name] is not None:
+            body[name] = encode_value(body[name])
+    return body
 
 
 def decode_row(table: Table, data: Mapping[str, Any]) -> dict[str, Any]:

@@ -167,3 +167,26 @@ def test_rebuild_makes_the_elasticsearch_index_again(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["indexed"] == 2
     assert public_hits(settings_for_new_home(settings, tmp_path / "rebuilt", None)) == hits
+
+
+def test_lost_site_rebuilt_from_a_file_system_replica(home: Settings, tmp_path: Path) -> None:
+    bag = simple_bag(tmp_path / "bag", [("a", "S-1", "测试一", b"one"), ("b", "S-2", "测试二", b"two")])
+    assert ingest(bag, "GZ", home).status == "stored"
+    with db.write_session(home) as s:
+        services.staff_set_access(s, "GZ", "S-2", "restricted", reason="待审", review_on=None, actor="li")
+    before = dump(home)
+    replica = tmp_path / "offsite" / "ocfl"
+    shutil.copytree(home.ocfl_root, replica)  # what a file-system replica holds
+    db.dispose_engines()
+    shutil.rmtree(home.home_dir)  # the whole site: catalogue, index and primary root
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_")}
+    env["ARCHIVE_HOME"] = str(tmp_path / "gone")
+    new_home = tmp_path / "new-site"
+    done = archive_cli(env, "rebuild", "--from-storage", "--storage", str(replica), "--into", str(new_home))
+    assert done.returncode == 0, done.stderr
+    target = settings_for_new_home(home, new_home, replica)
+    assert dump(target) == before
+    assert public_hits(target) == ["GZ/S-1"]
+    env.update(ARCHIVE_HOME=str(new_home), ARCHIVE_STORAGE_ROOT=str(replica))
+    assert archive_cli(env, "events", "verify").returncode == 0
+    assert archive_cli(env, "drill", "--sample", "5").returncode == 0
