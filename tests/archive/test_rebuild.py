@@ -1,8 +1,6 @@
-"""Rebuild from storage alone: ingest, migrate, change access; delete the catalogue and the index; rebuild
-from the OCFL root; the dump is identical, the event chain verifies, public search answers the same.
-
-(A metadata edit belongs in this flow too once records can be edited (issue 5): it will be an event on the
-record, journaled like the access change here.)"""
+"""Rebuild from storage alone: ingest, migrate, edit a record's description, change access; delete the
+catalogue and the index; rebuild from the OCFL root; the dump is identical, the event chain verifies, public
+search answers the same."""
 
 from __future__ import annotations
 
@@ -17,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from archive import db, services
+from archive import db, describe, services
 from archive.config import Settings, get_settings
 from archive.events import verify_chain
 from archive.federation.identity import node_dir
@@ -54,11 +52,23 @@ def public_hits(settings: Settings) -> list[str]:
     return sorted(h.id for h in result.hits)
 
 
+def restore_keys(old: Settings, new_home: Path, backup: Path | None = None) -> None:
+    """What docs/recovery.md says an operator does: the node's keys (``node/``, ``sealing/``) copied into the
+    new home from their own backup (``backup``, a copy of the old home's key folders; default the old home)."""
+    for keys in (node_dir(old), sealing_dir(old)):
+        source = (backup or old.home_dir) / keys.relative_to(old.home_dir)
+        if source.is_dir():
+            shutil.copytree(source, new_home / keys.relative_to(old.home_dir))
+
+
 def populate(settings: Settings, tmp: Path) -> None:
-    """Two records ingested, one PDF migrated to PDF/A (a v2), one record closed by staff, index built."""
+    """Two records ingested, one PDF migrated to PDF/A (a v2) and its description edited (a v3), one record
+    closed by staff, index built."""
     ids = ingest_files(settings, tmp, {"a.pdf": make_pdf(tmp / "a.pdf", pages=2)}, code="R-1")
     ingest_files(settings, tmp, {"b.pdf": make_pdf(tmp / "b.pdf")}, code="R-2")
     assert migrate(settings, ids["a.pdf"], "pdfa").version == "v2"
+    edited = describe.edit_metadata(settings, "GZ", "R-1", {"title": "珠江堤防修缮报告（修订）"}, actor="li")
+    assert edited["version"] == "v3"
     with db.write_session(settings) as s:
         services.staff_set_access(
             s, "GZ", "R-2", "restricted", reason="涉及个人隐私", review_on=dt.date(2030, 1, 1), actor="zhang"
@@ -102,9 +112,7 @@ def test_rebuild_from_storage_alone(any_home: Settings, tmp_path: Path) -> None:
     # the home, not in storage: until they are restored from their own backup nothing vouches for them.
     unvouched = archive_cli(env, "events", "verify", "--json")
     assert unvouched.returncode == 1 and "SIG020" in unvouched.stdout + unvouched.stderr
-    for keys in (node_dir(any_home), sealing_dir(any_home)):
-        if keys.is_dir():
-            shutil.copytree(keys, new_home / keys.relative_to(any_home.home_dir))
+    restore_keys(any_home, new_home)
     verified = archive_cli(env, "events", "verify", "--json")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert json.loads(verified.stdout)["head_hash"] == head.head_hash
@@ -177,6 +185,10 @@ def test_lost_site_rebuilt_from_a_file_system_replica(home: Settings, tmp_path: 
     before = dump(home)
     replica = tmp_path / "offsite" / "ocfl"
     shutil.copytree(home.ocfl_root, replica)  # what a file-system replica holds
+    keybackup = tmp_path / "keybackup"  # the node's keys are kept apart from the site (docs/recovery.md)
+    for keys in (node_dir(home), sealing_dir(home)):
+        if keys.is_dir():
+            shutil.copytree(keys, keybackup / keys.relative_to(home.home_dir))
     db.dispose_engines()
     shutil.rmtree(home.home_dir)  # the whole site: catalogue, index and primary root
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_")}
@@ -188,5 +200,6 @@ def test_lost_site_rebuilt_from_a_file_system_replica(home: Settings, tmp_path: 
     assert dump(target) == before
     assert public_hits(target) == ["GZ/S-1"]
     env.update(ARCHIVE_HOME=str(new_home), ARCHIVE_STORAGE_ROOT=str(replica))
+    restore_keys(home, new_home, keybackup)
     assert archive_cli(env, "events", "verify").returncode == 0
     assert archive_cli(env, "drill", "--sample", "5").returncode == 0
