@@ -33,6 +33,7 @@ from archive.checks.virus import scan
 from archive.config import Settings, get_settings
 from archive.events import INGESTION
 from archive.models import Event, File, Record
+from archive.storage.layout import object_relpath
 from ingest.bagwriter import make_bag, write_payload
 from ingest.pipeline import ingest
 from tests.e2e.helpers import CSV_HEADER, archive_cmd
@@ -265,6 +266,26 @@ def test_a_full_cycle_finds_an_infected_and_a_damaged_stored_file(checked: Setti
     assert report.item("4-1").status == "fail"
     assert report.item("1-1").status == "fail"  # its sha512 no longer matches
     assert obj
+
+
+def test_a_tampered_seal_fails_the_fixed_information_item(checked: Settings, tmp_path: Path) -> None:
+    assert ingest(transfer(tmp_path / "bag", clean_rows()), "GZ", checked).stored
+    clean = run_cycle(checked, "full").item("1-1")
+    assert clean.status == "pass", clean.failures
+    assert "3 versions checked" in (clean.note or "") and "no TSA configured" in (clean.note or "")
+    with db.read_session(checked) as s:
+        record = s.execute(select(Record).where(Record.archival_code.like("%-0002"))).scalar_one()
+        ref, obj = f"GZ/{record.archival_code}", checked.ocfl_root / object_relpath(record.ocfl_object_id)
+    seal = obj / "extensions" / "pearl-inventory-seals" / "v1.seal.json"
+    body = json.loads(seal.read_bytes())
+    body["inventoryDigest"]["value"] = "00" * 64  # the seal now vouches for another inventory
+    seal.write_text(json.dumps(body), encoding="utf-8")
+
+    item = run_cycle(checked, "full").item("1-1")
+    assert item.status == "fail"
+    assert [(f.record, f.path) for f in item.failures] == [(ref, "v1"), (ref, "v1")], item.failures
+    assert any("signature" in f.detail for f in item.failures)
+    assert any("not the one that was signed" in f.detail for f in item.failures)
 
 
 def test_a_sample_is_at_least_five_percent_and_its_seed_redraws_it(checked: Settings, tmp_path: Path) -> None:
