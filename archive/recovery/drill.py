@@ -34,6 +34,7 @@ from archive.recovery.journal import EXTENSION as JOURNAL_EXTENSION
 from archive.recovery.journal import read_lines, segments
 from archive.recovery.rows import LOCAL_COLUMNS, TABLES, encode_row
 from archive.replicas.target import TMP_PREFIX, TMP_SUFFIX, FsTarget, Target, targets
+from archive.sealing.keys import trusted_key_ids
 from archive.sealing.verify import verify_object_at
 from archive.storage._fs import locked
 from archive.storage.inventory import INVENTORY, SIDECAR, sidecar_matches
@@ -62,12 +63,14 @@ def drill_sources(settings: Settings) -> list[Source]:
     ]
 
 
-def verify_evidence(settings: Settings, object_dir: Path, object_id: str) -> tuple[list[str], list[str]]:
+def verify_evidence(
+    settings: Settings, object_dir: Path, object_id: str, *, trusted: set[str] | None = None
+) -> tuple[list[str], list[str]]:
     """(problems, warnings) of a restored object's evidence: each version's seal (its signature over that
     version's inventory digest, by one of this node's keys) and timestamp token (its imprint, its TSA chain
     against ``ARCHIVE_TSA_TRUST``), checked by :func:`archive.sealing.verify_object_at` as ``archive verify``
     checks them. A version still waiting for its token is a warning (SIG013), not a problem."""
-    found = verify_object_at(settings, object_dir, object_id, fixity=False)
+    found = verify_object_at(settings, object_dir, object_id, fixity=False, trusted=trusted)
     return [p["message_en"] for p in found["failures"]], [p["message_en"] for p in found["warnings"]]
 
 
@@ -207,6 +210,7 @@ def _drill_source(
     restored_bytes = 0
     target = source.target
     local = target.local_root
+    trusted = trusted_key_ids(settings)
     try:
         declared = _holds(target, ROOT_NAMASTE)
         if declared and local is None:  # an object store: restore the catalogue journal to read it here
@@ -235,7 +239,7 @@ def _drill_source(
         inventory, found = verify_fixity(copy)
         problems.extend(f"{object_id}: {p}" for p in found)
         if inventory is not None:
-            bad, waiting = verify_evidence(settings, copy, object_id)
+            bad, waiting = verify_evidence(settings, copy, object_id, trusted=trusted)
             problems.extend(f"{object_id}: {p}" for p in bad)
             warnings.extend(f"{object_id}: {p}" for p in waiting)
         line = rebuilt.get(object_id)
