@@ -258,15 +258,27 @@ def main() -> None:
             f"(made in {time.perf_counter() - t:.0f} s); replication workers {settings.replication_workers}"
         )
         _warm(settings.ocfl_root)
-        lines = bench_fs(settings, base, args.rounds, nbytes)
-        lines += bench_s3(settings, base, args.rounds, nbytes)
+        steps: list[Callable[[], list[tuple[str, str, str]]]] = [
+            lambda: bench_fs(settings, base, args.rounds, nbytes),
+            lambda: bench_s3(settings, base, args.rounds, nbytes),
+        ]
         if not args.skip_hooks:
-            lines += hooked("rebuild", records=args.rebuild_records)
-            lines += hooked("signing", versions=args.versions)
+            steps.append(lambda: hooked("rebuild", records=args.rebuild_records))
+            steps.append(lambda: hooked("signing", versions=args.versions))
+        lines: list[tuple[str, str, str]] = []
+        for step in steps:
+            found = step()
+            _print(found)  # as each part ends: a long run shows what it has measured so far
+            lines += found
         db.dispose_engines()
+    print("\nall figures, this run:")
+    _print(lines)
+
+
+def _print(lines: list[tuple[str, str, str]]) -> None:
     width = max(len(w) for w, _o, _p in lines)
     for what, ours, peer in lines:
-        print(f"{what:<{width}}  {ours:<28} {peer}")
+        print(f"{what:<{width}}  {ours:<28} {peer}", flush=True)
 
 
 if __name__ == "__main__":
