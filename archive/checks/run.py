@@ -27,6 +27,7 @@ from archive.checks.items import CHECKS, Context
 from archive.checks.models import CheckItem, CheckRun, ManualCheck
 from archive.checks.registry import CheckDef, Stage, for_stage
 from archive.checks.report import Failure, ItemResult, Report, Status, new_run_id, write_files
+from archive.checks.seals import check_seals
 from archive.checks.subjects import FileView, RecordView, from_catalogue
 from archive.checks.virus import ScanResult, scan
 from archive.config import Settings
@@ -174,14 +175,18 @@ def _decide(
         status: Status = "fail" if found or errs else "pass"
         return ItemResult(c, status, file_checked.get("1-1", 0), [*errs, *found], virus.engine)
     if c.code == "1-1":
-        note = "signatures and timestamps: n/a (versions are not signed yet)"
+        found = [*errs, *file_found.get(c.code, [])]
         if stage == "receipt":
             note = (
                 "digests verified against the bag's manifests while receiving (mismatches under 1-14); "
-                + note
+                "signatures and timestamps: n/a (the versions are sealed when they are stored)"
             )
-        found = [*errs, *file_found.get(c.code, [])]
-        return ItemResult(c, "fail" if found else "pass", file_checked.get(c.code, 0), found, note)
+            return ItemResult(c, "fail" if found else "pass", file_checked.get(c.code, 0), found, note)
+        sealed = check_seals(ctx.settings, ctx.records)
+        found += sealed.failures
+        status = "fail" if found else "warn" if sealed.warnings else "pass"
+        note = sealed.note(ctx.settings.tsa_url is not None)
+        return ItemResult(c, status, file_checked.get(c.code, 0), [*found, *sealed.warnings], note)
     if c.code in ("2-6", "4-5"):
         found = [*errs, *(events.by_item.get(c.code, []) if events else [])]
         checked = events.checked if events else 0

@@ -1,10 +1,12 @@
 """``archive drill``: prove that the copies can be restored, before a disaster has to.
 
 A drill picks a random sample of records (the seed is recorded, so a drill can be repeated exactly), and for
-each source — the primary storage root and every file-system replica (:func:`drill_sources`) — copies each
-sampled object into a scratch area, checks its fixity there (every content file against the inventory's
-sha512, the inventory against its sidecar), checks its evidence (:func:`verify_evidence`), rebuilds the
-record's catalogue rows from that source's catalogue journal with the rebuild's own row reader, and compares
+each source — the primary storage root and every replica target, file system or S3 (:func:`drill_sources`) —
+restores each sampled object into a scratch area (read through the target, as a restore after a disaster
+would), checks its fixity there (every content file against the inventory's sha512, the inventory against
+its sidecar), checks its evidence (:func:`verify_evidence`: every version's seal and timestamp token, by the
+sealing's own verification), rebuilds the record's catalogue rows from that source's catalogue journal (for
+an S3 replica, restored into the scratch area too) with the rebuild's own row reader, and compares
 them with the live rows (local columns aside, see :data:`archive.recovery.rows.LOCAL_COLUMNS`). The result is
 one PREMIS event (outcome failure on any mismatch) and a JSON report under ``$ARCHIVE_HOME/drills/``.
 """
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import shutil
 import time
@@ -26,15 +27,22 @@ from sqlalchemy import select
 
 from archive import db
 from archive.config import Settings
+from archive.errors import ArchiveError
 from archive.events import VALIDATION, NewEvent, append_events
 from archive.models import utcnow
+from archive.recovery.journal import EXTENSION as JOURNAL_EXTENSION
 from archive.recovery.journal import read_lines, segments
 from archive.recovery.rows import LOCAL_COLUMNS, TABLES, encode_row
-from archive.storage import OcflStore
+from archive.replicas.target import TMP_PREFIX, TMP_SUFFIX, FsTarget, Target, targets
+from archive.sealing.keys import trusted_key_ids
+from archive.sealing.verify import verify_object_at
 from archive.storage._fs import locked
 from archive.storage.inventory import INVENTORY, SIDECAR, sidecar_matches
+from archive.storage.layout import object_relpath
+from archive.storage.ocfl import ROOT_NAMASTE
 
 AGENT = "pearl-archive drill"
+JOURNAL_PREFIX = f"extensions/{JOURNAL_EXTENSION}"
 DETAIL = (
     "recovery drill: sampled objects restored from each copy, verified, catalogue rows rebuilt and compared"
 )
@@ -42,34 +50,52 @@ DETAIL = (
 
 @dataclass
 class Source:
-    name: str  # "primary", or the replica's path
-    root: Path
+    name: str  # "primary", or the replica target's ARCHIVE_REPLICAS entry
+    target: Target
 
 
 def drill_sources(settings: Settings) -> list[Source]:
-    """Every copy a drill restores from: the primary root and each file-system replica. The one place that
-    knows where the copies are (``ARCHIVE_REPLICA_ROOT``, and the path entries of ``ARCHIVE_REPLICAS``;
-    its ``s3://`` entries are drilled once the replica targets land — they are skipped here)."""
-    found = [Source("primary", settings.ocfl_root)]
-    paths: list[Path] = []
-    if settings.replica_root is not None:
-        paths.append(settings.replica_root)
-    for entry in os.environ.get("ARCHIVE_REPLICAS", "").split(","):
-        entry = entry.strip()
-        if entry and "://" not in entry:
-            paths.append(Path(entry))
-        elif entry.startswith("file://"):
-            paths.append(Path(entry.removeprefix("file://")))
-    for path in dict.fromkeys(p.expanduser().resolve() for p in paths):
-        if path != settings.ocfl_root:
-            found.append(Source(str(path), path))
-    return found
+    """Every copy a drill restores from: the primary root and each replica target
+    (:func:`archive.replicas.targets`: the ``ARCHIVE_REPLICAS`` entries, file systems and S3 buckets, and
+    ``ARCHIVE_REPLICA_ROOT``). The one place that knows where the copies are."""
+    return [Source("primary", FsTarget(settings.ocfl_root, "primary"))] + [
+        Source(t.name, t) for t in targets(settings)
+    ]
 
 
-def verify_evidence(object_dir: Path) -> list[str]:
-    """Problems with a restored object's evidence (inventory signatures, timestamp tokens). Signed and
-    timestamped versions come with the evidence work (issue 13): its checks are called from here."""
-    return []
+def verify_evidence(
+    settings: Settings, object_dir: Path, object_id: str, *, trusted: set[str] | None = None
+) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of a restored object's evidence: each version's seal (its signature over that
+    version's inventory digest, by one of this node's keys) and timestamp token (its imprint, its TSA chain
+    against ``ARCHIVE_TSA_TRUST``), checked by :func:`archive.sealing.verify_object_at` as ``archive verify``
+    checks them. A version still waiting for its token is a warning (SIG013), not a problem."""
+    found = verify_object_at(settings, object_dir, object_id, fixity=False, trusted=trusted)
+    return [p["message_en"] for p in found["failures"]], [p["message_en"] for p in found["warnings"]]
+
+
+def _holds(target: Target, key: str) -> bool:
+    try:
+        with target.open(key):
+            return True
+    except FileNotFoundError:
+        return False
+
+
+def _restore(target: Target, prefix: str, dest: Path) -> int:
+    """Copy every file under ``prefix`` at ``target`` into ``dest`` (keys relative to ``prefix``); bytes."""
+    total = 0
+    for key in sorted(target.list(prefix)):
+        name = key.rpartition("/")[2]
+        if name.startswith(TMP_PREFIX) and name.endswith(TMP_SUFFIX):
+            continue  # a copy in progress at the replica, not part of it
+        out = dest / key[len(prefix) :].lstrip("/")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with target.open(key) as fin, open(out, "wb") as fout:
+            while chunk := fin.read(1 << 20):
+                fout.write(chunk)
+                total += len(chunk)
+    return total
 
 
 def _sha512(path: Path) -> str:
@@ -176,25 +202,46 @@ def _live_rows(settings: Settings, record_ids: list[int]) -> dict[str, dict[str,
 
 
 def _drill_source(
-    source: Source, scratch: Path, live: dict[str, dict[str, Any]], staging: Path
+    settings: Settings, source: Source, scratch: Path, live: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
     started = time.perf_counter()
     problems: list[str] = []
+    warnings: list[str] = []
     restored_bytes = 0
-    if not (source.root / "0=ocfl_1.1").exists():
-        return {"source": source.name, "objects": 0, "problems": [f"{source.root}: not an OCFL storage root"]}
-    store = OcflStore(source.root, staging)
-    rebuilt = _rebuilt_records(source.root, set(live)) if segments(source.root) else {}
+    target = source.target
+    local = target.local_root
+    trusted = trusted_key_ids(settings)
+    try:
+        declared = _holds(target, ROOT_NAMASTE)
+        if declared and local is None:  # an object store: restore the catalogue journal to read it here
+            local = scratch / "root"
+            restored_bytes += _restore(target, JOURNAL_PREFIX, local / JOURNAL_PREFIX)
+    except (OSError, ArchiveError) as exc:
+        return {
+            "source": source.name,
+            "objects": 0,
+            "problems": [f"{source.name}: {getattr(exc, 'en', exc)}"],
+        }
+    if not declared or local is None:
+        return {"source": source.name, "objects": 0, "problems": [f"{source.name}: not an OCFL storage root"]}
+    rebuilt = _rebuilt_records(local, set(live)) if segments(local) else {}
     for object_id, expected in sorted(live.items()):
-        where = store.object_path(object_id)
         copy = scratch / hashlib.sha256(object_id.encode()).hexdigest()
-        if not where.is_dir():
+        try:
+            got = _restore(target, object_relpath(object_id).as_posix(), copy)
+        except (OSError, ArchiveError) as exc:
+            problems.append(f"{object_id}: not restored: {getattr(exc, 'en', exc)}")
+            continue
+        if not got and not copy.is_dir():
             problems.append(f"{object_id}: object missing")
             continue
-        shutil.copytree(where, copy)
-        restored_bytes += sum(p.stat().st_size for p in copy.rglob("*") if p.is_file())
+        restored_bytes += got
         inventory, found = verify_fixity(copy)
-        problems.extend(f"{object_id}: {p}" for p in found + verify_evidence(copy))
+        problems.extend(f"{object_id}: {p}" for p in found)
+        if inventory is not None:
+            bad, waiting = verify_evidence(settings, copy, object_id, trusted=trusted)
+            problems.extend(f"{object_id}: {p}" for p in bad)
+            warnings.extend(f"{object_id}: {p}" for p in waiting)
         line = rebuilt.get(object_id)
         if line is None:
             problems.append(f"{object_id}: no catalogue rows for it in the journal")
@@ -219,6 +266,7 @@ def _drill_source(
         "bytes": restored_bytes,
         "seconds": round(time.perf_counter() - started, 3),
         "problems": problems,
+        "warnings": warnings,
     }
 
 
@@ -237,7 +285,7 @@ def run_drill(settings: Settings, *, sample: int = 20, seed: int | None = None) 
             for source in drill_sources(settings):
                 area = scratch / hashlib.sha256(source.name.encode()).hexdigest()[:12]
                 area.mkdir(parents=True)
-                report.sources.append(_drill_source(source, area, live, settings.staging_dir))
+                report.sources.append(_drill_source(settings, source, area, live))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     report.seconds = time.perf_counter() - started

@@ -6,6 +6,7 @@
     status(settings)                        # archive seals status: versions without a token, oldest age
     anchor_chain(settings) / check_anchor   # the event chain's head, signed, outside the database
     verify_record(settings, "GZ/CODE")      # archive verify: fixity, signature, token of every version
+    seal_vouches_for(settings, seal, inv)   # a version's seal signed exactly these inventory bytes, our key
     renew_evidence(settings)                # Merkle root over all versions' evidence, timestamped
 
 Extension formats: ``docs/ocfl-extension-seals.md``; algorithms, TSA and trust store: ``docs/signatures.md``.
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from archive.sealing.evidence import renew_evidence
     from archive.sealing.outbox import enqueue, status, sync
     from archive.sealing.seals import VersionSealer, take_sealed
-    from archive.sealing.verify import verify_object, verify_record
+    from archive.sealing.verify import seal_vouches_for, verify_object, verify_object_at, verify_record
 
 _HOME = {
     "anchor_chain": "anchors",
@@ -32,7 +33,9 @@ _HOME = {
     "sync": "outbox",
     "VersionSealer": "seals",
     "take_sealed": "seals",
+    "seal_vouches_for": "verify",
     "verify_object": "verify",
+    "verify_object_at": "verify",
     "verify_record": "verify",
 }
 __all__ = [
@@ -41,10 +44,12 @@ __all__ = [
     "check_anchor",
     "enqueue",
     "renew_evidence",
+    "seal_vouches_for",
     "status",
     "sync",
     "take_sealed",
     "verify_object",
+    "verify_object_at",
     "verify_record",
 ]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,16 @@ def _problem(code: str, **params: Any) -> dict[str, Any]:
 
 
 def verify_object(settings: Settings, object_id: str) -> dict[str, Any]:
-    store = store_for(settings)
-    obj = store.object_path(object_id)
-    trusted = trusted_key_ids(settings)
+    return verify_object_at(settings, store_for(settings).object_path(object_id), object_id)
+
+
+def verify_object_at(
+    settings: Settings, obj: Path, object_id: str, *, fixity: bool = True, trusted: set[str] | None = None
+) -> dict[str, Any]:
+    """:func:`verify_object` over the object folder ``obj`` wherever it is (the storage root, a drill's scratch
+    copy restored from a replica); ``fixity=False`` leaves the content files to the caller's own fixity check;
+    ``trusted``: this node's key ids, when the caller checks many objects (read once)."""
+    trusted = trusted if trusted is not None else trusted_key_ids(settings)
     versions: list[dict[str, Any]] = []
     problems: list[dict[str, Any]] = []
     try:
@@ -53,7 +61,7 @@ def verify_object(settings: Settings, object_id: str) -> dict[str, Any]:
             by_version.setdefault(p.split("/", 1)[0], []).append((p, digest))
     head = root.get("head")
     for name in names:
-        found = _verify_version(settings, obj, name, by_version.get(name, []), trusted)
+        found = _verify_version(settings, obj, name, by_version.get(name, []) if fixity else [], trusted)
         if (
             name == head
             and (obj / name / INVENTORY).is_file()
@@ -103,15 +111,11 @@ def _verify_version(
         problems.append(_problem("SIG011", version=version))
         return report
     try:
-        signed = bytes.fromhex(seal["inventoryDigest"]["value"])
-        sig = seal["signature"]
-        public = base64.b64decode(sig["publicKey"])
-        good = verify_signature(sig["algorithm"], public, signed, base64.b64decode(sig["value"]))
-        key_id = key_id_of(sig["algorithm"], public)
+        signed, algorithm, key_id, good = _signature(seal)
     except (KeyError, TypeError, ValueError) as exc:
         problems.append(_problem("SIG012", version=version, reason=f"unreadable seal: {exc}"))
         return report
-    report.update(algorithm=sig["algorithm"], key_id=key_id, sealed_at=seal.get("sealedAt"))
+    report.update(algorithm=algorithm, key_id=key_id, sealed_at=seal.get("sealedAt"))
     if signed != inventory_digest:
         problems.append(_problem("SIG016", version=version))
     if not good:
@@ -131,6 +135,32 @@ def _verify_version(
     else:
         problems.append(_problem("SIG015", version=version, reason=wrong[1]))
     return report
+
+
+def _signature(seal: Mapping[str, Any]) -> tuple[bytes, str, str, bool]:
+    """(the digest the seal signed, algorithm, key id, whether the signature verifies with the seal's own
+    public key); KeyError/TypeError/ValueError if the seal is malformed."""
+    signed = bytes.fromhex(seal["inventoryDigest"]["value"])
+    sig = seal["signature"]
+    public = base64.b64decode(sig["publicKey"])
+    good = verify_signature(sig["algorithm"], public, signed, base64.b64decode(sig["value"]))
+    return signed, str(sig["algorithm"]), key_id_of(sig["algorithm"], public), good
+
+
+def seal_vouches_for(
+    settings: Settings, seal_data: bytes, inventory: bytes, *, trusted: set[str] | None = None
+) -> bool:
+    """Whether ``seal_data`` (a ``vN.seal.json``) vouches for ``inventory`` (the bytes of that version's
+    ``inventory.json``, or of a root inventory whose head is that version): its signature verifies, it signed
+    the sha512 of exactly these bytes, and its key is one of this node's (:func:`trusted_key_ids`; pass
+    ``trusted`` to spare reading the keys again). Anything malformed vouches for nothing."""
+    try:
+        seal = json.loads(seal_data)
+        signed, _algorithm, key_id, good = _signature(seal)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+    keys = trusted if trusted is not None else trusted_key_ids(settings)
+    return good and signed == hashlib.sha512(inventory).digest() and key_id in keys
 
 
 def verify_record(settings: Settings, ref: str) -> dict[str, Any]:

@@ -7,8 +7,8 @@ inventory's digest (and the catalogue's, if it has one), hashed into a temporary
 (same file system as the root, so no stray file is ever left inside an object), then fsynced and renamed
 over the damaged file; a replica copy that is also bad is skipped, never used. A damaged inventory (its
 sidecar does not match, or the root differs from the head version's) is replaced by a replica's copy only
-if that copy is trusted (:func:`archive.replicas.trust.trusted_inventory`: sidecar, object id, and — once
-versions are signed — the signature) and agrees with every digest and the head the catalogue holds; the
+if that copy is trusted (:func:`archive.replicas.trust.trusted_inventory`: sidecar, object id, and the
+version's seal read from the same replica — its signature over exactly these bytes) and agrees with every digest and the head the catalogue holds; the
 object is then audited again. Extra files are never "repaired": they need a person. A repaired failure stays
 in the report (``repaired: true``) and ``AuditReport.ok`` stays false — the storage rotted and someone should
 know; ``AuditReport.intact`` tells whether everything found was repaired. Every repair attempt is one
@@ -33,7 +33,8 @@ from archive.digests import CHUNK
 from archive.errors import ArchiveError, BadArgument
 from archive.events import RECOVERY, REPLICATION, NewEvent, append_events
 from archive.replicas.target import Target as Replica
-from archive.replicas.trust import trusted_inventory
+from archive.replicas.trust import read_trusted_inventory, trusted_inventory
+from archive.sealing.seals import seal_relpath
 from archive.storage import fsync_dir, fsync_file
 from archive.storage.inventory import INVENTORY, SIDECAR
 from archive.storage.ocfl import ROOT_NAMASTE
@@ -212,6 +213,7 @@ def _agrees_with_catalogue(inventory: dict[str, Any], target: Target, version: s
 
 
 def repair_inventory(
+    settings: Settings,
     result: ObjectResult,
     obj_dir: Path,
     rel_obj: str,
@@ -220,8 +222,10 @@ def repair_inventory(
     run_id: str,
 ) -> tuple[bool, list[NewEvent]]:
     """Replace the damaged inventories of ``result`` (root or version) with a replica's trusted copy that
-    agrees with the catalogue; (anything repaired, events). A record the catalogue does not know
-    (``kind == "object"``) is never repaired this way: nothing vouches for a replica's inventory of it."""
+    agrees with the catalogue; (anything repaired, events). Trusted: its sidecar, and the version seal read
+    from the same replica (:func:`archive.replicas.trust.read_trusted_inventory`). A record the catalogue
+    does not know (``kind == "object"``) is never repaired this way: nothing vouches for a replica's
+    inventory of it."""
     events: list[NewEvent] = []
     target = result.target
     repaired_any = False
@@ -234,34 +238,40 @@ def repair_inventory(
         used: str | None = None
         notes: list[str] = []
         ok = False
+        sealed = True
         if target.kind == "object" or not target.files:
             notes.append("the catalogue holds nothing to check a replica's inventory against")
         for replica in replicas if not notes else ():
             used = replica.name
-            base = f"{rel_obj}/{where}/" if where else f"{rel_obj}/"
             try:
-                data = replica.read_bytes(base + INVENTORY)
-                sidecar = replica.read_bytes(base + SIDECAR)
+                trusted = read_trusted_inventory(
+                    settings,
+                    replica,
+                    rel_obj,
+                    object_id=target.object_id,
+                    version=where or None,
+                    primary_dir=obj_dir,
+                )
             except FileNotFoundError:
                 notes.append(f"{replica.name} has no copy")
                 continue
             except (OSError, ArchiveError) as exc:
                 notes.append(f"{replica.name}: {getattr(exc, 'en', exc)}")
                 continue
-            inventory = trusted_inventory(data, sidecar, object_id=target.object_id)
-            if inventory is None:
-                notes.append(f"the inventory at {replica.name} is not trustworthy (sidecar, id or signature)")
+            if trusted is None:
+                notes.append(
+                    f"the inventory at {replica.name} is not trustworthy (sidecar, id, or its seal's signature)"
+                )
                 continue
+            inventory, data, sidecar = trusted.inventory, trusted.data, trusted.sidecar
             if not _agrees_with_catalogue(inventory, target, where or None):
                 notes.append(f"the inventory at {replica.name} disagrees with the catalogue")
                 continue
-            if not where and (obj_dir / inventory["head"] / INVENTORY).is_file():
-                head_copy = (obj_dir / inventory["head"] / INVENTORY).read_bytes()
-                if head_copy != data and (obj_dir / inventory["head"] / SIDECAR).is_file():
-                    head_sidecar = (obj_dir / inventory["head"] / SIDECAR).read_bytes()
-                    if trusted_inventory(head_copy, head_sidecar, object_id=target.object_id) is not None:
-                        notes.append(f"the inventory at {replica.name} differs from the sound head version's")
-                        continue
+            if not where and _sound_head_differs(
+                settings, obj_dir, target.object_id, inventory["head"], data
+            ):
+                notes.append(f"the inventory at {replica.name} differs from the sound head version's")
+                continue
             tmp_dir.mkdir(parents=True, exist_ok=True)
             dest = obj_dir / where if where else obj_dir
             for name, content in ((INVENTORY, data), (SIDECAR, sidecar)):
@@ -272,14 +282,44 @@ def repair_inventory(
                     _put_in_place(tmp, dest / name)
                 finally:
                     tmp.unlink(missing_ok=True)
-            ok = True
+            ok, sealed = True, trusted.sealed
             break
         detail = f"restored from the replica copy at {used}" if ok else "; ".join(notes) + "; not repaired"
+        if ok and not sealed:
+            detail += (
+                " (the version has no seal here nor there: trusted on its sidecar and the catalogue alone)"
+            )
         for f in failures:
             f.repaired, f.repair_detail = ok, detail
-            events.append(_recovery_event(target, f, run_id, used if ok else None))
+            extra = {"sealed": sealed} if ok else {}
+            events.append(_recovery_event(target, f, run_id, used if ok else None, **extra))
         repaired_any = repaired_any or ok
     return repaired_any, events
+
+
+def _sound_head_differs(settings: Settings, obj_dir: Path, object_id: str, head: str, data: bytes) -> bool:
+    """Whether the primary's own copy of the head version's inventory is sound (trusted as a replica's would
+    be, by its sidecar and its seal) and differs from ``data``."""
+    here = obj_dir / head
+    if not (here / INVENTORY).is_file() or not (here / SIDECAR).is_file():
+        return False
+    head_copy = (here / INVENTORY).read_bytes()
+    if head_copy == data:
+        return False
+    try:
+        seal: bytes | None = (obj_dir / seal_relpath(head)).read_bytes()
+    except FileNotFoundError:
+        seal = None
+    trusted = trusted_inventory(
+        settings,
+        head_copy,
+        (here / SIDECAR).read_bytes(),
+        seal,
+        object_id=object_id,
+        version=head,
+        unsealed_ok=seal is None,
+    )
+    return trusted is not None
 
 
 def make_replica(settings: Settings, replica_root: Path, *, record_event: bool = True) -> ReplicaResult:

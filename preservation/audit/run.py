@@ -214,7 +214,7 @@ def _drive(
         events: list[NewEvent] = []
         if replicas and result.failures and o.obj_dir.is_relative_to(root):
             tmp_dir = settings.staging_dir / "audit-repair"
-            fixed, repairs = repair_inventory(result, o.obj_dir, rel_obj, replicas, tmp_dir, run_id)
+            fixed, repairs = repair_inventory(settings, result, o.obj_dir, rel_obj, replicas, tmp_dir, run_id)
             events += repairs
             if fixed:  # audit the object again against its restored inventory
                 restored = [f for f in result.failures if f.kind == FailureKind.inventory and f.repaired]

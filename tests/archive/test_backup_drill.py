@@ -1,13 +1,16 @@
 """``archive backup db`` / ``archive restore db`` on SQLite and PostgreSQL, and ``archive drill`` over the
-primary root and a file-system replica."""
+primary root and the replica targets (a file system, and the real SeaweedFS S3 server), seals included."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import threading
+import uuid
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select, text, update
 
 from archive import db, services
@@ -15,8 +18,11 @@ from archive.config import Settings
 from archive.events import verify_chain
 from archive.models import Event, Record
 from archive.recovery.rows import iter_dump
+from archive.replicas import sync, targets
+from archive.storage.layout import object_relpath
 from ingest.pipeline import ingest
 from tests.e2e.helpers import archive_cmd, simple_bag
+from tests.preservation.test_replica_audit import s3_env
 
 
 def dump(settings: Settings) -> list[str]:
@@ -131,3 +137,45 @@ def test_the_drill_runs_monthly_on_the_beat(home: Settings) -> None:
     entry = make_app(home).conf.beat_schedule["monthly-recovery-drill"]
     assert entry["task"] == DRILL_TASK == tasks.recovery_drill.name
     assert entry["schedule"].day_of_month == {1}
+
+
+@pytest.mark.parametrize("kind", ["fs", pytest.param("s3", marks=pytest.mark.s3)])
+def test_drill_restores_from_every_replica_target_and_checks_the_seals(
+    home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    env = s3_env() if kind == "s3" else {}
+    entry = f"s3://archive-test/drill-{uuid.uuid4().hex[:12]}" if kind == "s3" else str(tmp_path / "replica")
+    env["ARCHIVE_REPLICAS"] = entry
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    settings = Settings()
+    stored(settings, tmp_path, n=3)
+    done_sync = sync(settings)
+    assert done_sync is not None and all(not r.failures for r in done_sync)
+
+    done = archive_cmd("drill", "--sample", "10", "--json", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert [(s["source"], s["objects"], s["problems"]) for s in report["sources"]] == [
+        ("primary", 3, []),
+        (entry, 3, []),
+    ]
+    assert report["sources"][1]["bytes"] > 0
+
+    # a seal tampered with at the replica alone: that source fails, naming the object and the signature
+    with db.read_session(settings) as s:
+        object_id = s.execute(select(Record.ocfl_object_id).where(Record.archival_code == "B-1")).scalar_one()
+    (replica,) = targets(settings)
+    key = f"{object_relpath(object_id).as_posix()}/extensions/pearl-inventory-seals/v1.seal.json"
+    body = json.loads(replica.read_bytes(key))
+    body["signature"]["value"] = base64.b64encode(bytes(64)).decode()
+    forged = tmp_path / "forged.seal.json"
+    forged.write_text(json.dumps(body), encoding="utf-8")
+    replica.put_file(key, forged)
+    done = archive_cmd("drill", "--sample", "10", "--seed", str(report["seed"]), "--json", env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    primary, copy = json.loads(done.stdout)["sources"]
+    assert primary["problems"] == []
+    assert [p for p in copy["problems"]] == [
+        f"{object_id}: v1: the inventory signature does not verify (signature does not match)"
+    ]

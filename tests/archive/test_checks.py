@@ -33,9 +33,13 @@ from archive.checks.virus import scan
 from archive.config import Settings, get_settings
 from archive.events import INGESTION
 from archive.models import Event, File, Record
+from archive.sealing.service import sync_all
+from archive.storage.layout import object_relpath
 from ingest.bagwriter import make_bag, write_payload
 from ingest.pipeline import ingest
-from tests.e2e.helpers import CSV_HEADER, archive_cmd
+from tests.e2e.helpers import CSV_HEADER, archive_cmd, free_port
+from tests.tsa import TestTsa
+from tests.tsa import tsa as tsa  # the fixture, re-exported for pytest
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 AUTOMATIC = [c.code for c in registry().values() if c.automatic]
@@ -273,6 +277,53 @@ def test_a_full_cycle_finds_an_infected_and_a_damaged_stored_file(checked: Setti
     assert report.item("4-1").status == "fail"
     assert report.item("1-1").status == "fail"  # its sha512 no longer matches
     assert obj
+
+
+def test_a_tampered_seal_fails_the_fixed_information_item(checked: Settings, tmp_path: Path) -> None:
+    assert ingest(transfer(tmp_path / "bag", clean_rows()), "GZ", checked).stored
+    clean = run_cycle(checked, "full").item("1-1")
+    assert clean.status == "pass", clean.failures
+    assert "3 versions checked" in (clean.note or "") and "no TSA configured" in (clean.note or "")
+    with db.read_session(checked) as s:
+        record = s.execute(select(Record).where(Record.archival_code.like("%-0002"))).scalar_one()
+        ref, obj = f"GZ/{record.archival_code}", checked.ocfl_root / object_relpath(record.ocfl_object_id)
+    seal = obj / "extensions" / "pearl-inventory-seals" / "v1.seal.json"
+    body = json.loads(seal.read_bytes())
+    body["inventoryDigest"]["value"] = "00" * 64  # the seal now vouches for another inventory
+    seal.write_text(json.dumps(body), encoding="utf-8")
+
+    item = run_cycle(checked, "full").item("1-1")
+    assert item.status == "fail"
+    assert [(f.record, f.path) for f in item.failures] == [(ref, "v1"), (ref, "v1")], item.failures
+    assert any("signature" in f.detail for f in item.failures)
+    assert any("not the one that was signed" in f.detail for f in item.failures)
+
+
+def test_fixed_information_with_a_tsa_warns_while_tokens_wait_and_passes_once_stamped(
+    checked: Settings, tmp_path: Path, tsa: TestTsa, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARCHIVE_TSA_URL", f"http://127.0.0.1:{free_port()}/down")  # nothing listens
+    monkeypatch.setenv("ARCHIVE_TSA_TRUST", str(tsa.ca_pem))
+    down = get_settings()
+    assert ingest(transfer(tmp_path / "bag", clean_rows()), "GZ", down).stored
+    waiting = run_cycle(down, "full").item("1-1")
+    assert waiting.status == "warn" and len(waiting.failures) == 3, waiting.failures
+    assert "3 waiting for their timestamp" in (waiting.note or "")
+
+    monkeypatch.setenv("ARCHIVE_TSA_URL", tsa.url)
+    up = get_settings()
+    assert sync_all(up)["timestamped"] == 4  # the three records' versions and the transfer's
+    stamped = run_cycle(up, "full").item("1-1")
+    assert stamped.status == "pass" and not stamped.failures and "n/a" not in (stamped.note or "")
+
+    with db.read_session(up) as s:
+        record = s.execute(select(Record).where(Record.archival_code.like("%-0001"))).scalar_one()
+    token = up.ocfl_root / object_relpath(record.ocfl_object_id) / "extensions/pearl-inventory-seals/v1.tsr"
+    token.unlink()  # a token lost, and nothing in the outbox will fetch it again
+    lost = run_cycle(up, "full").item("1-1")
+    assert lost.status == "fail"
+    assert [(f.record, f.path) for f in lost.failures] == [(f"GZ/{record.archival_code}", "v1")]
+    assert "none is waiting in the outbox" in lost.failures[0].detail
 
 
 def test_a_sample_is_at_least_five_percent_and_its_seed_redraws_it(checked: Settings, tmp_path: Path) -> None:

@@ -168,6 +168,83 @@ def test_a_tampered_replica_is_never_used(replicated: Settings) -> None:
         assert verify_chain(s).ok
 
 
+def _put(target: Target, key: str, data: bytes) -> None:
+    tmp = Path(f"/tmp/put-{uuid.uuid4().hex}")
+    tmp.write_bytes(data)
+    try:
+        target.put_file(key, tmp)
+    finally:
+        tmp.unlink()
+
+
+def _rewrite_inventories(copy: Target | Path, rel: str) -> bytes:
+    """Rewrite the object's root and v1 inventories in ``copy`` consistently (same new bytes, sidecars to
+    match, every digest the catalogue holds unchanged): only the version's seal can tell."""
+    key = f"{rel}/{INVENTORY}"
+    inventory = json.loads(copy.read_bytes(key) if isinstance(copy, Target) else (copy / key).read_bytes())
+    inventory["versions"]["v1"]["message"] = "rewritten by someone"
+    data = json.dumps(inventory).encode()
+    for where in ("", "v1/"):
+        for name, content in ((INVENTORY, data), (SIDECAR, sidecar_bytes(data))):
+            if isinstance(copy, Target):
+                _put(copy, f"{rel}/{where}{name}", content)
+            else:
+                (copy / rel / f"{where}{name}").write_bytes(content)
+    return data
+
+
+def test_a_consistently_rewritten_replica_inventory_is_refused_by_its_seal(replicated: Settings) -> None:
+    rel, obj, _content, _row = _photo(replicated)
+    first, second = targets(replicated)
+    good = (obj / INVENTORY).read_bytes()
+    # the primary: the root inventory rewritten (its sidecar to match), the head's own copy rotted, so no
+    # sound inventory at the primary can vouch for or against a replica's
+    (obj / INVENTORY).write_bytes(good.replace(b'"id"', b'"id" ', 1))
+    (obj / SIDECAR).write_bytes(sidecar_bytes((obj / INVENTORY).read_bytes()))
+    (obj / "v1" / INVENTORY).write_bytes(good.replace(b'"head"', b'"head" ', 1))
+    forged = _rewrite_inventories(first, rel)
+
+    only_forged = run_audit(replicated, replicas=[first])
+    failures = [f for f in only_forged.failures if f.kind == "inventory"]
+    assert failures and not any(f.repaired for f in failures), failures
+    assert all("seal" in (f.repair_detail or "") for f in failures)
+    assert (obj / INVENTORY).read_bytes() != forged and (obj / "v1" / INVENTORY).read_bytes() != forged
+    assert all(e.outcome == "failure" for e in _recoveries(replicated))
+
+    both = run_audit(replicated, replicas=[first, second], resume=False)
+    assert both.intact and all(f.repaired and second.name in (f.repair_detail or "") for f in both.failures)
+    assert (obj / INVENTORY).read_bytes() == good == (obj / "v1" / INVENTORY).read_bytes()
+    assert run_audit(replicated, replicas=[second], resume=False).ok
+
+
+def test_an_unsealed_version_is_trusted_on_its_digests_and_reported(replicated: Settings) -> None:
+    """A home older than the seals: no seal at the primary nor at the replica. The replica's inventory is
+    trusted as before (sidecar, id, catalogue), and the repair says it was not sealed; but a seal removed
+    from a replica alone never makes its inventory trusted on digests."""
+    rel, obj, _content, _row = _photo(replicated)
+    first, second = targets(replicated)
+    seal = "extensions/pearl-inventory-seals/v1.seal.json"
+    sealed = (obj / seal).read_bytes()
+    good = (obj / INVENTORY).read_bytes()
+    (obj / seal).unlink()
+    first.delete(f"{rel}/{seal}")
+    (obj / INVENTORY).write_bytes(good.replace(b'"id"', b'"id" ', 1))
+    report = run_audit(replicated, replicas=[first])
+    found = [f for f in report.failures if f.kind == "inventory"]
+    assert found and all(f.repaired and "no seal" in (f.repair_detail or "") for f in found), found
+    assert (obj / INVENTORY).read_bytes() == good
+    events = _recoveries(replicated)
+    assert events and all(e.outcome_detail["sealed"] is False for e in events)
+
+    (obj / seal).write_bytes(sealed)  # the primary was sealed; only the replica lost its seal
+    second.delete(f"{rel}/{seal}")
+    (obj / INVENTORY).write_bytes(good.replace(b'"id"', b'"id" ', 1))
+    again = run_audit(replicated, replicas=[second], resume=False)
+    found = [f for f in again.failures if f.kind == "inventory"]
+    assert found and not any(f.repaired for f in found)
+    assert all("seal" in (f.repair_detail or "") for f in found), found
+
+
 def test_replica_audit_finds_missing_extra_and_different_copies(replicated: Settings) -> None:
     rel, _obj, content, _row = _photo(replicated)
     first, second = targets(replicated)
