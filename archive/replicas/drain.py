@@ -91,6 +91,7 @@ def copy_version_files(root: Path, target: Target, object_id: str, version: str)
     rel = object_relpath(object_id).as_posix()
     obj = root / rel
     vdir = obj / version
+    target.sweep_partial(rel)  # what a copy killed mid-file left at the target (an OCFL error there)
     data = (vdir / INVENTORY).read_bytes()
     sidecar = (vdir / SIDECAR).read_bytes()
     inventory = parse(data)

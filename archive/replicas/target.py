@@ -67,6 +67,11 @@ class Target(ABC):
         """Make every write so far durable (a file system's ``syncfs``; an S3 PUT is durable when answered)."""
         return None  # an S3 PUT is durable once answered; a file system overrides this
 
+    def sweep_partial(self, prefix: str) -> int:
+        """Remove the half-written temporary files a killed copy left under ``prefix`` (only while no other
+        copy can run: the drain holds the home's replication lock); returns how many. An S3 PUT leaves none."""
+        return 0
+
     @abstractmethod
     def list(self, prefix: str = "") -> dict[str, int]:
         """Every file under ``prefix`` (a relative folder, '' for all): relative path → size."""
@@ -118,6 +123,15 @@ class FsTarget(Target):
     def flush(self) -> None:
         if self.root.is_dir():
             sync_filesystem(self.root)
+
+    def sweep_partial(self, prefix: str) -> int:
+        removed = 0
+        for dirpath, _dirs, files in os.walk(self._path(prefix)):
+            for name in files:
+                if name.startswith(TMP_PREFIX) and name.endswith(TMP_SUFFIX):
+                    (Path(dirpath) / name).unlink(missing_ok=True)
+                    removed += 1
+        return removed
 
     def put_file(
         self, key: str, src: Path, expect: tuple[str, str] | None = None, *, durable: bool = True

@@ -173,12 +173,16 @@ def test_sync_killed_mid_copy_resumes_and_counts_nothing_half_copied(
     # content reached the replica, but no object there has a root inventory: no reader takes one as whole
     assert any(p.is_file() for p in replica.rglob("v1/content/**/*"))
     assert not [p for p in replica.rglob(INVENTORY) if p.parent.name != "v1"]
+    # a file whose copy the kill cut short (another copying thread's, at any point): swept on resume
+    content = next(p for p in replica.rglob("v1/content") if p.is_dir())
+    (content / ".replica-0123456789abcdef.tmp").write_bytes(b"half a file")
 
     resumed = _sync_child(settings, None)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["replicas"][0]["versions"] == 4
     ok, messages = validate_root(replica)
     assert ok, messages
+    assert not list(replica.rglob(".replica-*.tmp"))
     assert status(settings)[0].versions_behind == 0
 
 
