@@ -4,12 +4,14 @@ server started by ``scripts/services.sh`` is there (``ARCHIVE_TEST_POSTGRES_URL`
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import ProgrammingError
 
 from archive import db, services
 from archive.config import Settings, get_settings
@@ -47,9 +49,24 @@ def postgres_url() -> Iterator[str]:
         yield f"{base}/{name}"
     finally:
         db.dispose_engines()
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
+        try:
+            _drop_database(engine, name)
+        finally:
+            engine.dispose()
+
+
+def _drop_database(engine: Engine, name: str) -> None:
+    """DROP … WITH (FORCE) ends our own connections to it, but not an autovacuum worker that happens to be
+    on it (a superuser's process: InsufficientPrivilege); that one ends in a moment, so try again."""
+    for attempt in range(20):
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except ProgrammingError as exc:
+            if "InsufficientPrivilege" not in type(exc.orig).__name__ or attempt == 19:
+                raise
+            time.sleep(0.25)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
