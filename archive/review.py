@@ -274,7 +274,7 @@ class Decision:
 
 
 def _check_decision(status: str, reason: str, review_on: dt.date | None, today: dt.date) -> str:
-    if status not in STAFF_STATUSES:  # the codes of archive.services.staff_set_access
+    if status not in STAFF_STATUSES:
         raise BadArgument(variant="staff_status", status=status)
     if not reason.strip():
         raise BadArgument(variant="reason_required")

@@ -328,46 +328,6 @@ def set_access(
 STAFF_STATUSES = ("open", "restricted")
 
 
-def staff_set_access(
-    session: Session,
-    archive: str,
-    code: str,
-    status: str,
-    *,
-    reason: str,
-    review_on: dt.date | None,
-    actor: str,
-    open_after_years: int = 25,
-    today: dt.date | None = None,
-) -> dict[str, Any]:
-    """A staff decision on a record's access (the CLI's ``archive access set`` and the staff API): the
-    person is the event's agent, and their reason and next review date stay on the record and the event."""
-    if status not in STAFF_STATUSES:
-        raise BadArgument(variant="staff_status", status=status)
-    if not reason.strip():
-        raise BadArgument(variant="reason_required")
-    record = get_record(session, archive, code)
-    changed = set_access(
-        session,
-        record,
-        status,
-        today=today or dt.date.today(),
-        open_after_years=open_after_years,
-        agent=actor,
-        agent_type="person",
-        note=reason,
-        reason=reason,
-        review_on=review_on,
-    )
-    return {
-        "record": f"{record.archive.code}/{record.archival_code}",
-        "access_status": record.access_status,
-        "changed": changed,
-        "reason": record.access_reason,
-        "review_on": record.access_review_on.isoformat() if record.access_review_on else None,
-    }
-
-
 def register_upload(
     session: Session, transfer_id: str, archive: str, *, source: str, bag_name: str, actor: str
 ) -> Transfer:

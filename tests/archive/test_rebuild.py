@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from archive import db, describe, services
+from archive import db, describe, review, services
 from archive.config import Settings, get_settings
 from archive.events import verify_chain
 from archive.federation.identity import node_dir
@@ -70,7 +70,7 @@ def populate(settings: Settings, tmp: Path) -> None:
     edited = describe.edit_metadata(settings, "GZ", "R-1", {"title": "珠江堤防修缮报告（修订）"}, actor="li")
     assert edited["version"] == "v3"
     with db.write_session(settings) as s:
-        services.staff_set_access(
+        review.decide_record(
             s, "GZ", "R-2", "restricted", reason="涉及个人隐私", review_on=dt.date(2030, 1, 1), actor="zhang"
         )
     reindex(settings, get_backend(settings))
@@ -181,7 +181,7 @@ def test_lost_site_rebuilt_from_a_file_system_replica(home: Settings, tmp_path: 
     bag = simple_bag(tmp_path / "bag", [("a", "S-1", "测试一", b"one"), ("b", "S-2", "测试二", b"two")])
     assert ingest(bag, "GZ", home).status == "stored"
     with db.write_session(home) as s:
-        services.staff_set_access(s, "GZ", "S-2", "restricted", reason="待审", review_on=None, actor="li")
+        review.decide_record(s, "GZ", "S-2", "restricted", reason="待审", review_on=None, actor="li")
     before = dump(home)
     replica = tmp_path / "offsite" / "ocfl"
     shutil.copytree(home.ocfl_root, replica)  # what a file-system replica holds
