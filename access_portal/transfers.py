@@ -1,20 +1,62 @@
 """A bag that has arrived (in one piece through ``POST /api/v1/transfers`` or resumably through tus) becomes a
 transfer: registered ``received`` and queued for a worker, or, when the same bytes already went to the same
 archive, recognised as that earlier transfer (see :mod:`archive.uploads` for when a re-upload may try again).
+A bag sent in one piece (the API's ``POST /api/v1/transfers`` and the workspace's upload form) is first kept
+by :func:`store_upload`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from archive import db, services
 from archive.config import Settings
+from archive.errors import BadArgument, UploadTooLarge
 from archive.events import NewEvent, append_events
 from archive.models import utcnow
 from archive.uploads import Upload, first_transfer, lock_archive, record_digest
+
+#: What a bag may be sent as (the ingest reads the archive's content, not its name; the name is the bag's).
+BAG_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+CHUNK = 1 << 20
+
+
+def bag_name(filename: str | None) -> str:
+    """The bag's file name as sent, refused (BadArgument) unless it is a plain .zip, .tar or .tar.gz name."""
+    name = Path(filename or "").name
+    if not name or name.startswith(".") or not name.lower().endswith(BAG_SUFFIXES) or "\x00" in name:
+        raise BadArgument(variant="bag_upload_name")
+    return name
+
+
+def store_upload(settings: Settings, upload: BinaryIO, transfer_id: str, name: str) -> tuple[Path, str]:
+    """Copy the uploaded bag (the request's file) under ``$ARCHIVE_HOME/uploads/<transfer>/``, refusing more than the transfer
+    limit (``ARCHIVE_MAX_TRANSFER_BYTES``), and hash it (SHA-256) on the way; the worker's task removes the
+    folder after the ingest."""
+    folder = settings.home_dir / "uploads" / transfer_id
+    folder.mkdir(parents=True, exist_ok=False)
+    target = folder / name
+    limit = settings.transfer_byte_limit()
+    written = 0
+    digest = hashlib.sha256()
+    with open(target, "wb") as out:
+        while chunk := upload.read(CHUNK):
+            written += len(chunk)
+            if written > limit:
+                out.close()
+                shutil.rmtree(folder, ignore_errors=True)
+                raise UploadTooLarge(limit=limit)
+            out.write(chunk)
+            digest.update(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return target, digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,38 @@ port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+not() { ! "$@"; }
+
+# wait_until SECONDS PIDFILE COMMAND...: run COMMAND every half second until it succeeds (status 0); status 1
+# once SECONDS have passed or, when PIDFILE is named (not ""), once the process it names has died.
+wait_until() {
+    local limit="$1" pidfile="$2" deadline
+    shift 2
+    deadline=$(($(date +%s) + limit))
+    until "$@"; do
+        if [ -n "$pidfile" ] && ! pid_alive "$pidfile"; then return 1; fi
+        [ "$(date +%s)" -lt "$deadline" ] || return 1
+        sleep 0.5
+    done
+}
+
+# stop_pid NAME PIDFILE: SIGTERM to the process PIDFILE names, SIGKILL if it is alive 30 s later; the file
+# removed.
+stop_pid() {
+    local name="$1" pidfile="$2" pid
+    pid="$(cat "$pidfile" 2>/dev/null || true)"
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        log "$name: stopping (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+        if ! wait_until 30 "" not kill -0 "$pid" 2>/dev/null; then
+            log "$name: still alive after 30 s, killing"
+            kill -KILL "$pid" 2>/dev/null || true
+            sleep 1
+        fi
+    fi
+    rm -f "$pidfile"
+}
+
 # ------------------------------------------------------------------------------------------- PostgreSQL
 pg_bindir() {
     local dir
@@ -139,12 +171,7 @@ EOF
         tail -n 30 "$PG_DIR/postgres.log" >&2 || true
         die "postgres: failed to start"
     }
-    local i
-    for i in $(seq 1 60); do
-        "$bin/pg_isready" -q -h "$HOST" -p "$PG_PORT" && break
-        sleep 0.5
-    done
-    "$bin/pg_isready" -q -h "$HOST" -p "$PG_PORT" || die "postgres: not ready after 30 s"
+    wait_until 30 "" "$bin/pg_isready" -q -h "$HOST" -p "$PG_PORT" || die "postgres: not ready after 30 s"
     local psql=("$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$HOST" -p "$PG_PORT" -U postgres -d postgres)
     if [ "$("${psql[@]}" -tAc "SELECT 1 FROM pg_roles WHERE rolname='$PG_ROLE'")" != 1 ]; then
         "${psql[@]}" -c "CREATE ROLE $PG_ROLE LOGIN CREATEDB PASSWORD '$PG_PASSWORD'"
@@ -177,9 +204,9 @@ pg_env() {
 }
 
 # ------------------------------------------------------------------------------------------------ Redis
-redis_running() {
-    pid_alive "$REDIS_DIR/redis.pid" && redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG
-}
+redis_pong() { redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
+
+redis_running() { pid_alive "$REDIS_DIR/redis.pid" && redis_pong; }
 
 redis_start() {
     command -v redis-server >/dev/null || die "redis-server not found (run scripts/setup.sh)"
@@ -193,12 +220,7 @@ redis_start() {
     redis-server --bind "$HOST" --port "$REDIS_PORT" --daemonize yes --dir "$REDIS_DIR" \
         --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" \
         --save '' --appendonly no --protected-mode yes
-    local i
-    for i in $(seq 1 60); do
-        redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break
-        sleep 0.25
-    done
-    redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG || {
+    wait_until 15 "" redis_pong || {
         tail -n 20 "$REDIS_DIR/redis.log" >&2 || true
         die "redis: no PONG after 15 s"
     }
@@ -209,14 +231,9 @@ redis_stop() {
     if port_open "$REDIS_PORT" || pid_alive "$REDIS_DIR/redis.pid"; then
         log "redis: stopping"
         redis-cli -h "$HOST" -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
-        local i
-        for i in $(seq 1 40); do
-            pid_alive "$REDIS_DIR/redis.pid" || break
-            sleep 0.25
-        done
-        if pid_alive "$REDIS_DIR/redis.pid"; then kill "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null || true; fi
+        wait_until 10 "" not pid_alive "$REDIS_DIR/redis.pid" || true
     fi
-    rm -f "$REDIS_DIR/redis.pid"
+    stop_pid redis "$REDIS_DIR/redis.pid" # alive 10 s after its own shutdown: TERM, then KILL
 }
 
 redis_status() {
@@ -280,6 +297,11 @@ es_fetch() {
 
 es_pid() { cat "$ES_RUN/elasticsearch.pid" 2>/dev/null || true; }
 
+es_healthy() {
+    curl -fsS -m 5 "http://$HOST:$ES_PORT/_cluster/health?wait_for_status=yellow&timeout=2s" 2>/dev/null \
+        | grep -Eq '"status":"(green|yellow)"'
+}
+
 es_running() {
     pid_alive "$ES_RUN/elasticsearch.pid" \
         && curl -fsS -m 5 "http://$HOST:$ES_PORT/_cluster/health" >/dev/null 2>&1
@@ -341,43 +363,15 @@ EOF
         tail -n 40 "$ES_RUN/logs/pearl-archive-test.log" >&2 2>/dev/null || true
         die "elasticsearch: failed to start"
     }
-    local health="" limit="${ARCHIVE_ES_START_TIMEOUT:-240}" deadline
-    deadline=$(($(date +%s) + limit))
-    while [ "$(date +%s)" -lt "$deadline" ]; do
-        health="$(curl -fsS -m 5 \
-            "http://$HOST:$ES_PORT/_cluster/health?wait_for_status=yellow&timeout=2s" 2>/dev/null || true)"
-        case "$health" in *'"status":"green"'* | *'"status":"yellow"'*) break ;; esac
-        pid_alive "$ES_RUN/elasticsearch.pid" || break
-        sleep 1
-    done
-    case "$health" in
-        *'"status":"green"'* | *'"status":"yellow"'*) log "elasticsearch: ready" ;;
-        *)
-            tail -n 40 "$ES_RUN/logs/pearl-archive-test.log" >&2 2>/dev/null || true
-            die "elasticsearch: not healthy within $limit s (logs: $ES_RUN/logs)"
-            ;;
-    esac
+    local limit="${ARCHIVE_ES_START_TIMEOUT:-240}"
+    wait_until "$limit" "$ES_RUN/elasticsearch.pid" es_healthy || {
+        tail -n 40 "$ES_RUN/logs/pearl-archive-test.log" >&2 2>/dev/null || true
+        die "elasticsearch: not healthy within $limit s (logs: $ES_RUN/logs)"
+    }
+    log "elasticsearch: ready"
 }
 
-es_stop() {
-    local pid
-    pid="$(es_pid)"
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        log "elasticsearch: stopping (pid $pid)"
-        kill -TERM "$pid" 2>/dev/null || true
-        local i
-        for i in $(seq 1 60); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.5
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            log "elasticsearch: still alive after 30 s, killing"
-            kill -KILL "$pid" 2>/dev/null || true
-            sleep 1
-        fi
-    fi
-    rm -f "$ES_RUN/elasticsearch.pid"
-}
+es_stop() { stop_pid elasticsearch "$ES_RUN/elasticsearch.pid"; }
 
 es_status() {
     if es_running; then
@@ -412,6 +406,14 @@ seaweedfs_build() {
 }
 
 seaweedfs_pid() { cat "$SEAWEED_RUN/weed.pid" 2>/dev/null || true; }
+
+# the S3 gateway is up once it answers (403 without credentials)
+seaweedfs_answers() {
+    case "$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$S3_PORT/" 2>/dev/null || true)" in
+        2?? | 403) return 0 ;;
+        *) return 1 ;;
+    esac
+}
 
 seaweedfs_running() { pid_alive "$SEAWEED_RUN/weed.pid" && port_open "$S3_PORT"; }
 
@@ -449,38 +451,14 @@ EOF
         -master.volumeSizeLimitMB=64 -volume.max=0 \
         >"$SEAWEED_RUN/weed.log" 2>&1 </dev/null &
     echo $! >"$SEAWEED_RUN/weed.pid"
-    local i code=""
-    for i in $(seq 1 240); do
-        pid_alive "$SEAWEED_RUN/weed.pid" || break
-        # the S3 gateway is up once it answers (403 without credentials)
-        code="$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$S3_PORT/" 2>/dev/null || true)"
-        case "$code" in 2?? | 403) break ;; esac
-        sleep 0.5
-    done
-    case "$code" in
-        2?? | 403) log "seaweedfs: ready" ;;
-        *)
-            tail -n 30 "$SEAWEED_RUN/weed.log" >&2 || true
-            die "seaweedfs: the S3 gateway did not answer within 120 s"
-            ;;
-    esac
+    wait_until 120 "$SEAWEED_RUN/weed.pid" seaweedfs_answers || {
+        tail -n 30 "$SEAWEED_RUN/weed.log" >&2 || true
+        die "seaweedfs: the S3 gateway did not answer within 120 s"
+    }
+    log "seaweedfs: ready"
 }
 
-seaweedfs_stop() {
-    local pid
-    pid="$(seaweedfs_pid)"
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        log "seaweedfs: stopping"
-        kill -TERM "$pid" 2>/dev/null || true
-        local i
-        for i in $(seq 1 60); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.5
-        done
-        if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-    fi
-    rm -f "$SEAWEED_RUN/weed.pid"
-}
+seaweedfs_stop() { stop_pid seaweedfs "$SEAWEED_RUN/weed.pid"; }
 
 seaweedfs_status() {
     if seaweedfs_running; then

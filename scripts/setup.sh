@@ -31,7 +31,7 @@ FULL_PACKAGES=(
     ghostscript qpdf poppler-utils libmagic1 imagemagick
     libreoffice-core libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui
     ffmpeg chromium fonts-noto-cjk fonts-arphic-uming fonts-arphic-ukai
-    clamav clamav-daemon
+    clamav clamav-daemon clamdscan
     # for scripts/services.sh: Elasticsearch is fetched with Maven and runs on a JDK >= 17
     openjdk-17-jdk-headless maven unzip curl
 )

@@ -120,6 +120,10 @@ def test_start_up_order(stack: dict[str, Any]) -> None:
     assert svc["portal"]["depends_on"]["elasticsearch"] == {"condition": "service_healthy"}
     for app in ("worker", "beat"):
         assert svc[app]["depends_on"]["redis"] == {"condition": "service_healthy"}
+    # the virus scanner: signatures first, then clamd, then the worker that streams files to it
+    assert svc["freshclam"]["depends_on"] == {"preflight": {"condition": "service_completed_successfully"}}
+    assert svc["clamd"]["depends_on"] == {"freshclam": {"condition": "service_healthy"}}
+    assert svc["worker"]["depends_on"]["clamd"] == {"condition": "service_healthy"}
 
 
 def test_healthchecks(stack: dict[str, Any]) -> None:
@@ -132,7 +136,8 @@ def test_healthchecks(stack: dict[str, Any]) -> None:
         "http://127.0.0.1:8000/healthz",
     ]
     assert healthcheck(svc["worker"]) == ["archive", "health", "worker"]
-    for name in ("portal", "worker", *SERVERS):
+    assert healthcheck(svc["clamd"]) == ["clamdscan", "--ping", "3"]  # over the socket clamd.conf names
+    for name in ("portal", "worker", "clamd", "freshclam", *SERVERS):
         check = svc[name]["healthcheck"]
         assert check.get("disable") is not True and check["interval"] and check["timeout"], name
 
@@ -157,7 +162,67 @@ def test_every_archive_variable_is_a_setting(stack: dict[str, Any]) -> None:
 
     known = {f"ARCHIVE_{name.upper()}" for name in Settings.model_fields}
     for name in APP_SERVICES:
-        assert set(environment(services(stack)[name])) - known == set(), name
+        ours = {v for v in environment(services(stack)[name]) if v.startswith("ARCHIVE_")}
+        assert ours - known == set(), name
+
+
+def clamd_conf(stack: dict[str, Any]) -> dict[str, str]:
+    """clamd.conf as the compose file gives it to clamd: directive -> value."""
+    lines = stack["configs"]["clamd"]["content"].splitlines()
+    return dict(ln.split(None, 1) for ln in lines if ln.strip() and not ln.startswith("#"))
+
+
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """target -> source of a service's volumes (short syntax), ``:ro`` kept on the source."""
+    found = {}
+    for volume in service.get("volumes", []):
+        source, target, *mode = volume.split(":")
+        found[target] = source + "".join(f":{m}" for m in mode)
+    return found
+
+
+def test_clamd_serves_the_worker_on_a_socket_only_they_share(stack: dict[str, Any]) -> None:
+    svc = services(stack)
+    conf = clamd_conf(stack)
+    socket = environment(svc["worker"])["ARCHIVE_CLAMD_SOCKET"]
+    assert conf["LocalSocket"] == socket
+    assert "TCPSocket" not in conf  # not on the network at all
+    socket_dir = str(Path(socket).parent)
+    assert mounts(svc["worker"])[socket_dir] == mounts(svc["clamd"])[socket_dir] == "clamd-socket"
+    holders = sorted(n for n, s in svc.items() if "clamd-socket" in mounts(s).values())
+    assert holders == ["clamd", "freshclam", "worker"]  # freshclam: to tell clamd of new signatures
+    assert mounts(svc["freshclam"])["/var/lib/clamav"] == "clamav-db"  # freshclam writes, clamd reads
+    assert mounts(svc["clamd"])["/var/lib/clamav"] == "clamav-db:ro"
+    for name in ("clamd", "freshclam"):
+        assert svc[name]["build"]["target"] == "clamav", name
+        assert [c["target"] for c in svc[name]["configs"]] == ["/etc/clamav/clamd.conf"], name
+    # no file is passed over for its size below the transfer limit's order of magnitude: clamd's own
+    # defaults (25-400 MB) would answer larger streams with an error or scan them only in part
+    for directive in ("StreamMaxLength", "MaxFileSize", "MaxScanSize"):
+        assert conf[directive] == "4000M", directive
+
+
+def test_sealing_keys_are_a_volume_of_their_own_wherever_the_data_is(stack: dict[str, Any]) -> None:
+    for name, service in services(stack).items():
+        found = mounts(service)
+        if found.get("/data", "").startswith("archive-data"):
+            keys = found.get("/data/sealing")
+            assert keys is not None and keys.startswith("sealing-keys"), name
+            assert keys != found["/data"], name
+    holders = [n for n, s in services(stack).items() if "/data/sealing" in mounts(s)]
+    assert sorted(holders) == ["beat", "init", "init-gz", "portal", "portal-gz", "worker"]
+    assert {"sealing-keys", "clamav-db", "clamd-socket"} <= set(stack["volumes"])
+
+
+def test_beat_schedules_only_tasks_the_worker_runs() -> None:
+    from archive.config import Settings
+    from preservation.celery_app import make_app
+
+    app = make_app(Settings())
+    app.loader.import_default_modules()
+    scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
+    assert len(scheduled) >= 8
+    assert scheduled - set(app.tasks) == set()
 
 
 def test_portal_runs_behind_proxy_headers_with_several_workers(stack: dict[str, Any]) -> None:
@@ -339,6 +404,19 @@ def test_dockerfile_is_multi_stage_and_the_portal_carries_no_migration_tool(stac
         assert not any(p.startswith(tool) for p in portal), f"portal image has {tool}: {sorted(portal)}"
         assert any(p.startswith(tool) for p in worker), f"worker image lacks {tool}: {sorted(worker)}"
     assert {"libmagic1", "poppler-utils"} <= portal  # identification; pdftotext for the index's PDF text
+    for packages in (portal, worker):
+        # the report PDFs' font (the first candidate archive.evidence.render looks for), openssl for operators
+        assert {"fonts-arphic-uming", "openssl", "poppler-utils"} <= packages
+    assert "qpdf" in worker
+    from archive.evidence.render import FONT_CANDIDATES
+
+    assert str(FONT_CANDIDATES[0]).startswith("/usr/share/fonts/truetype/arphic/")
+    base_runs = " ".join(r for w, r in stages["base"]["lines"] if w == "RUN")
+    assert "-o archive -g archive -m 0700 /data/sealing" in base_runs  # the volume starts owned by archive
+    clamav = apt_packages(stages, "clamav")
+    assert {"clamav-daemon", "clamav-freshclam", "clamdscan"} <= clamav
+    assert last(stages, "clamav", "USER") == "clamav"
+    assert stages["clamav"]["parent"].startswith("debian:")
     for target in ("portal", "worker"):
         assert last(stages, target, "USER") == "10001:10001", target  # `archive`, numeric: not root
         assert last(stages, target, "ENTRYPOINT") == '["archive"]', target

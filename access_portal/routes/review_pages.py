@@ -11,6 +11,7 @@ answers 303 back to the page (post/redirect/get); a refused one re-renders the p
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -35,7 +36,7 @@ from archive.config import Settings
 from archive.errors import ArchiveError, InvalidMetadata, NotFound, UnknownArchive
 from archive.events import ACCESS_DECISION
 from archive.models import Event, Review, ReviewState
-from search import index_records
+from search import SearchBackend, index_records
 
 router = APIRouter(prefix="/staff", dependencies=[Depends(get_limits)], include_in_schema=False)
 
@@ -124,18 +125,14 @@ def decide_page(
     review_id: Annotated[list[int] | None, Form()] = None,
 ) -> Response:
     ids = [i for i in review_id or [] if 0 < i < 2**31]
-    t = translator(resolve_lang(request))
-    if not ids:
+
+    def refused(error: str) -> HTMLResponse:
         return _queue_page(
-            request,
-            staff,
-            settings,
-            archive=None,
-            state="pending",
-            why=None,
-            error=t("decision_none_selected"),
-            status_code=422,
+            request, staff, settings, archive=None, state="pending", why=None, error=error, status_code=422
         )
+
+    if not ids:
+        return refused(translator(resolve_lang(request))("decision_none_selected"))
     try:
         items = [
             review.Decision(
@@ -158,16 +155,7 @@ def decide_page(
                 open_after_years=settings.open_after_years,
             )
     except ArchiveError as exc:
-        return _queue_page(
-            request,
-            staff,
-            settings,
-            archive=None,
-            state="pending",
-            why=None,
-            error=_message(request, exc),
-            status_code=422,
-        )
+        return refused(_message(request, exc))
     index_records(settings, backend, [r["record_id"] for r in results])
     return RedirectResponse("/staff/reviews?" + urlencode({"done": len(results)}), status_code=303)
 
@@ -251,6 +239,39 @@ def _back(archive: str, code: str, **query: str) -> RedirectResponse:
     return RedirectResponse(path + ("?" + urlencode(query) if query else ""), status_code=303)
 
 
+#: What a record form's change answers: the query of the record page to go back to, and the id of the record
+#: to re-index (None: nothing the index holds changed).
+Changed = tuple[dict[str, str], int | None]
+
+
+def _record_form(
+    request: Request,
+    staff: Staff,
+    settings: Settings,
+    backend: SearchBackend | None,
+    archive: str,
+    code: str,
+    change: Callable[[], Changed],
+) -> Response:
+    """One record form's post: the archive checked, ``change`` made, the record re-indexed, then 303 back to
+    the record's page. A refused change re-renders the page with its coded reason (422); an unknown archive
+    or record is the 404 page."""
+    require_archive(staff, archive)
+    try:
+        query, record_id = change()
+    except UnknownArchive:
+        raise NotFound() from None
+    except NotFound:
+        raise
+    except ArchiveError as exc:
+        return _record_page(
+            request, staff, settings, archive, code, error=_message(request, exc), status_code=422
+        )
+    if record_id is not None and backend is not None:
+        index_records(settings, backend, [record_id])
+    return _back(archive, code, **query)
+
+
 @router.post("/records/{archive}/{code}/metadata", response_class=HTMLResponse)
 def edit_page(
     request: Request,
@@ -265,7 +286,6 @@ def edit_page(
     keywords: Annotated[str, Form(max_length=describe.MAX_KEYWORDS * (describe.MAX_KEYWORD + 1))] = "",
     date: Annotated[str, Form(max_length=describe.LIMITS["date"] + 1)] = "",
 ) -> Response:
-    require_archive(staff, archive)
     wanted: dict[str, Any] = {
         "title": title,
         "creator": creator,
@@ -273,21 +293,15 @@ def edit_page(
         "keywords": keywords,
         "date": date,
     }
-    try:
+
+    def edit() -> Changed:
         with db.read_session(settings) as s:
             current = describe.current_fields(services.get_record(s, archive, code))
         changes = {k: v for k, v in wanted.items() if describe.clean_changes({k: v})[k] != current[k]}
         result = describe.edit_metadata(settings, archive, code, changes, actor=staff.login)
-    except UnknownArchive:
-        raise NotFound() from None
-    except NotFound:
-        raise
-    except ArchiveError as exc:
-        return _record_page(
-            request, staff, settings, archive, code, error=_message(request, exc), status_code=422
-        )
-    index_records(settings, backend, [result["record_id"]])
-    return _back(archive, code, saved=result["version"])
+        return {"saved": result["version"]}, result["record_id"]
+
+    return _record_form(request, staff, settings, backend, archive, code, edit)
 
 
 @router.post("/records/{archive}/{code}/review", response_class=HTMLResponse)
@@ -299,19 +313,12 @@ def put_up_page(
     settings: SettingsDep,
     note: OptionalText = "",
 ) -> Response:
-    require_archive(staff, archive)
-    try:
+    def put_up() -> Changed:
         with db.write_session(settings) as s:
             review.put_up(s, archive, code, actor=staff.login, note=note or None)
-    except UnknownArchive:
-        raise NotFound() from None
-    except NotFound:
-        raise
-    except ArchiveError as exc:
-        return _record_page(
-            request, staff, settings, archive, code, error=_message(request, exc), status_code=422
-        )
-    return _back(archive, code, done="review")
+        return {"done": "review"}, None
+
+    return _record_form(request, staff, settings, None, archive, code, put_up)
 
 
 @router.post("/records/{archive}/{code}/access", response_class=HTMLResponse)
@@ -326,8 +333,7 @@ def access_page(
     reason: OptionalText = "",
     review_on: Annotated[str, Form(max_length=16)] = "",
 ) -> Response:
-    require_archive(staff, archive)
-    try:
+    def decide() -> Changed:
         with db.write_session(settings) as s:
             result = review.decide_record(
                 s,
@@ -339,13 +345,6 @@ def access_page(
                 actor=staff.login,
                 open_after_years=settings.open_after_years,
             )
-    except UnknownArchive:
-        raise NotFound() from None
-    except NotFound:
-        raise
-    except ArchiveError as exc:
-        return _record_page(
-            request, staff, settings, archive, code, error=_message(request, exc), status_code=422
-        )
-    index_records(settings, backend, [result["record_id"]])
-    return _back(archive, code, done="access")
+        return {"done": "access"}, result["record_id"]
+
+    return _record_form(request, staff, settings, backend, archive, code, decide)

@@ -7,10 +7,7 @@ Who may call what is decided in :mod:`access_portal.staff`; the handlers call se
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import os
 import shutil
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
@@ -29,9 +26,8 @@ from access_portal.staff import (
     require_archive,
     require_archive_read,
 )
-from access_portal.transfers import accept_bag
+from access_portal.transfers import accept_bag, bag_name, store_upload
 from archive import db, review, services
-from archive.config import Settings
 from archive.errors import (
     ArchiveError,
     BadArgument,
@@ -220,42 +216,6 @@ class TransferQueued(BaseModel):
     }
 
 
-#: What a bag may be sent as (the ingest reads the archive's content, not its name; the name is the bag's).
-BAG_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
-CHUNK = 1 << 20
-
-
-def bag_name(filename: str | None) -> str:
-    name = Path(filename or "").name
-    if not name or name.startswith(".") or not name.lower().endswith(BAG_SUFFIXES) or "\x00" in name:
-        raise BadArgument(variant="bag_upload_name")
-    return name
-
-
-def _store_upload(settings: Settings, upload: UploadFile, transfer_id: str, name: str) -> tuple[Path, str]:
-    """Copy the uploaded bag under ``$ARCHIVE_HOME/uploads/<transfer>/``, refusing more than the transfer
-    limit (``ARCHIVE_MAX_TRANSFER_BYTES``), and hash it (SHA-256) on the way; the worker's task removes the
-    folder after the ingest."""
-    folder = settings.home_dir / "uploads" / transfer_id
-    folder.mkdir(parents=True, exist_ok=False)
-    target = folder / name
-    limit = settings.transfer_byte_limit()
-    written = 0
-    digest = hashlib.sha256()
-    with open(target, "wb") as out:
-        while chunk := upload.file.read(CHUNK):
-            written += len(chunk)
-            if written > limit:
-                out.close()
-                shutil.rmtree(folder, ignore_errors=True)
-                raise UploadTooLarge(limit=limit)
-            out.write(chunk)
-            digest.update(chunk)
-        out.flush()
-        os.fsync(out.fileno())
-    return target, digest.hexdigest()
-
-
 @router.post(
     "/transfers",
     status_code=202,
@@ -298,7 +258,7 @@ async def submit_transfer(
     try:
         name = bag_name(file.filename)
         transfer_id = new_transfer_id()
-        path, sha256 = await run_in_threadpool(_store_upload, settings, file, transfer_id, name)
+        path, sha256 = await run_in_threadpool(store_upload, settings, file.file, transfer_id, name)
     except BadArgument as exc:
         raise refused(exc) from None
     except UploadTooLarge as exc:

@@ -39,7 +39,6 @@ from markupsafe import Markup, escape
 from access_portal.deps import SettingsDep, get_limits
 from access_portal.i18n import resolve_lang, translator
 from access_portal.routes.public import CSP, TEMPLATES, content_disposition, render
-from access_portal.routes.staff import _store_upload, bag_name
 from access_portal.schemas import record_url
 from access_portal.staff import (
     CSRF_FIELD,
@@ -52,7 +51,7 @@ from access_portal.staff import (
     require_archive,
     require_archive_read,
 )
-from access_portal.transfers import accept_bag
+from access_portal.transfers import accept_bag, bag_name, store_upload
 from archive import dashboard, db, services, transfer_views
 from archive.accounts import Staff, add_user, disable_user, list_users, sessions
 from archive.config import Settings
@@ -461,7 +460,7 @@ async def upload(
     try:
         name = bag_name(file.filename)
         transfer_id = new_transfer_id()
-        path, sha256 = await run_in_threadpool(_store_upload, settings, file, transfer_id, name)
+        path, sha256 = await run_in_threadpool(store_upload, settings, file.file, transfer_id, name)
     except BadArgument as exc:
         return _upload_form(request, settings, staff, exc, 422)
     except UploadTooLarge as exc:

@@ -22,10 +22,10 @@ from pydantic import BaseModel
 
 from access_portal import tus
 from access_portal.deps import SettingsDep
-from access_portal.routes.staff import bag_name, refused
+from access_portal.routes.staff import refused
 from access_portal.schemas import ErrorOut
 from access_portal.staff import ArchivistDep, require_archive
-from access_portal.transfers import Accepted, accept_bag
+from access_portal.transfers import Accepted, accept_bag, bag_name
 from archive import db
 from archive.accounts import Staff
 from archive.config import Settings

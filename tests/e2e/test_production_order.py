@@ -2,21 +2,24 @@
 read from the file and interpolated as `docker compose` would, run in the compose file's order on the real
 PostgreSQL, Redis and Elasticsearch that scripts/services.sh starts:
 
-preflight (`archive config check`) → init (`archive init`, twice: it runs at every start) → portal
-(`archive serve … --workers … --proxy-headers`), worker and beat as processes → their healthchecks pass →
-a bag is ingested → the record is found through the portal's search (indexed through the outbox into
-Elasticsearch) and its PDF is migrated by the worker (queued by beat) → every process stops on SIGTERM, as
-`docker compose stop` asks, with exit status 0.
+preflight (`archive config check`) → init (`archive init`, twice: it runs at every start) → clamd (the
+compose file's command and clamd.conf, healthy by its healthcheck) → portal (`archive serve … --workers …
+--proxy-headers`), worker and beat as processes → their healthchecks pass → a bag is ingested, its files
+scanned by clamd over the socket, and a bag holding the EICAR test file is refused → the record is found
+through the portal's search (indexed through the outbox into Elasticsearch) and its PDF is migrated by the
+worker (queued by beat) → every process stops on SIGTERM, as `docker compose stop` asks, with exit status 0.
 
 The environment is the compose file's, with only the servers' addresses changed to the test servers' (a
-fresh PostgreSQL database, a Redis key prefix, an index alias of this test's own) and beat's dispatch
-interval shortened so that the test waits seconds, not half a minute.
+fresh PostgreSQL database, a Redis key prefix, an index alias of this test's own, clamd's socket in a
+temporary folder) and beat's dispatch interval shortened so that the test waits seconds, not half a minute.
+freshclam is the one service not run: in its place the signature folder gets the EICAR test signature.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,6 +45,7 @@ from tests.preservation.samples import make_pdf
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 START_TIMEOUT = 120.0
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 STOP_TIMEOUT = 60.0
 
 
@@ -71,12 +75,15 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float, logs: Callabl
 class Service:
     """One compose service's command as a process (`archive` is the image's ENTRYPOINT)."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], logdir: Path) -> None:
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], logdir: Path, *, archive: bool = True
+    ) -> None:
+        """``archive=False``: a service whose image runs another program (``argv[0]``), not `archive`."""
         self.name = name
         self.log = logdir / f"{name}.log"
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "archive", *argv],
+                [sys.executable, "-m", "archive", *argv] if archive else argv,
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -173,6 +180,56 @@ def stack_env(tmp_path: Path, postgres_url: str) -> Iterator[tuple[dict[str, Any
     r.close()
 
 
+def start_clamd(stack: dict[str, Any], env: dict[str, str], folder: Path, logdir: Path) -> Service:
+    """The compose file's clamd service as a process: its command and clamd.conf, with the socket (the path
+    the application services get as ARCHIVE_CLAMD_SOCKET) and the signature folder moved into ``folder``;
+    ``env`` is pointed at the new socket once the service's healthcheck passes."""
+    exe = shutil.which("clamd") or "/usr/sbin/clamd"
+    if not Path(exe).exists() or not shutil.which("clamdscan"):
+        pytest.fail("clamd or clamdscan is not installed (Debian clamav-daemon, clamdscan: scripts/setup.sh)")
+    svc = stack["services"]["clamd"]
+    socket_path, signatures = folder / "run" / "clamd.sock", folder / "db"
+    socket_path.parent.mkdir(parents=True)
+    signatures.mkdir()
+    (signatures / "test.ndb").write_text(f"Eicar-Test-Signature:0:*:{EICAR.hex()}\n", encoding="ascii")
+    conf = stack["configs"]["clamd"]["content"]
+    moved = conf.replace(f"LocalSocket {env['ARCHIVE_CLAMD_SOCKET']}\n", f"LocalSocket {socket_path}\n")
+    moved = moved.replace("DatabaseDirectory /var/lib/clamav\n", f"DatabaseDirectory {signatures}\n")
+    assert moved.count(str(folder)) == 2, "clamd.conf names the socket the worker uses and /var/lib/clamav"
+    conf_file = folder / "clamd.conf"
+    conf_file.write_text(moved + f"TemporaryDirectory {folder}\n", encoding="utf-8")
+    argv = [exe if a == "clamd" else a for a in command(svc)]
+    assert "--config-file=/etc/clamav/clamd.conf" in argv
+    argv[argv.index("--config-file=/etc/clamav/clamd.conf")] = f"--config-file={conf_file}"
+    clamd = Service("clamd", argv, env, logdir, archive=False)
+    check = [*healthcheck(svc), f"--config-file={conf_file}"]
+
+    def healthy() -> bool:
+        assert clamd.proc.poll() is None, f"clamd exited with {clamd.proc.returncode}\n{clamd.text()}"
+        return subprocess.run(check, capture_output=True, timeout=60, check=False).returncode == 0
+
+    try:
+        wait_for("clamd healthy", healthy, START_TIMEOUT, clamd.text)
+    except BaseException:
+        clamd.kill()
+        raise
+    env["ARCHIVE_CLAMD_SOCKET"] = str(socket_path)
+    return clamd
+
+
+def infected_bag(root: Path) -> Path:
+    write_payload(
+        root,
+        {
+            "data/r/附件.txt": b"attachment " + EICAR,
+            "data/metadata/records.csv": (
+                CSV_HEADER + "r,GZ-PROD-0002,部署附件,广州市档案馆,1990-01-01,永久,公开,自动\r\n"
+            ).encode(),
+        },
+    )
+    return make_bag(root, algorithms=("sha256",))
+
+
 def policy_bag(root: Path, samples: Path) -> Path:
     samples.mkdir()
     pdf = make_pdf(samples / "report.pdf", pages=2, text="Deployment acceptance report")
@@ -234,6 +291,8 @@ def test_stack_starts_in_compose_order_and_serves(
     def logs() -> str:
         return "\n".join(f"--- {s.name}\n{s.text()[-3000:]}" for s in started)
 
+    # the worker waits for clamd (depends_on: service_healthy), which waits for the signatures
+    scanner = start_clamd(stack, env, tmp_path / "clamav", logdir)
     try:
         for name, argv in (
             ("portal", portal_argv),
@@ -268,6 +327,9 @@ def test_stack_starts_in_compose_order_and_serves(
             ["ingest", str(policy_bag(tmp_path / "bag", tmp_path / "samples")), "--archive", "GZ"], env
         )
         assert ingested.returncode == 0, ingested.stdout + ingested.stderr
+        refused = run(["ingest", str(infected_bag(tmp_path / "infected")), "--archive", "GZ"], env)
+        said = refused.stdout + refused.stderr
+        assert refused.returncode == 1 and "CHK001" in said and "Eicar" in said, said
 
         search = f"http://127.0.0.1:{port}/api/v1/search?q={urllib.parse.quote('部署验收')}"
 
@@ -291,5 +353,7 @@ def test_stack_starts_in_compose_order_and_serves(
         codes = {s.name: s.stop() for s in started}
         for s in started:
             s.kill()
+        scanner.stop()
+        scanner.kill()
     assert codes == {"portal": 0, "worker": 0, "beat": 0}, logs()
     assert "Traceback" not in logs(), logs()
