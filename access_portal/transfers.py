@@ -1,8 +1,8 @@
 """A bag that has arrived (in one piece through ``POST /api/v1/transfers`` or resumably through tus) becomes a
 transfer: registered ``received`` and queued for a worker, or, when the same bytes already went to the same
 archive, recognised as that earlier transfer (see :mod:`archive.uploads` for when a re-upload may try again).
-A bag sent in one piece (the API's ``POST /api/v1/transfers`` and the workspace's upload form) is first kept
-by :func:`store_upload`.
+A bag sent in one piece (the API's ``POST /api/v1/transfers`` and the workspace's upload form) arrives through
+:func:`receive_bag`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from archive import db, services
 from archive.config import Settings
-from archive.errors import BadArgument, UploadTooLarge
+from archive.errors import BadArgument, NotFound, UnknownArchive, UploadTooLarge
 from archive.events import NewEvent, append_events
 from archive.models import utcnow
 from archive.uploads import Upload, first_transfer, lock_archive, record_digest
@@ -130,3 +130,21 @@ def accept_bag(
         return Accepted(first, duplicate_of=first)
     send_ingest(settings, transfer_id, str(path), archive)
     return Accepted(transfer_id)
+
+
+def receive_bag(
+    settings: Settings, archive: str, upload: BinaryIO, filename: str | None, *, actor: str
+) -> Accepted:
+    """A bag sent in one piece: its name checked (:func:`bag_name`), its bytes kept (:func:`store_upload`),
+    then registered and queued (:func:`accept_bag`). Raises BadArgument (the name), UploadTooLarge, or
+    NotFound for an archive the catalogue does not know (nothing kept)."""
+    from ingest.pipeline import new_transfer_id
+
+    name = bag_name(filename)
+    transfer_id = new_transfer_id()
+    path, sha256 = store_upload(settings, upload, transfer_id, name)
+    try:
+        return accept_bag(settings, archive, path, sha256, transfer_id=transfer_id, actor=actor)
+    except UnknownArchive:
+        shutil.rmtree(path.parent, ignore_errors=True)
+        raise NotFound() from None

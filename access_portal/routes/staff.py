@@ -7,7 +7,6 @@ Who may call what is decided in :mod:`access_portal.staff`; the handlers call se
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
@@ -26,7 +25,7 @@ from access_portal.staff import (
     require_archive,
     require_archive_read,
 )
-from access_portal.transfers import accept_bag, bag_name, store_upload
+from access_portal.transfers import receive_bag
 from archive import db, review, services
 from archive.errors import (
     ArchiveError,
@@ -252,24 +251,15 @@ async def submit_transfer(
     archive: Annotated[str, Form(description="The archive's code, e.g. GZ")],
     file: Annotated[UploadFile, File(description="The bag: .zip, .tar or .tar.gz")],
 ) -> Any:
-    from ingest.pipeline import new_transfer_id
-
     require_archive(staff, archive)
     try:
-        name = bag_name(file.filename)
-        transfer_id = new_transfer_id()
-        path, sha256 = await run_in_threadpool(store_upload, settings, file.file, transfer_id, name)
+        accepted = await run_in_threadpool(
+            receive_bag, settings, archive, file.file, file.filename, actor=staff.login
+        )
     except BadArgument as exc:
         raise refused(exc) from None
     except UploadTooLarge as exc:
         raise refused(exc, 413) from None
-    try:
-        accepted = await run_in_threadpool(
-            accept_bag, settings, archive, path, sha256, transfer_id=transfer_id, actor=staff.login
-        )
-    except UnknownArchive:
-        shutil.rmtree(path.parent, ignore_errors=True)
-        raise NotFound() from None
     if accepted.duplicate_of:
         return JSONResponse(accepted.as_dict(), status_code=200)
     return accepted.as_dict()

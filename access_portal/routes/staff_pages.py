@@ -24,7 +24,6 @@ import io
 import json
 import re
 import secrets
-import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -51,7 +50,7 @@ from access_portal.staff import (
     require_archive,
     require_archive_read,
 )
-from access_portal.transfers import accept_bag, bag_name, store_upload
+from access_portal.transfers import receive_bag
 from archive import dashboard, db, services, transfer_views
 from archive.accounts import Staff, add_user, disable_user, list_users, sessions
 from archive.config import Settings
@@ -62,7 +61,6 @@ from archive.errors import (
     LockedOut,
     NotFound,
     SignInFailed,
-    UnknownArchive,
     UploadTooLarge,
     UsageError,
     UserExists,
@@ -454,24 +452,15 @@ async def upload(
 ) -> Response:
     """The plain form's upload: stored, registered and queued exactly as ``POST /api/v1/transfers`` does
     (the ingest runs on a worker, never in this request); then the transfer's page."""
-    from ingest.pipeline import new_transfer_id
-
     require_archive(staff, _plain(archive))
     try:
-        name = bag_name(file.filename)
-        transfer_id = new_transfer_id()
-        path, sha256 = await run_in_threadpool(store_upload, settings, file.file, transfer_id, name)
+        accepted = await run_in_threadpool(
+            receive_bag, settings, archive, file.file, file.filename, actor=staff.login
+        )
     except BadArgument as exc:
         return _upload_form(request, settings, staff, exc, 422)
     except UploadTooLarge as exc:
         return _upload_form(request, settings, staff, exc, 413)
-    try:
-        accepted = await run_in_threadpool(
-            accept_bag, settings, archive, path, sha256, transfer_id=transfer_id, actor=staff.login
-        )
-    except UnknownArchive:
-        shutil.rmtree(path.parent, ignore_errors=True)
-        raise NotFound() from None
     # the same bytes uploaded before: the first transfer's page (accept_bag recorded the repeat)
     return RedirectResponse(f"/staff/transfers/{accepted.transfer_id}", status_code=303)
 
