@@ -57,6 +57,11 @@ SESSION_COOKIE = "archive_session"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+#: The refusals every bearer-token route of the staff API may answer, for its OpenAPI description.
+TOKEN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No token, or an unknown, expired or revoked one (application/problem+json)"},
+    403: {"description": "A role or an archive the token's person may not act for"},
+}
 #: Routes that check their own CSRF token (the sign-in form: there is no session yet).
 CSRF_OWN_CHECK = frozenset({"/staff/login"})
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from access_portal.deps import BackendDep, SettingsDep
 from access_portal.routes.staff import refused
 from access_portal.staff import (
+    TOKEN_RESPONSES,
     ActorDep,
     ReaderDep,
     check_read,
@@ -34,8 +35,7 @@ router = APIRouter(
     prefix="/api/v1",
     tags=["opening review"],
     responses={
-        401: {"description": "No token, or an unknown, expired or revoked one (application/problem+json)"},
-        403: {"description": "A role or an archive the token's person may not act for"},
+        **TOKEN_RESPONSES,
         404: {"description": "No such review or record, or one of an archive outside your scope"},
     },
 )

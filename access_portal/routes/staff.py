@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from access_portal.deps import BackendDep, SettingsDep
 from access_portal.schemas import ErrorOut
 from access_portal.staff import (
+    TOKEN_RESPONSES,
     ActorDep,
     ArchivistDep,
     ReaderDep,
@@ -40,11 +41,7 @@ from search import index_records
 router = APIRouter(
     prefix="/api/v1",
     tags=["staff"],
-    responses={
-        401: {"description": "No token, or an unknown, expired or revoked one (application/problem+json)"},
-        403: {"description": "A role or an archive the token's person may not act for"},
-        404: {"model": ErrorOut},
-    },
+    responses={**TOKEN_RESPONSES, 404: {"model": ErrorOut}},
 )
 
 

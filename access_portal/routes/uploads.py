@@ -24,7 +24,7 @@ from access_portal import tus
 from access_portal.deps import SettingsDep
 from access_portal.routes.staff import refused
 from access_portal.schemas import ErrorOut
-from access_portal.staff import ArchivistDep, require_archive
+from access_portal.staff import TOKEN_RESPONSES, ArchivistDep, require_archive
 from access_portal.transfers import Accepted, accept_bag, bag_name
 from archive import db
 from archive.accounts import Staff
@@ -48,7 +48,7 @@ router = APIRouter(
     prefix="/api/v1/uploads",
     tags=["uploads (tus)"],
     responses={
-        401: {"description": "No token, or an unknown, expired or revoked one (application/problem+json)"},
+        **TOKEN_RESPONSES,
         403: {"description": "Not an archivist, or not of the archive the upload is for"},
         404: {"model": ErrorOut, "description": "No such upload (or one of another archive)"},
     },
