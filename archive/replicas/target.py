@@ -17,20 +17,21 @@ against the inventory while they are read, so a rotten primary file is never sen
 from __future__ import annotations
 
 import base64
+import ctypes
+import ctypes.util
 import errno
 import hashlib
 import os
-import shutil
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
-from archive.digests import CHUNK
+from archive.digests import CHUNK, hash_file
 from archive.replicas.errors import BadReplicaTarget, CopyMismatch, ReplicaUnavailable, SourceDamaged
-from archive.storage import fsync_dir, fsync_file, sync_filesystem
+from archive.storage import fsync_dir, sync_filesystem
 
 if TYPE_CHECKING:
     from archive.config import Settings
@@ -48,6 +49,53 @@ def _hash_stream(stream: IO[bytes], algorithms: tuple[str, ...]) -> tuple[int, d
         for h in hashers.values():
             h.update(chunk)
     return size, {a: h.hexdigest() for a, h in hashers.items()}
+
+
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    fn.restype = ctypes.c_int
+    return cast("Callable[[int, int, int, int], int]", fn)
+
+
+_SYNC_FILE_RANGE = _sync_file_range()
+_START_WRITEBACK = 2  # SYNC_FILE_RANGE_WRITE: start writing the dirty pages out, do not wait
+
+
+def _copy(src: Path, dest: Path, durable: bool) -> None:
+    """Copy ``src`` to the new file ``dest`` in the kernel (``copy_file_range``, as ``cp`` does; a plain
+    read/write loop where the file systems refuse it), then start writing it to the disk at once
+    (``sync_file_range``), so the disk works while the next files are copied and the flush that makes the
+    batch durable finds little left to write; ``durable``: also fsync it now."""
+    fd_in = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fd_out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                while os.copy_file_range(fd_in, fd_out, 1 << 30):
+                    pass
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM):
+                    raise
+                os.lseek(fd_in, 0, os.SEEK_SET)
+                os.lseek(fd_out, 0, os.SEEK_SET)
+                os.ftruncate(fd_out, 0)
+                while chunk := os.read(fd_in, CHUNK):
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd_out, view) :]
+            if _SYNC_FILE_RANGE is not None:
+                _SYNC_FILE_RANGE(fd_out, 0, 0, _START_WRITEBACK)  # a hint: its failure changes nothing
+            if durable:
+                os.fsync(fd_out)
+        finally:
+            os.close(fd_out)
+    finally:
+        os.close(fd_in)
 
 
 class Target(ABC):
@@ -146,23 +194,18 @@ class FsTarget(Target):
         tmp = dest.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}{TMP_SUFFIX}")
         try:
             try:
-                shutil.copyfile(src, tmp)  # copy_file_range/sendfile: the kernel copies, as cp does
+                _copy(src, tmp, durable)
             except FileNotFoundError:
                 if not src.is_file():
                     raise
                 dest.parent.mkdir(parents=True, exist_ok=True)  # removed since we made it
-                shutil.copyfile(src, tmp)
-            if durable:
-                fsync_file(tmp)
+                _copy(src, tmp, durable)
             if expect is not None:
                 algorithm, want = expect
-                with open(tmp, "rb") as f:
-                    got = _hash_stream(f, (algorithm,))[1][algorithm]
+                got = hash_file(tmp, (algorithm,))[1][algorithm]  # read back: what the replica holds
                 if got != want:
                     # the copy differs: was it the source?
-                    with open(src, "rb") as f:
-                        source = _hash_stream(f, (algorithm,))[1][algorithm]
-                    if source != want:
+                    if hash_file(src, (algorithm,))[1][algorithm] != want:
                         raise SourceDamaged(key)
                     raise CopyMismatch(self.name, key, want, got)
             os.replace(tmp, dest)
