@@ -162,6 +162,7 @@ def _drain_one(
     names: list[str],
     limit: int | None,
     progress: Callable[[str, int, int], None] | None,
+    batch: int = BATCH_OBJECTS,
 ) -> ReplicaSync:
     result = ReplicaSync(target.name)
     started = time.perf_counter()
@@ -185,10 +186,6 @@ def _drain_one(
                 append_events(s, [_event(v, target, f, b) for v, f, b in done])
             done.clear()
 
-    # Objects in batches; per batch, one task per object (its pending versions in order: a later version
-    # waits for the earlier one), objects in parallel; then one flush, the root inventories of the versions
-    # copied whole, one more flush, and only then the catalogue's mark — two syncfs per batch, not two
-    # fsyncs per file, and still no version visible at the replica before all its files are durable.
     by_object: dict[str, list[outbox.Version]] = {}
     for v in todo:
         by_object.setdefault(v.object_id, []).append(v)
@@ -214,35 +211,67 @@ def _drain_one(
             copied.append((v, files + 2, nbytes))
         return copied
 
-    def publish(versions: list[tuple[outbox.Version, int, int]]) -> None:
-        publish_version(root, target, versions[-1][0].object_id, versions[-1][0].version)
-
+    written: list[list[tuple[outbox.Version, int, int]]] = []  # per object: files at the target, not durable
+    published: list[tuple[outbox.Version, int, int]] = []  # root inventory written, not yet durable
     n = 0
+
+    def settle() -> None:
+        """One flush, then: the versions whose root inventory it made durable are marked copied; the
+        versions whose files it made durable get their root inventory (made durable by the next flush)."""
+        nonlocal n, written, published
+        target.flush()
+        if published:
+            failpoint("replicas:version-copied")
+            for item in published:
+                done.append(item)
+                result.versions += 1
+                result.files += item[1]
+                result.bytes += item[2]
+            n += len(published)
+            published = []
+            mark()
+            if progress is not None:
+                progress(target.name, n, len(todo))
+        for good in written:
+            v = good[-1][0]  # the object's last version copied whole: its inventory lists the earlier ones
+            publish_version(root, target, v.object_id, v.version)
+            published.extend(good)
+        written = []
+
+    # Objects in batches; per batch, one task per object (its pending versions in order: a later version
+    # waits for the earlier one), objects in parallel. While a batch is being copied, this thread settles
+    # the one before: one flush makes its files durable (and the root inventories published before it),
+    # then its root inventories are written, made durable by the next batch's flush, and only then marked
+    # in the catalogue — one flush per batch, overlapping the copies, and still no version visible at the
+    # replica before all its files are durable, none marked before its root inventory is.
+    pool = ThreadPoolExecutor(max(1, settings.replication_workers), thread_name_prefix="replicate")
     try:
-        with ThreadPoolExecutor(max(1, settings.replication_workers), thread_name_prefix="replicate") as pool:
-            for start in range(0, len(objects), BATCH_OBJECTS):
-                whole: list[list[tuple[outbox.Version, int, int]]] = []
-                for outcome in pool.map(copy_object, objects[start : start + BATCH_OBJECTS]):
-                    good = [item for item in outcome if not isinstance(item, dict)]
-                    result.failures.extend(item for item in outcome if isinstance(item, dict))
-                    if good:
-                        whole.append(good)
-                target.flush()
-                list(pool.map(publish, whole))
-                target.flush()
-                failpoint("replicas:version-copied")
-                for good in whole:
-                    for item in good:
-                        done.append(item)
-                        result.versions += 1
-                        result.files += item[1]
-                        result.bytes += item[2]
-                        n += 1
-                if progress is not None:
-                    progress(target.name, n, len(todo))
-                mark()
+        for start in range(0, len(objects), max(1, batch)):
+            futures = [pool.submit(copy_object, o) for o in objects[start : start + max(1, batch)]]
+            if written or published:
+                settle()
+            for future in futures:
+                outcome = future.result()
+                good = [item for item in outcome if not isinstance(item, dict)]
+                result.failures.extend(item for item in outcome if isinstance(item, dict))
+                if good:
+                    written.append(good)
+        while written or published:
+            settle()
     except ReplicaUnavailable as exc:
         result.unavailable = exc.en
+        pool.shutdown(wait=True, cancel_futures=True)  # no copy still writing when we stop
+        if published:  # their root inventories are at the replica: mark them if a flush still works
+            try:
+                target.flush()
+            except (ArchiveError, OSError):
+                published = []
+            done.extend(published)
+            result.versions += len(published)
+            result.files += sum(item[1] for item in published)
+            result.bytes += sum(item[2] for item in published)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     mark()
     result.seconds = time.perf_counter() - started
     return result
@@ -254,9 +283,11 @@ def sync(
     only: list[Target] | None = None,
     limit: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    batch: int = BATCH_OBJECTS,
 ) -> list[ReplicaSync] | None:
     """Copy every pending version to every replica (or to ``only``); None if another drain is running.
-    A replica that cannot be reached is skipped (``unavailable``) and the others still get their copies."""
+    A replica that cannot be reached is skipped (``unavailable``) and the others still get their copies.
+    ``batch``: objects copied between two flushes of a replica."""
     configured = targets(settings)
     if not configured:
         raise NoReplicas()
@@ -270,6 +301,6 @@ def sync(
         if missing:
             with db.write_session(settings) as s:
                 outbox.backfill(s)
-        return [_drain_one(settings, t, names, limit, progress) for t in (only or configured)]
+        return [_drain_one(settings, t, names, limit, progress, batch) for t in (only or configured)]
     finally:
         release_lock(lock)

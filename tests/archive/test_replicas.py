@@ -227,3 +227,79 @@ def test_status_and_sync_cli(home: Settings, tmp_path: Path, monkeypatch: pytest
         timeout=120,
     )
     assert unreachable.returncode == 3, unreachable.stdout + unreachable.stderr
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every file of a replica but the storage root's own journal (which grows with each drain's events)."""
+    files = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    return {k: v for k, v in files.items() if not k.startswith("extensions/pearl-catalogue-journal/")}
+
+
+def test_parallel_sync_in_small_batches_copies_what_a_serial_one_does(
+    home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serial_root, parallel_root = tmp_path / "serial", tmp_path / "parallel"
+    settings = with_replicas(monkeypatch, str(serial_root), str(parallel_root))
+    ingest_records(settings, tmp_path)
+    serial, parallel = targets(settings)
+    one = with_replicas(monkeypatch, str(serial_root), str(parallel_root), ARCHIVE_REPLICATION_WORKERS="1")
+    (first,) = sync(one, only=[serial]) or []
+    # four workers, a flush after every object: each batch settles while the next one is being copied
+    (second,) = (
+        sync(with_replicas(monkeypatch, str(serial_root), str(parallel_root)), only=[parallel], batch=1) or []
+    )
+    assert (first.versions, first.files, first.bytes, first.failures) == (
+        second.versions,
+        second.files,
+        second.bytes,
+        second.failures,
+    )
+    assert first.versions == 4
+    copied = _tree(serial_root)
+    assert copied == _tree(parallel_root) and len([k for k in copied if k.endswith(INVENTORY)]) == 8
+    ok, messages = validate_root(parallel_root)
+    assert ok, messages
+    with db.read_session(settings) as s:
+        rows = s.execute(select(ReplicaCopy)).scalars().all()
+        assert sorted((r.replica, r.version) for r in rows) == sorted(
+            [(str(serial_root), "v1")] * 4 + [(str(parallel_root), "v1")] * 4
+        )
+        assert len(s.execute(select(Event).where(Event.event_type == REPLICATION)).scalars().all()) == 8
+        assert verify_chain(s).ok
+
+
+def test_a_version_failing_in_one_worker_fails_alone_and_nothing_of_it_is_marked(
+    home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replica = tmp_path / "replica"
+    settings = with_replicas(monkeypatch, str(replica), ARCHIVE_REPLICATION_WORKERS="4")
+    ingest_records(settings, tmp_path)
+    # bit rot at the primary in the photo (same size, one byte flipped): its version must not be sent
+    photo = max(
+        settings.ocfl_root.rglob("v1/content/**/*"), key=lambda p: p.stat().st_size if p.is_file() else 0
+    )
+    data = bytearray(photo.read_bytes())
+    data[1000] ^= 0xFF
+    photo.write_bytes(bytes(data))
+    obj = next(p for p in photo.parents if (p / "0=ocfl_object_1.1").is_file())
+    rel = obj.relative_to(settings.ocfl_root)
+
+    (result,) = sync(settings, batch=1) or []
+    assert result.versions == 3 and result.unavailable is None
+    (failure,) = result.failures
+    assert failure["code"] == "REP005" and failure["version"] == "v1"
+    assert not (replica / rel / INVENTORY).exists()  # the replica never shows the damaged version as whole
+    assert not list(replica.rglob(".replica-*.tmp"))
+    with db.read_session(settings) as s:
+        marked = {r.object_id for r in s.execute(select(ReplicaCopy)).scalars()}
+        assert len(marked) == 3 and failure["object_id"] not in marked
+        events = s.execute(select(Event).where(Event.event_type == REPLICATION)).scalars().all()
+        assert len(events) == 3
+    assert status(settings)[0].versions_behind == 1
+    # the primary repaired, the next drain copies just that version
+    data[1000] ^= 0xFF
+    photo.write_bytes(bytes(data))
+    (again,) = sync(settings) or []
+    assert (again.versions, again.failures) == (1, [])
+    ok, messages = validate_root(replica)
+    assert ok, messages
