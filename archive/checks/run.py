@@ -203,7 +203,7 @@ def _decide(
                 "signatures and timestamps: n/a (the versions are sealed when they are stored)"
             )
             return ItemResult(c, "fail" if found else "pass", file_checked.get(c.code, 0), found, note)
-        sealed = sealed or check_seals(ctx.settings, ctx.records)
+        sealed = sealed if sealed is not None else check_seals(ctx.settings, ctx.records)
         found += sealed.failures
         status = "fail" if found else "warn" if sealed.warnings else "pass"
         note = sealed.note(ctx.settings.tsa_url is not None)
