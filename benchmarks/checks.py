@@ -43,6 +43,7 @@ from validate_ingest import generate, parse_size, payload_files, timed, warm
 from ingest.bagwriter import make_bag
 
 SEED = 20181
+READY = ".benchmark-home"  # written once the cycle's home is ingested: a --cycle-home without it is rebuilt
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 
@@ -267,8 +268,9 @@ def main() -> int:
                 )
         if not args.skip_cycle:
             home = args.cycle_home or work / "cycle-home"
-            if not (home / "archive.db").is_file():
+            if not (home / READY).is_file():
                 cycle_home(home, parse_size(args.cycle_size), args.cycle_files, args.per_record, clamdb)
+                (home / READY).write_text(f"{args.cycle_files} files\n", encoding="utf-8")
             load = os.getloadavg()
             audit, sample, virus = bench_cycle(home, clamdb, args.cycle_repeat)
             ratio = sample.rate / audit.rate
