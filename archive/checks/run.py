@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import secrets
+import stat
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -81,6 +83,21 @@ def _file_pass(
     return found, checked, opened
 
 
+def _scan_stored(records: Sequence[RecordView], settings: Settings) -> ScanResult:
+    """The virus scan of the records' files that are there (a missing one is 2-5's)."""
+    present: dict[Path, int] = {}
+    for r in records:
+        for f in r.files:
+            if f.location is not None:
+                try:
+                    st = os.stat(f.location)
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    present[f.location] = st.st_size
+    return scan(list(present), settings, present)
+
+
 def run_checks(
     settings: Settings,
     stage: Stage,
@@ -116,13 +133,7 @@ def run_checks(
             ThreadPoolExecutor(settings.workers, thread_name_prefix="check") as pool,
             ThreadPoolExecutor(3, thread_name_prefix="check-side") as side,
         ):
-            paths = [
-                f.location
-                for r in records
-                for f in r.files
-                if f.location is not None and f.location.is_file()
-            ]
-            scanning = scanned or side.submit(scan, paths, settings)
+            scanning = scanned or side.submit(_scan_stored, records, settings)
             preserving = stage == "preservation"
             checking = (
                 side.submit(history.check_events, settings, records, full_chain) if preserving else None
