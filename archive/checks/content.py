@@ -8,6 +8,7 @@ tools (``pdftoppm`` to render a PDF page, ``ffprobe`` for audio and video) run a
 from __future__ import annotations
 
 import codecs
+import hashlib
 import os
 import stat
 import subprocess
@@ -19,6 +20,8 @@ from pathlib import Path
 from archive.checks.subjects import FileView
 from archive.digests import hash_file
 
+#: Files up to this size are read once: the bytes hashed are the bytes the opener looks at.
+SMALL = 1 << 16
 PDF_MIMES = frozenset({"application/pdf"})
 ZIP_OFFICE = {
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "[Content_Types].xml",
@@ -96,16 +99,22 @@ def examine(f: FileView, *, rehash: bool, accepted: frozenset[str], timeout: flo
         out.add("1-10", f"size {actual}, recorded {f.size}")
         if actual < f.size:
             out.add("2-5", f"truncated: {actual} of {f.size} bytes")
-    if rehash and "sha512" in f.digests:
-        _, got = hash_file(loc, ("sha512",))
-        if got["sha512"] != f.digests["sha512"]:
-            out.add("1-1", f"sha512 {got['sha512'][:16]}…, recorded {f.digests['sha512'][:16]}…")
     mime = (f.mime or "").split(";")[0].strip().lower()
+    kind = _kind(f)
+    whole: bytes | None = None  # a small text file's bytes, read once for its digest and its encoding
+    if rehash and "sha512" in f.digests:
+        if kind == "text" and actual <= SMALL:
+            with loc.open("rb") as fh:
+                whole = fh.read()
+            got = hashlib.sha512(whole).hexdigest()
+        else:
+            got = hash_file(loc, ("sha512",))[1]["sha512"]
+        if got != f.digests["sha512"]:
+            out.add("1-1", f"sha512 {got[:16]}…, recorded {f.digests['sha512'][:16]}…")
     if accepted and mime not in accepted and (f.puid or "") not in accepted:
         out.add("3-3", f"format {f.puid or '?'} ({mime or 'unknown'}) not on the accepted list")
     if mime in PROPRIETARY or (f.puid or "") in PROPRIETARY_PUIDS:
         out.add("3-4", f"proprietary compression ({f.puid or mime})")
-    kind = _kind(f)
     if kind is None:
         return out
     out.opened = True
@@ -123,7 +132,7 @@ def examine(f: FileView, *, rehash: bool, accepted: frozenset[str], timeout: flo
                 if fh.read(8) != OLE_MAGIC:
                     out.add("3-2", "not an OLE compound document")
         else:
-            _text(loc, out)
+            _text(loc, out, whole)
     except subprocess.TimeoutExpired:
         out.add("3-2", f"no answer within {timeout:g} s")
     except OSError as exc:
@@ -203,9 +212,12 @@ def _zip_office(loc: Path, member: str, out: Findings) -> None:
         out.add("3-2", f"not a valid package: {exc}")
 
 
-def _text(loc: Path, out: Findings) -> None:
-    with loc.open("rb") as fh:
-        head = fh.read(1 << 16)
+def _text(loc: Path, out: Findings, whole: bytes | None = None) -> None:
+    if whole is not None:
+        head = whole[:SMALL]
+    else:
+        with loc.open("rb") as fh:
+            head = fh.read(SMALL)
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return
     for encoding in ("utf-8-sig", "gb18030"):

@@ -11,7 +11,7 @@ import itertools
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from archive.checks.registry import CheckDef, by_key
@@ -59,6 +59,8 @@ class Context:
 
 
 Check = Callable[[Context, CheckDef], ItemResult]
+#: A check of one record: its problems, as details (see :func:`per_record`).
+RecordCheck = Callable[[Context, RecordView], Iterator[str]]
 CHECKS: dict[str, Check] = {}
 
 
@@ -86,55 +88,53 @@ def _values(r: RecordView) -> Iterable[tuple[str, str]]:
             yield name, value
 
 
-@check("metadata_length")
-def metadata_length(ctx: Context, c: CheckDef) -> ItemResult:
-    failures = [
-        Failure(r.ref, None, f"{name}: {len(value)} characters, limit {MAX_LENGTH[name]}")
-        for r in ctx.records
-        for name, value in _values(r)
-        if len(value) > MAX_LENGTH[name]
-    ]
-    return _result(ctx, c, len(ctx.records), failures)
+def per_record(key: str) -> Callable[[RecordCheck], RecordCheck]:
+    """Register a check that looks at one record at a time: ``fn(ctx, record)`` gives the record's problems
+    (details), reported in record order; every record counts as checked."""
+
+    def register(fn: RecordCheck) -> RecordCheck:
+        def item(ctx: Context, c: CheckDef) -> ItemResult:
+            failures = [Failure(r.ref, None, detail) for r in ctx.records for detail in fn(ctx, r)]
+            return _result(ctx, c, len(ctx.records), failures)
+
+        check(key)(item)
+        return fn
+
+    return register
 
 
-@check("metadata_type")
-def metadata_type(ctx: Context, c: CheckDef) -> ItemResult:
-    failures = []
-    for r in ctx.records:
-        if r.date_text and (r.date_start is None or not _DATE_TEXT.match(r.date_text.strip())):
-            failures.append(Failure(r.ref, None, f"date_text: {r.date_text!r} is not a date"))
-    return _result(ctx, c, len(ctx.records), failures)
+@per_record("metadata_length")
+def metadata_length(ctx: Context, r: RecordView) -> Iterator[str]:
+    for name, value in _values(r):
+        if len(value) > MAX_LENGTH[name]:
+            yield f"{name}: {len(value)} characters, limit {MAX_LENGTH[name]}"
 
 
-@check("metadata_range")
-def metadata_range(ctx: Context, c: CheckDef) -> ItemResult:
-    failures = []
-    for r in ctx.records:
-        if r.retention is not None and r.retention not in RETENTIONS:
-            failures.append(Failure(r.ref, None, f"retention: {r.retention!r} not in {sorted(RETENTIONS)}"))
-        if r.security_class is not None and r.security_class not in SECURITY_CLASSES:
-            failures.append(Failure(r.ref, None, f"security_class: {r.security_class!r} unknown"))
-    return _result(ctx, c, len(ctx.records), failures)
+@per_record("metadata_type")
+def metadata_type(ctx: Context, r: RecordView) -> Iterator[str]:
+    if r.date_text and (r.date_start is None or not _DATE_TEXT.match(r.date_text.strip())):
+        yield f"date_text: {r.date_text!r} is not a date"
 
 
-@check("metadata_plausibility")
-def metadata_plausibility(ctx: Context, c: CheckDef) -> ItemResult:
-    failures = []
-    for r in ctx.records:
-        if r.date_start and r.date_start > ctx.today:
-            failures.append(Failure(r.ref, None, f"date {r.date_text} lies in the future"))
-        if r.date_start and r.date_end and r.date_start > r.date_end:
-            failures.append(Failure(r.ref, None, f"date {r.date_text}: start after end"))
-        if r.date_start and r.date_start.year < ctx.settings.check_earliest_year:
-            failures.append(
-                Failure(r.ref, None, f"date {r.date_text} before {ctx.settings.check_earliest_year}")
-            )
-        m = _YEAR_SEGMENT.search(r.archival_code)
-        if m and r.date_start and r.date_end and not r.date_start.year <= int(m.group(1)) <= r.date_end.year:
-            failures.append(
-                Failure(r.ref, None, f"year {m.group(1)} in the code differs from date {r.date_text}")
-            )
-    return _result(ctx, c, len(ctx.records), failures)
+@per_record("metadata_range")
+def metadata_range(ctx: Context, r: RecordView) -> Iterator[str]:
+    if r.retention is not None and r.retention not in RETENTIONS:
+        yield f"retention: {r.retention!r} not in {sorted(RETENTIONS)}"
+    if r.security_class is not None and r.security_class not in SECURITY_CLASSES:
+        yield f"security_class: {r.security_class!r} unknown"
+
+
+@per_record("metadata_plausibility")
+def metadata_plausibility(ctx: Context, r: RecordView) -> Iterator[str]:
+    if r.date_start and r.date_start > ctx.today:
+        yield f"date {r.date_text} lies in the future"
+    if r.date_start and r.date_end and r.date_start > r.date_end:
+        yield f"date {r.date_text}: start after end"
+    if r.date_start and r.date_start.year < ctx.settings.check_earliest_year:
+        yield f"date {r.date_text} before {ctx.settings.check_earliest_year}"
+    m = _YEAR_SEGMENT.search(r.archival_code)
+    if m and r.date_start and r.date_end and not r.date_start.year <= int(m.group(1)) <= r.date_end.year:
+        yield f"year {m.group(1)} in the code differs from date {r.date_text}"
 
 
 def _special(ch: str, layout_ok: bool) -> bool:
@@ -143,26 +143,20 @@ def _special(ch: str, layout_ok: bool) -> bool:
     return ch == "\ufffd" or unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn")
 
 
-@check("special_characters")
-def special_characters(ctx: Context, c: CheckDef) -> ItemResult:
-    failures = []
-    for r in ctx.records:
-        for name, value in _values(r):
-            layout_ok = name in ("description", "keywords")
-            bad = sorted({f"U+{ord(ch):04X}" for ch in value if _special(ch, layout_ok)})
-            if bad:
-                failures.append(Failure(r.ref, None, f"{name}: {', '.join(bad)}"))
-    return _result(ctx, c, len(ctx.records), failures)
+@per_record("special_characters")
+def special_characters(ctx: Context, r: RecordView) -> Iterator[str]:
+    for name, value in _values(r):
+        layout_ok = name in ("description", "keywords")
+        bad = sorted({f"U+{ord(ch):04X}" for ch in value if _special(ch, layout_ok)})
+        if bad:
+            yield f"{name}: {', '.join(bad)}"
 
 
-@check("archival_code_format")
-def archival_code_format(ctx: Context, c: CheckDef) -> ItemResult:
-    failures = []
-    for r in ctx.records:
-        pattern = ctx.code_pattern(r.archive)
-        if not pattern.fullmatch(r.archival_code):
-            failures.append(Failure(r.ref, None, f"{r.archival_code!r} does not match {pattern.pattern}"))
-    return _result(ctx, c, len(ctx.records), failures)
+@per_record("archival_code_format")
+def archival_code_format(ctx: Context, r: RecordView) -> Iterator[str]:
+    pattern = ctx.code_pattern(r.archive)
+    if not pattern.fullmatch(r.archival_code):
+        yield f"{r.archival_code!r} does not match {pattern.pattern}"
 
 
 def _fold(code: str) -> str:
@@ -220,42 +214,29 @@ def archival_code_continuity(ctx: Context, c: CheckDef) -> ItemResult:
     return _result(ctx, c, len(groups), failures, warn=True)
 
 
-@check("metadata_content_link")
-def metadata_content_link(ctx: Context, c: CheckDef) -> ItemResult:
-    failures = [Failure(r.ref, None, "record has no content file") for r in ctx.records if not r.files]
-    return _result(ctx, c, len(ctx.records), failures)
+@per_record("metadata_content_link")
+def metadata_content_link(ctx: Context, r: RecordView) -> Iterator[str]:
+    if not r.files:
+        yield "record has no content file"
 
 
-@check("required_metadata")
-def required_metadata(ctx: Context, c: CheckDef) -> ItemResult:
-    failures = []
-    for r in ctx.records:
-        for name in ctx.settings.check_required_metadata:
-            value = getattr(r, name, None)
-            if value is None or (isinstance(value, str) and not value.strip()):
-                failures.append(Failure(r.ref, None, f"{name} missing"))
-    return _result(ctx, c, len(ctx.records), failures)
+@per_record("required_metadata")
+def required_metadata(ctx: Context, r: RecordView) -> Iterator[str]:
+    for name in ctx.settings.check_required_metadata:
+        value = getattr(r, name, None)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            yield f"{name} missing"
 
 
-@check("counts")
-def counts(ctx: Context, c: CheckDef) -> ItemResult:
-    failures = []
-    for r in ctx.records:
-        originals = [f for f in r.files if f.role == "original"]
-        if r.declared_files is not None and r.declared_files != len(originals):
-            failures.append(
-                Failure(r.ref, None, f"{len(originals)} original files, {r.declared_files} recorded")
-            )
-    return _result(ctx, c, len(ctx.records), failures)
+@per_record("counts")
+def counts(ctx: Context, r: RecordView) -> Iterator[str]:
+    originals = sum(f.role == "original" for f in r.files)
+    if r.declared_files is not None and r.declared_files != originals:
+        yield f"{originals} original files, {r.declared_files} recorded"
 
 
-@check("bytes")
-def byte_counts(ctx: Context, c: CheckDef) -> ItemResult:
-    failures = []
-    for r in ctx.records:
-        total = sum(f.size for f in r.files if f.role == "original")
-        if r.declared_bytes is not None and r.declared_bytes != total:
-            failures.append(
-                Failure(r.ref, None, f"{total} bytes in original files, {r.declared_bytes} recorded")
-            )
-    return _result(ctx, c, len(ctx.records), failures)
+@per_record("bytes")
+def byte_counts(ctx: Context, r: RecordView) -> Iterator[str]:
+    total = sum(f.size for f in r.files if f.role == "original")
+    if r.declared_bytes is not None and r.declared_bytes != total:
+        yield f"{total} bytes in original files, {r.declared_bytes} recorded"

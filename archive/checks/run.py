@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import secrets
+import stat
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from archive.checks.items import CHECKS, Context
 from archive.checks.models import CheckItem, CheckRun, ManualCheck
 from archive.checks.registry import CheckDef, Stage, for_stage
 from archive.checks.report import Failure, ItemResult, Report, Status, new_run_id, write_files
-from archive.checks.seals import check_seals
+from archive.checks.seals import SealFindings, check_seals
 from archive.checks.subjects import FileView, RecordView, from_catalogue
 from archive.checks.virus import ScanResult, scan
 from archive.config import Settings
@@ -48,7 +50,9 @@ class Mapped:
     warnings: dict[str, list[Failure]]
 
 
-def _file_pass(ctx: Context, rehash: bool) -> tuple[dict[str, list[Failure]], dict[str, int], int]:
+def _file_pass(
+    ctx: Context, rehash: bool, pool: Executor
+) -> tuple[dict[str, list[Failure]], dict[str, int], int]:
     """Findings by item, files checked by item, files with an opener."""
     settings = ctx.settings
     accepted = frozenset(m.lower() for m in settings.check_accepted_formats) | frozenset(
@@ -69,15 +73,29 @@ def _file_pass(ctx: Context, rehash: bool) -> tuple[dict[str, list[Failure]], di
         batches[-1].append(job)
     found: dict[str, list[Failure]] = {code: [] for code in FILE_ITEMS}
     opened = 0
-    with ThreadPoolExecutor(settings.workers, thread_name_prefix="check") as pool:
-        for batch, results in zip(batches, pool.map(some, batches), strict=True):
-            for (r, f), findings in zip(batch, results, strict=True):
-                opened += findings.opened
-                for code, details in findings.by_item.items():
-                    found[code].extend(Failure(r.ref, f.path, d) for d in details)
+    for batch, results in zip(batches, pool.map(some, batches), strict=True):
+        for (r, f), findings in zip(batch, results, strict=True):
+            opened += findings.opened
+            for code, details in findings.by_item.items():
+                found[code].extend(Failure(r.ref, f.path, d) for d in details)
     checked = dict.fromkeys(FILE_ITEMS, len(jobs))
     checked["3-2"] = opened
     return found, checked, opened
+
+
+def _scan_stored(records: Sequence[RecordView], settings: Settings) -> ScanResult:
+    """The virus scan of the records' files that are there (a missing one is 2-5's)."""
+    present: dict[Path, int] = {}
+    for r in records:
+        for f in r.files:
+            if f.location is not None:
+                try:
+                    st = os.stat(f.location)
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    present[f.location] = st.st_size
+    return scan(list(present), settings, present)
 
 
 def run_checks(
@@ -106,19 +124,32 @@ def run_checks(
     file_found: dict[str, list[Failure]] = {}
     file_checked: dict[str, int] = {}
     virus = ScanResult()
+    events: history.EventFindings | None = None
+    sealed: SealFindings | None = None
     if not not_reached:
-        with ThreadPoolExecutor(1, thread_name_prefix="virus") as side:
-            paths = [
-                f.location
-                for r in records
-                for f in r.files
-                if f.location is not None and f.location.is_file()
-            ]
-            scanning = scanned or side.submit(scan, paths, settings)
-            file_found, file_checked, _ = _file_pass(ctx, rehash=stage == "preservation")
+        # the virus scan, the event log and the seals run beside the file pass; the seals' objects and the
+        # files share the pool's threads
+        with (
+            ThreadPoolExecutor(settings.workers, thread_name_prefix="check") as pool,
+            ThreadPoolExecutor(3, thread_name_prefix="check-side") as side,
+        ):
+            scanning = scanned or side.submit(_scan_stored, records, settings)
+            preserving = stage == "preservation"
+            checking = (
+                side.submit(history.check_events, settings, records, full_chain) if preserving else None
+            )
+            sealing = (
+                side.submit(check_seals, settings, records, pool)
+                if preserving and any(c.code == "1-1" for c in checks)
+                else None
+            )
+            file_found, file_checked, _ = _file_pass(ctx, preserving, pool)
             virus = scanning.result()
+            events = checking.result() if checking else None
+            sealed = sealing.result() if sealing else None
+    elif stage == "preservation":
+        events = history.check_events(settings, records, full_chain)
     by_path = {f.location: (r.ref, f.path) for r in records for f in r.files if f.location is not None}
-    events = history.check_events(settings, records, full_chain) if stage == "preservation" else None
     items: list[ItemResult] = []
     for c in checks:
         warned = mapped.warnings.get(c.code, [])
@@ -134,7 +165,7 @@ def run_checks(
         if c.code == "1-9" and scope in ("sample", "objects"):  # gaps between drawn records mean nothing
             items.append(ItemResult(c, "n/a", 0, [], "continuity needs every record: see the full cycle"))
             continue
-        result = _decide(ctx, c, file_found, file_checked, virus, by_path, events, stage)
+        result = _decide(ctx, c, file_found, file_checked, virus, by_path, events, sealed, stage)
         if warned and result.status == "pass":
             result.status = "warn"
             result.failures.extend(warned)
@@ -164,6 +195,7 @@ def _decide(
     virus: ScanResult,
     by_path: dict[Path, tuple[str, str]],
     events: history.EventFindings | None,
+    sealed: SealFindings | None,
     stage: str,
 ) -> ItemResult:
     errs = list(ctx.mapped.get(c.code, []))
@@ -182,7 +214,7 @@ def _decide(
                 "signatures and timestamps: n/a (the versions are sealed when they are stored)"
             )
             return ItemResult(c, "fail" if found else "pass", file_checked.get(c.code, 0), found, note)
-        sealed = check_seals(ctx.settings, ctx.records)
+        sealed = sealed if sealed is not None else check_seals(ctx.settings, ctx.records)
         found += sealed.failures
         status = "fail" if found else "warn" if sealed.warnings else "pass"
         note = sealed.note(ctx.settings.tsa_url is not None)
@@ -266,11 +298,12 @@ def choose_records(
 
 
 def load_views(settings: Settings, record_ids: Sequence[int]) -> list[RecordView]:
+    """Views of the records, their objects' inventories read on ``ARCHIVE_HASH_WORKERS`` threads."""
     store = store_for(settings)
     views: list[RecordView] = []
-    with db.read_session(settings) as s:
+    with db.read_session(settings) as s, ThreadPoolExecutor(settings.workers) as pool:
         for i in range(0, len(record_ids), 500):
-            views.extend(from_catalogue(s, store, record_ids[i : i + 500]))
+            views.extend(from_catalogue(s, store, record_ids[i : i + 500], map_fn=pool.map))
     return views
 
 

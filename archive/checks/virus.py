@@ -15,7 +15,7 @@ import socket
 import struct
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +33,14 @@ class ScanResult:
     unavailable: str | None = None  # why no scan ran
 
 
-def scan(paths: Sequence[Path], settings: Settings) -> ScanResult:
+def scan(paths: Sequence[Path], settings: Settings, sizes: Mapping[Path, int] | None = None) -> ScanResult:
+    """Scan ``paths``; ``sizes`` (bytes by path, when the caller has them) spares clamscan's share-out a
+    ``stat`` per file."""
     if not paths:
         return ScanResult(engine="(nothing to scan)")
     if settings.clamd_socket:
         return _clamd(paths, settings)
-    return _clamscan(paths, settings)
+    return _clamscan(paths, settings, sizes or {})
 
 
 def _clamd_call(sock_path: str, command: bytes, timeout: float) -> str:
@@ -96,9 +98,9 @@ def _clamd(paths: Sequence[Path], settings: Settings) -> ScanResult:
     return result
 
 
-def _clamscan(paths: Sequence[Path], settings: Settings) -> ScanResult:
+def _clamscan(paths: Sequence[Path], settings: Settings, sizes: Mapping[Path, int]) -> ScanResult:
     """clamscan over the list, split into one share per core (clamscan scans with one thread), biggest
-    files dealt round so that the shares take about as long."""
+    files dealt round so that the shares take about as long; the engine's version is asked beside them."""
     exe = shutil.which("clamscan")
     result = ScanResult()
     if exe is None:
@@ -108,7 +110,7 @@ def _clamscan(paths: Sequence[Path], settings: Settings) -> ScanResult:
     # clamscan makes a scratch folder per file: on tmpfs that costs nothing; its clean-file cache is of no
     # use to a process that scans each file once
     tmp = ["--tempdir=/dev/shm"] if Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK) else []
-    by_size = sorted(paths, key=lambda p: -_size(p))
+    by_size = sorted(paths, key=lambda p: -(sizes[p] if p in sizes else _size(p)))
     shares = [by_size[i :: settings.workers] for i in range(settings.workers)]
     shares = [share for share in shares if share]
 
@@ -129,8 +131,14 @@ def _clamscan(paths: Sequence[Path], settings: Settings) -> ScanResult:
             os.unlink(lst.name)
         return proc.returncode, proc.stdout, proc.stderr
 
-    with ThreadPoolExecutor(len(shares)) as pool:
-        answers = list(pool.map(one, shares))
+    version = subprocess.Popen(
+        [exe, "--version", *db], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        with ThreadPoolExecutor(len(shares)) as pool:
+            answers = list(pool.map(one, shares))
+    finally:
+        engine = version.communicate()[0].strip()
     by_name = {str(p): p for p in paths}
     for code, stdout, stderr in answers:
         if code not in (0, 1):  # 2: no signature database, bad option, …
@@ -144,8 +152,7 @@ def _clamscan(paths: Sequence[Path], settings: Settings) -> ScanResult:
                 result.infected[by_name[name]] = verdict.removesuffix(" FOUND")
             elif verdict != "OK":
                 result.errors[by_name[name]] = verdict
-    version = subprocess.run([exe, "--version", *db], capture_output=True, text=True, check=False)
-    result.engine = version.stdout.strip() or "clamscan"
+    result.engine = engine or "clamscan"
     return result
 
 
