@@ -90,9 +90,7 @@ async def search(
     ] = None,
 ) -> Response:
     if scope != "local" and has_identity(settings):  # two stat() calls; a node without identity is local
-        ctx = regional.cached_context(settings)
-        if ctx is None:
-            ctx = await run_blocking(regional.node_context, settings)
+        ctx = await regional.context_for_query(settings)
         if (scope or ctx.default_scope) == "region" and ctx.identity is not None:
             result = await regional.regional_search(
                 request.app.state.federation, settings, backend, ctx, query
