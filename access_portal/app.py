@@ -361,12 +361,15 @@ def create_app(settings: Settings | None = None, backend: SearchBackend | None =
     _mount_docs(app)
     app.include_router(public.router)
     app.include_router(api.router)
+    # right after the public search API: a request is matched against the routes in this order, and each
+    # regional query makes a /federation/v1/search call at every peer (its paths are distinct from all
+    # the routers below, so the order decides nothing else)
+    app.include_router(federation.router)
     app.include_router(staff.router)
     app.include_router(reviews.router)
     app.include_router(staff_pages.router)
     app.include_router(review_pages.router)
     app.include_router(uploads.router)
     app.include_router(audit_pages.router)
-    app.include_router(federation.router)
     app.include_router(oai.router)
     return app

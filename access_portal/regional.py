@@ -14,6 +14,7 @@ holder's address, which may be a private network address.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -83,9 +84,40 @@ def node_context(settings: Settings) -> NodeContext:
     cached = cached_context(settings)
     if cached is not None:
         return cached
+    read_at = time.monotonic()
     ctx = _read_context(settings)
-    _CONTEXTS[str(settings.home_dir)] = (time.monotonic(), ctx)
+    _CONTEXTS[str(settings.home_dir)] = (read_at, ctx)
     return ctx
+
+
+_REFRESHING: dict[str, asyncio.Task[None]] = {}
+
+
+async def context_for_query(settings: Settings) -> NodeContext:
+    """:func:`node_context` for a request on the event loop. Once the context is past half its
+    :data:`CONTEXT_TTL`, it is read again in the background while requests keep using it, so that under
+    steady traffic no query waits for the catalogue (a worker-thread hop and a read). What a query uses is
+    never older than :data:`CONTEXT_TTL`: past that it is read before the query, as before."""
+    key = str(settings.home_dir)
+    hit = _CONTEXTS.get(key)
+    age = time.monotonic() - hit[0] if hit else None
+    if hit is None or age is None or age >= CONTEXT_TTL:
+        return await run_in_threadpool(node_context, settings)
+    if age >= CONTEXT_TTL / 2:
+        loop = asyncio.get_running_loop()
+        running = _REFRESHING.get(key)
+        if running is None or running.done() or running.get_loop() is not loop:
+            _REFRESHING[key] = loop.create_task(_refresh(settings, key))
+    return hit[1]
+
+
+async def _refresh(settings: Settings, key: str) -> None:
+    try:
+        read_at = time.monotonic()  # the context is at least as new as the start of its read
+        ctx = await run_in_threadpool(_read_context, settings)
+        _CONTEXTS[key] = (read_at, ctx)
+    except Exception as exc:  # the next query past the TTL reads it in line and meets the error itself
+        log.warning("could not read the node context again: %s", exc)
 
 
 def _read_context(settings: Settings) -> NodeContext:

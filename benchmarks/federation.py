@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import importlib.util
@@ -177,12 +178,28 @@ def timed(client: httpx.Client, url: str, params: dict[str, Any]) -> tuple[float
     return ms, body
 
 
+def cpu_ms(portals: list[Portal]) -> float:
+    """CPU time the portal processes have run so far, every thread, in ms: the scheduler's exact figure
+    (``/proc/PID/task/*/schedstat``, ns) where there is one, else 0. Unlike wall time it does not grow with
+    the machine's load; unlike the utime/stime of ``/proc/PID/stat`` it is not sampled at 10 ms ticks (a
+    thread that ends takes its time with it: the portals' worker threads live on while queries come)."""
+    total = 0
+    for p in portals:
+        if p.proc is None:
+            return 0.0
+        for task in Path(f"/proc/{p.proc.pid}/task").glob("*/schedstat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):  # a worker thread that just ended
+                total += int(task.read_text().split()[0])
+    return total / 1e6
+
+
 def regional_vs_direct(portals: list[Portal], rounds: int) -> None:
     first = portals[0]
     regional: list[float] = []
     slowest: list[float] = []
     together: list[float] = []
     overhead: list[float] = []
+    cpu = {"direct": 0.0, "regional": 0.0}
     pool = ThreadPoolExecutor(len(portals))
     clients = [httpx.Client(timeout=60) for _ in portals]
     try:
@@ -190,17 +207,23 @@ def regional_vs_direct(portals: list[Portal], rounds: int) -> None:
             for r in range(rounds + 1):  # round 0 warms every cache and connection up; not counted
                 for params in QUERY_MIX:
                     local = {**params, "scope": "local"}
+                    c0 = cpu_ms(portals)
                     direct = [timed(client, p.url, local)[0] for p in portals]
+                    c1 = cpu_ms(portals)
                     t0 = time.perf_counter()
                     list(
                         pool.map(lambda i, q=local: timed(clients[i], portals[i].url, q), range(len(portals)))
                     )
                     at_once = (time.perf_counter() - t0) * 1000
+                    c2 = cpu_ms(portals)
                     ms, body = timed(client, first.url, {**params, "scope": "region"})
+                    c3 = cpu_ms(portals)
                     bad = [n for n in body["nodes"] if n["status"] != "ok"]
                     if bad:
                         raise SystemExit(f"a node did not answer in the unloaded run: {bad}")
                     if r:
+                        cpu["direct"] += c1 - c0
+                        cpu["regional"] += c3 - c2
                         regional.append(ms)
                         slowest.append(max(direct))
                         together.append(at_once)
@@ -225,6 +248,14 @@ def regional_vs_direct(portals: list[Portal], rounds: int) -> None:
     print(
         f"  per-query overhead (regional − slowest)      p50 {pct(overhead, 50):7.1f} ms   p95 {pct(overhead, 95):7.1f} ms"
     )
+    n = len(regional)
+    if cpu["direct"]:
+        print(
+            f"  CPU of the three portals per query: the three asked directly {cpu['direct'] / n:5.1f} ms, "
+            f"regional {cpu['regional'] / n:5.1f} ms (what federation adds: {(cpu['regional'] - cpu['direct']) / n:4.1f} ms CPU "
+            f"on {os.cpu_count()} cores; scheduler run time, summed over the run)"
+        )
+    print(f"  load average during the run: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 def _query(params: dict[str, Any]) -> SearchQuery:

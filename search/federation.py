@@ -19,6 +19,11 @@ What a regional query does, and the choices made where the issue is silent:
   most 100, the API's page size limit), the lists are merged and the slice ``[(p−1)s, ps)`` is returned;
   the same query therefore gives disjoint consecutive pages. The regional window is
   :data:`REGION_WINDOW` hits deep; a page beyond it is empty.
+- **Order of work.** The peers' requests are signed and written to their connections first; the local
+  search starts once every peer's request is on its way (or waits to connect, or has ended), and at the
+  latest after :data:`DISPATCH_WAIT` (a transport that reports nothing). A local search already running in
+  a worker thread would hold the GIL the event loop needs to sign and write them, and each hand-over can
+  cost up to ``sys.getswitchinterval()`` (5 ms).
 - **Merge.** Relevance: reciprocal rank fusion, ``Σ 1 / (k + rank)`` with k = 60 (scores of different
   engines are not comparable; ranks are), ties broken by node id, archive code, archival code — so the
   order is stable from one call to the next. Date sorts: by the record's date, same tie-break, undated
@@ -62,6 +67,11 @@ SEARCH_PATH = "/federation/v1/search"
 RECORD_PATH = "/federation/v1/records"
 
 Status = Literal["ok", "timeout", "error", "unreachable", "refused", "skipped"]
+#: The longest the local search waits for the peers' requests to be on their way (see "Order of work").
+DISPATCH_WAIT = 0.05
+#: httpcore trace events after which a request's CPU work on the event loop is done for now: the request
+#: was written and its answer is awaited, or a new connection is being opened.
+_DISPATCHED_EVENTS = ("receive_response_headers.started", "connect_tcp.started")
 FALLBACK_STATUSES = ("timeout", "unreachable", "skipped", "error")
 
 
@@ -230,6 +240,45 @@ def clean_hit(raw: Any) -> dict[str, Any] | None:
     return hit
 
 
+class Dispatch:
+    """Set once each of ``n`` requests has been written to its connection (or waits for its connection to
+    open, or has ended); see "Order of work" in the module docstring."""
+
+    def __init__(self, n: int = 1) -> None:
+        self.left = n
+        self.event = asyncio.Event()
+        if n <= 0:
+            self.event.set()
+
+    def one_more(self, n: int) -> None:
+        """``n`` requests instead of one (a deep page asked in several windows)."""
+        self.left += n - 1
+        if self.left <= 0:
+            self.event.set()
+
+    def done(self) -> None:
+        self.left -= 1
+        if self.left <= 0:
+            self.event.set()
+
+    def tracer(self) -> Callable[[str, Any], Awaitable[None]]:
+        """An httpcore ``trace`` extension that calls :meth:`done` once, when the request is on its way."""
+        fired = False
+
+        async def trace(event: str, info: Any) -> None:
+            nonlocal fired
+            if not fired and event.endswith(_DISPATCHED_EVENTS):
+                fired = True
+                self.done()
+
+        return trace
+
+    def finish(self) -> None:
+        """Every request ended (answered, failed or skipped): nothing is left to wait for."""
+        self.left = 0
+        self.event.set()
+
+
 def remote_record_path(node_id: str, archive: str, code: str) -> str:
     """Where THIS node shows a peer's record: fetched from the holder by a signed call."""
     return f"/remote/{quote(node_id, safe='')}/records/{quote(archive, safe='')}/{quote(code, safe='')}"
@@ -276,13 +325,20 @@ class Federation:
             await self._client.aclose()
             self._client = None
 
-    async def _ask(self, identity: NodeIdentity, peer: PeerRef, query: SearchQuery, top: int) -> NodeAnswer:
+    async def _ask(
+        self, identity: NodeIdentity, peer: PeerRef, query: SearchQuery, top: int, dispatch: Dispatch
+    ) -> NodeAnswer:
         auth = SignatureAuth(identity, self.settings.federation_signature_ttl)
         start = time.perf_counter()
+        wanted = windows(top)
+        dispatch.one_more(len(wanted))
 
         async def one(page: int, size: int) -> httpx.Response:
             return await self.client.get(
-                peer.url + SEARCH_PATH, params=query_params(query, page, size), auth=auth
+                peer.url + SEARCH_PATH,
+                params=query_params(query, page, size),
+                auth=auth,
+                extensions={"trace": dispatch.tracer()},
             )
 
         def answer(status: Status, error: str | None = None, **kw: Any) -> NodeAnswer:
@@ -297,7 +353,7 @@ class Federation:
             )
 
         try:
-            responses = await asyncio.gather(*(one(p, s) for p, s in windows(top)))
+            responses = await asyncio.gather(*(one(p, s) for p, s in wanted))
         except httpx.TimeoutException:
             return answer("timeout", "timed out")
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
@@ -312,7 +368,7 @@ class Federation:
             if r.status_code != 200:
                 return answer("error", f"HTTP {r.status_code}")
             try:
-                data = r.json()
+                data = _loads(r.content)
                 page_hits = data["hits"]
                 if i == 0:
                     total = int(data["total"])
@@ -326,14 +382,29 @@ class Federation:
         return answer("ok", total=total, total_exact=exact, hits=hits[:top], facets=facets)
 
     async def ask_peer(
-        self, identity: NodeIdentity, peer: PeerRef, query: SearchQuery, top: int
+        self,
+        identity: NodeIdentity,
+        peer: PeerRef,
+        query: SearchQuery,
+        top: int,
+        dispatch: Dispatch | None = None,
     ) -> NodeAnswer:
-        """One peer's top ``top`` hits within the deadline, never raising."""
+        """One peer's top ``top`` hits within the deadline, never raising; ``dispatch`` is set once the
+        request is on its way (and at the latest when this returns)."""
+        dispatch = dispatch or Dispatch()
+        try:
+            return await self._ask_peer(identity, peer, query, top, dispatch)
+        finally:
+            dispatch.finish()
+
+    async def _ask_peer(
+        self, identity: NodeIdentity, peer: PeerRef, query: SearchQuery, top: int, dispatch: Dispatch
+    ) -> NodeAnswer:
         if not self.breaker.allow(peer.node_id):
             return NodeAnswer(peer.node_id, peer.name, "skipped", 0.0, source=None, error="circuit open")
         start = time.perf_counter()
         try:
-            ans = await asyncio.wait_for(self._ask(identity, peer, query, top), self.timeout)
+            ans = await asyncio.wait_for(self._ask(identity, peer, query, top, dispatch), self.timeout)
         except TimeoutError:
             ans = NodeAnswer(
                 peer.node_id,
@@ -399,10 +470,19 @@ class Federation:
         if top > REGION_WINDOW:
             return RegionalResult(query, 0, True, [], {}, [])
         start = time.perf_counter()
+        dispatches = [Dispatch() for _ in peers]
+
+        async def local_after_peers() -> NodeAnswer:
+            waiting = [asyncio.ensure_future(d.event.wait()) for d in dispatches if not d.event.is_set()]
+            if waiting:
+                _, late = await asyncio.wait(waiting, timeout=DISPATCH_WAIT)
+                for w in late:
+                    w.cancel()
+            return await local(query, top)
 
         async def local_part() -> NodeAnswer:
             try:
-                return await asyncio.wait_for(local(query, top), self.timeout)
+                return await asyncio.wait_for(local_after_peers(), self.timeout)
             except TimeoutError:
                 return NodeAnswer(
                     identity.node_id,
@@ -413,12 +493,24 @@ class Federation:
                     source=None,
                 )
 
-        async def peer_part(peer: PeerRef) -> NodeAnswer:
-            ans = await self.ask_peer(identity, peer, query, top)
+        async def peer_part(peer: PeerRef, dispatch: Dispatch) -> NodeAnswer:
+            ans = await self.ask_peer(identity, peer, query, top, dispatch)
             return await self.from_catalogue(peer, query, top, ans)
 
-        answers = await asyncio.gather(local_part(), *(peer_part(p) for p in peers))
+        answers = await asyncio.gather(
+            local_part(), *(peer_part(p, d) for p, d in zip(peers, dispatches, strict=True))
+        )
         return merge(query, list(answers))
+
+
+try:  # the "fast" extra: a peer's page of hits with its facets parses several times quicker
+    import orjson
+
+    _loads: Callable[[bytes], Any] = orjson.loads
+except ImportError:  # pragma: no cover - the plain install
+    import json
+
+    _loads = json.loads
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -434,20 +526,12 @@ def _str(v: Any) -> str | None:
 
 def merge(query: SearchQuery, answers: list[NodeAnswer]) -> RegionalResult:
     """Merge the nodes' top lists into page ``query.page`` (see the module docstring for the rules)."""
-    ranked: list[tuple[float, str, str, str, dict[str, Any]]] = []
+    ranked: list[tuple[float, str, str, str, dict[str, Any], NodeAnswer]] = []
     for ans in answers:
         if ans.source is None:
             continue
         for rank, hit in enumerate(ans.hits, start=1):
-            out = dict(hit)
-            out["node"] = ans.node_id
-            out["node_name"] = ans.name
-            out["source"] = ans.source
-            out.setdefault("harvested_at", None)
-            if not ans.local:
-                out["url"] = remote_record_path(ans.node_id, hit["archive"], hit["archival_code"])
-                out["api_url"] = "/api/v1" + out["url"]
-            ranked.append((1.0 / (RRF_K + rank), ans.node_id, hit["archive"], hit["archival_code"], out))
+            ranked.append((1.0 / (RRF_K + rank), ans.node_id, hit["archive"], hit["archival_code"], hit, ans))
     ranked.sort(key=lambda r: (r[1], r[2], r[3]))  # the tie-break, then a stable sort on the main key
     if query.sort == "relevance":
         ranked.sort(key=lambda r: -r[0])
@@ -458,13 +542,13 @@ def merge(query: SearchQuery, answers: list[NodeAnswer]) -> RegionalResult:
         dated.sort(key=lambda r: str(r[4]["date"]), reverse=query.sort == "date_desc")
         ranked = dated + undated
     seen: set[tuple[str, str]] = set()
-    merged: list[dict[str, Any]] = []
+    merged: list[tuple[float, str, str, str, dict[str, Any], NodeAnswer]] = []
     for r in ranked:
         key = (r[2], r[3])
         if key in seen:
             continue
         seen.add(key)
-        merged.append(r[4])
+        merged.append(r)
     facets: dict[str, dict[str, int]] = {}
     for ans in answers:
         if ans.source is None:
@@ -479,6 +563,20 @@ def merge(query: SearchQuery, answers: list[NodeAnswer]) -> RegionalResult:
     counted = [a for a in answers if a.source is not None]
     total = sum(a.total for a in counted)
     exact = all(a.total_exact for a in counted) and all(a.status == "ok" for a in answers)
-    page = merged[query.offset : query.offset + query.size]
+    page = [_placed(r[4], r[5]) for r in merged[query.offset : query.offset + query.size]]
     nodes = sorted(answers, key=lambda a: (not a.local, a.name, a.node_id))
     return RegionalResult(query, total, exact, page, facets, nodes)
+
+
+def _placed(hit: dict[str, Any], ans: NodeAnswer) -> dict[str, Any]:
+    """A hit of the merged page with where it comes from and, for a peer's, where THIS node shows it
+    (made for the page's hits only, not for every node's whole top list)."""
+    out = dict(hit)
+    out["node"] = ans.node_id
+    out["node_name"] = ans.name
+    out["source"] = ans.source
+    out.setdefault("harvested_at", None)
+    if not ans.local:
+        out["url"] = remote_record_path(ans.node_id, hit["archive"], hit["archival_code"])
+        out["api_url"] = "/api/v1" + out["url"]
+    return out

@@ -39,7 +39,7 @@ MultiQuery = Annotated[list[str] | None, Query()]
 Page = Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1")]
 
 
-def search_params(
+async def search_params(
     limits: LimitsDep,
     q: Annotated[
         str,
@@ -56,7 +56,9 @@ def search_params(
     page: Page = 1,
     size: Annotated[int, Query(ge=1, description="Hits per page; capped at 100")] = 20,
 ) -> SearchQuery:
-    """The search parameters of ``/api/v1/search`` (and of ``/federation/v1/search``) as a query."""
+    """The search parameters of ``/api/v1/search`` (and of ``/federation/v1/search``) as a query. ``async``
+    though it does no I/O: FastAPI runs a plain ``def`` dependency in a worker thread, a hop on every search
+    (and on a regional one, a hop at the asking node and one more at each peer)."""
     return search_query(
         limits,
         q,
@@ -88,9 +90,7 @@ async def search(
     ] = None,
 ) -> Response:
     if scope != "local" and has_identity(settings):  # two stat() calls; a node without identity is local
-        ctx = regional.cached_context(settings)
-        if ctx is None:
-            ctx = await run_blocking(regional.node_context, settings)
+        ctx = await regional.context_for_query(settings)
         if (scope or ctx.default_scope) == "region" and ctx.identity is not None:
             result = await regional.regional_search(
                 request.app.state.federation, settings, backend, ctx, query

@@ -42,7 +42,7 @@ from archive import db
 from archive.config import Settings
 from archive.federation.errors import HolderUnavailable
 from archive.federation.identity import load_identity
-from archive.federation.peers import accept_announcement, peer_public_key, remember_nonce
+from archive.federation.peers import accept_announcement, peer_key, remember_nonce
 from archive.federation.signing import verify_request
 
 log = logging.getLogger("access_portal.federation")
@@ -56,17 +56,12 @@ def _verify(
     settings: Settings, method: str, url_path: str, headers: list[tuple[str, str]], body: bytes
 ) -> str:
     identity = load_identity(settings)
-
-    def key_of(key_id: str):  # type: ignore[no-untyped-def]
-        with db.read_session(settings) as s:
-            return peer_public_key(s, key_id)
-
     verified = verify_request(
         method,
         identity.url + url_path,
         headers,
         body,
-        public_key=key_of,
+        public_key=lambda key_id: peer_key(settings, key_id),
         remember_nonce=lambda k, n, e: remember_nonce(settings, k, n, e),
     )
     return verified.key_id

@@ -288,3 +288,31 @@ def test_every_federation_code_is_in_the_catalogue() -> None:
     for cls in signature_errors:
         rejected = cls()  # the texts as raised are the catalogue's (no detail: nothing appended)
         assert catalogue[cls.code] == {"zh": rejected.zh, "en": rejected.en + "{said}"}
+
+
+def test_peer_key_is_read_on_every_call(any_home: Settings) -> None:
+    """The key a signature is checked with comes from the catalogue each time: a rotated key and a removed
+    peer apply at once (the parsed key object is kept only per stored text)."""
+    from sqlalchemy import delete, insert, update
+
+    from archive import db
+    from archive.federation.models import Peer
+    from archive.federation.peers import peer_key
+
+    first, second = _ident("p1"), _ident("p1")
+    with db.write_session(any_home) as s:
+        s.execute(
+            insert(Peer).values(
+                node_id="p1", name="p", url="http://p.test", public_key=first.public_key_b64, fingerprint="x"
+            )
+        )
+    key = peer_key(any_home, "p1")
+    assert key is not None and key.public_bytes_raw() == first.public_key_raw
+    assert peer_key(any_home, "nobody") is None
+    with db.write_session(any_home) as s:
+        s.execute(update(Peer).where(Peer.node_id == "p1").values(public_key=second.public_key_b64))
+    key = peer_key(any_home, "p1")
+    assert key is not None and key.public_bytes_raw() == second.public_key_raw
+    with db.write_session(any_home) as s:
+        s.execute(delete(Peer).where(Peer.node_id == "p1"))
+    assert peer_key(any_home, "p1") is None

@@ -19,7 +19,7 @@ from archive.config import Settings
 from archive.federation.identity import NodeIdentity
 from archive.federation.signing import verify_request
 from search.backend import SearchQuery
-from search.federation import Breaker, Federation, NodeAnswer, PeerRef, merge, windows
+from search.federation import Breaker, Dispatch, Federation, NodeAnswer, PeerRef, merge, windows
 
 ME = NodeIdentity("me", "广东省档案馆", "http://me.test", Ed25519PrivateKey.generate(), "")
 A = PeerRef("aaa", "广州市档案馆", "http://a.test")
@@ -286,3 +286,93 @@ def test_the_real_catalogue_search_is_found() -> None:
     from search.federation import find_catalogue_search
 
     assert find_catalogue_search() is not None
+
+
+def test_dispatch_is_set_once_every_request_is_on_its_way() -> None:
+    async def go() -> None:
+        d = Dispatch()
+        d.one_more(2)  # a deep page: two windows
+        first, second = d.tracer(), d.tracer()
+        await first("connection.connect_tcp.started", {})
+        await first("http11.receive_response_headers.started", {})  # the same request counts once
+        assert not d.event.is_set()
+        await second("http11.send_request_headers.started", {})  # not yet written
+        assert not d.event.is_set()
+        await second("http11.receive_response_headers.started", {})
+        assert d.event.is_set()
+        skipped = Dispatch()
+        skipped.finish()  # a request that ended (or never started) leaves nothing to wait for
+        assert skipped.event.is_set() and Dispatch(0).event.is_set()
+
+    run(go())
+
+
+def _search_body(archive: str, n: int) -> bytes:
+    data = hits(archive, n)
+    return json.dumps(
+        {"q": "", "total": n, "total_exact": True, "page": 1, "size": 20, "hits": data, "facets": {}}
+    ).encode()
+
+
+def test_real_peers_over_loopback_answer_while_the_local_search_runs(settings: Settings) -> None:
+    """Real sockets (the default transport): the local search starts once the peers' requests are written,
+    not after their answers — each peer here answers only after the local search has started — and the
+    merged answer is the one the same answers give through a MockTransport."""
+
+    async def go() -> None:
+        local_started = asyncio.Event()
+        received: list[bytes] = []
+
+        def peer(archive: str) -> Any:
+            async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                while True:
+                    try:
+                        head = await reader.readuntil(b"\r\n\r\n")
+                    except asyncio.IncompleteReadError:
+                        break
+                    received.append(head)
+                    await asyncio.wait_for(local_started.wait(), 5)
+                    body = _search_body(archive, 3)
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                        + f"content-length: {len(body)}\r\n\r\n".encode()
+                        + body
+                    )
+                    await writer.drain()
+                writer.close()
+
+            return handle
+
+        servers = [await asyncio.start_server(peer(a), "127.0.0.1", 0) for a in ("GZ", "GZ-TH")]
+        ports = [srv.sockets[0].getsockname()[1] for srv in servers]
+        peers = [
+            PeerRef("aaa", "广州市档案馆", f"http://127.0.0.1:{ports[0]}"),
+            PeerRef("bbb", "天河区档案馆", f"http://127.0.0.1:{ports[1]}"),
+        ]
+        base = local_of("GD", 3)
+
+        async def local(query: SearchQuery, top: int) -> NodeAnswer:
+            local_started.set()
+            answer: NodeAnswer = await base(query, top)
+            return answer
+
+        f = Federation(settings, catalogue=None)
+        try:
+            r = await f.search(ME, peers, SearchQuery(q="x"), local=local)
+        finally:
+            await f.aclose()
+            for srv in servers:
+                srv.close()
+        assert [n.status for n in r.nodes] == ["ok", "ok", "ok"]
+        assert len(received) == 2 and all(b"signature-input" in h.lower() for h in received)
+
+        async def replay(request: httpx.Request) -> httpx.Response:
+            archive = "GZ" if request.url.port == ports[0] else "GZ-TH"
+            return httpx.Response(200, content=_search_body(archive, 3))
+
+        same = await Federation(settings, transport=httpx.MockTransport(replay), catalogue=None).search(
+            ME, peers, SearchQuery(q="x"), local=base
+        )
+        assert r.hits == same.hits and r.facets == same.facets and r.total == same.total == 9
+
+    run(go())
