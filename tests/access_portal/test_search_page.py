@@ -1,0 +1,167 @@
+"""What the search page builds before rendering (access_portal/search_page.py) gives what the plain
+construction gives: each link is ``urlencode(query_params(...))`` of the changed query, each hit of this
+node's index reads as its :class:`HitOut` would; and the page reads its parameters as declared ``str``
+parameters would."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from html import unescape
+from typing import Any
+from urllib.parse import quote, quote_plus, urlencode
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from access_portal.limits import FILTERS, LINK_FIELDS, Limits, field_params, query_params, search_query
+from access_portal.schemas import HitOut
+from access_portal.search_page import SCOPES, SearchLinks, page_hits
+from archive import db
+from archive.config import Settings
+from search import Hit, SearchQuery
+from tests.access_portal import TestClient
+from tests.access_portal import client as client  # the fixtures, re-exported for pytest
+from tests.access_portal import portal_home as portal_home
+
+
+def reference_url(query: SearchQuery, scope: str | None, **changes: Any) -> str:
+    """The link as it was built before :class:`SearchLinks`: the whole query encoded for each link."""
+    params = query_params(replace(query, **{"page": 1, **changes}))
+    url = "/search" + ("?" + urlencode(params) if params else "")
+    if scope not in SCOPES:
+        return url
+    return url + ("&" if "?" in url else "?") + f"scope={scope}"
+
+
+text = st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=12)
+values = st.lists(text.filter(lambda v: v.strip() != ""), max_size=3)
+years = st.none() | st.integers(1, 9999)
+
+
+@st.composite
+def queries(draw: st.DrawFn) -> SearchQuery:
+    return search_query(
+        Limits(),
+        draw(text),
+        archive=draw(values),
+        level=draw(values),
+        fonds=draw(values),
+        retention=draw(values),
+        format=draw(values),
+        year_from=draw(years),
+        year_to=draw(years),
+        sort=draw(st.sampled_from(["relevance", "date_desc", "date_asc"])),
+        page=draw(st.integers(1, 50)),
+        size=draw(st.sampled_from([1, 20, 50, 100])),
+    )
+
+
+@st.composite
+def changes(draw: st.DrawFn) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field in draw(st.lists(st.sampled_from(LINK_FIELDS[1:]), max_size=3, unique=True)):
+        if field in ("year_from", "year_to"):
+            out[field] = draw(years)
+        elif field == "page":
+            out[field] = draw(st.integers(1, 50))
+        elif field == "size":
+            out[field] = draw(st.sampled_from([1, 20, 100]))
+        elif field == "sort":
+            out[field] = draw(st.sampled_from(["relevance", "date_desc"]))
+        else:
+            out[field] = tuple(draw(values))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(queries(), changes(), st.sampled_from([None, "local", "region", "other"]))
+def test_each_link_is_the_changed_query_encoded(
+    query: SearchQuery, change: dict[str, Any], scope: str
+) -> None:
+    links = SearchLinks(query, scope)
+    assert links.url(**change) == reference_url(query, scope, **change)
+    assert links.url() == reference_url(query, scope)
+
+
+def test_parameter_names_need_no_quoting() -> None:
+    # SearchLinks writes the names as they are
+    names = {name for field in LINK_FIELDS for name, _ in field_params(field, _sample(field))}
+    assert names == {"q", *FILTERS, "year_from", "year_to", "sort", "size", "page"}
+    assert all(quote_plus(n) == n for n in names)
+
+
+def _sample(field: str) -> object:
+    return {"q": "x", "year_from": 1, "year_to": 1, "sort": "date_asc", "size": 3, "page": 2}.get(
+        field, ("v",)
+    )
+
+
+def test_field_params_refuses_an_unknown_field() -> None:
+    with pytest.raises(ValueError, match="not a link field"):
+        field_params("highlight", True)
+
+
+def _hit(**highlights: list[str]) -> Hit:
+    return Hit(
+        id="GZ/GZ-1 甲",
+        archive="GZ",
+        archival_code="GZ-1 甲",
+        title="会议<纪要>",
+        creator="市政府",
+        date="1990",
+        score=1.0,
+        highlights=highlights,
+    )
+
+
+@pytest.mark.parametrize(
+    "highlights",
+    [
+        {},
+        {
+            "title": ["<mark>会议</mark>&lt;纪要&gt;"],
+            "description": ["a", "b", "c"],
+            "text": ["x<mark>y</mark>"],
+        },
+        # markup the backend should never send: escaped whole, as HitOut does
+        {"title": ["<b>会议</b>"], "creator": ["<script>alert(1)</script><mark>市</mark>"]},
+        {"title": [], "keywords": ["<mark>档案</mark>"]},
+    ],
+)
+def test_a_hit_of_the_index_reads_as_its_hitout(highlights: dict[str, list[str]]) -> None:
+    hit = _hit(**highlights)
+    names = {"GZ": "广州市档案馆"}
+
+    def label(field: str) -> str:
+        return f"[{field}]"
+
+    (direct,) = page_hits([hit], names, label)
+    (through_out,) = page_hits([HitOut.of(hit)], names, label)
+    assert direct == through_out
+    assert direct.url == f"/records/GZ/{quote('GZ-1 甲')}"
+    assert "<script>" not in "".join(s for _, s in direct.snippets) + direct.title
+    assert [label for label, _ in direct.snippets] == [f"[{f}]" for f in highlights if f != "title"]
+
+
+def test_the_search_page_reads_its_parameters_as_declared_str_parameters(client: TestClient) -> None:
+    # a repeated single parameter counts by its last value; filters repeat; junk numbers are ignored
+    r = client.get("/search?q=nothing&q=档案&year_from=abc&page=x&size=&level=city&level=county&scope=local")
+    assert r.status_code == 200
+    html = unescape(r.text)
+    assert 'name="q" value="档案"' in html
+    assert 'name="level" value="city"' in html and 'name="level" value="county"' in html
+    assert 'name="scope" value="local"' in html
+    # every link is built from the kept query, the language switch too: the same page as the plain request
+    assert client.get("/search?q=档案&level=city&level=county&scope=local").text == r.text
+
+
+def test_one_session_factory_per_engine(tmp_path: Any) -> None:
+    settings = Settings(home=tmp_path)
+    first = db.sessionmaker_for(settings)
+    assert db.sessionmaker_for(settings) is first
+    assert first.kw["bind"] is db.get_engine(settings)
+    db.dispose_engines()
+    again = db.sessionmaker_for(settings)
+    assert again is not first and again.kw["bind"] is db.get_engine(settings)
+    db.dispose_engines()
