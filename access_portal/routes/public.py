@@ -16,14 +16,21 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from anyio import from_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
 
 from access_portal import regional, services
-from access_portal.deps import BackendDep, LimitsDep, SessionDep, SettingsDep, get_limits, run_blocking
+from access_portal.deps import (
+    BackendDep,
+    LimitsDep,
+    SessionDep,
+    SettingsDep,
+    get_limits,
+    run_blocking,
+    run_search,
+)
 from access_portal.i18n import COOKIE, HTML_LANG, LANGS, format_label, label, resolve_lang, translator
 from access_portal.limits import query_params, search_query
 from access_portal.schemas import ArchiveOut, HitOut, RecordOut, catalogue_url, record_url
@@ -33,6 +40,7 @@ from archive.config import Settings
 from archive.home import is_initialised
 from archive.models import Archive
 from search import Hit, SearchBackend, SearchQuery
+from search.federation import RegionalResult
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
 #: Pages are self-contained: styles from /static, no scripts.
@@ -183,32 +191,42 @@ async def search_page(
         size=_int(params.get("size")) or 20,
     )
     scope = params.get("scope")
-    return await run_blocking(_search_page, request, settings, backend, query, scope)
+    ctx = regional.cached_context(settings)
+    if ctx is None:
+        ctx = await run_blocking(regional.node_context, settings)
+    regional_result = None
+    if (scope if scope in SCOPES else ctx.default_scope) == "region" and ctx.identity is not None:
+        # every peer too (access_portal.regional), awaited here: no search thread waits on the network
+        regional_result = await regional.regional_search(
+            request.app.state.federation, settings, backend, ctx, query
+        )
+    return await run_search(
+        settings, _search_page, request, settings, backend, query, scope, ctx, regional_result
+    )
 
 
 def _search_page(
-    request: Request, settings: Settings, backend: SearchBackend, query: SearchQuery, scope: str | None
+    request: Request,
+    settings: Settings,
+    backend: SearchBackend,
+    query: SearchQuery,
+    scope: str | None,
+    ctx: regional.NodeContext,
+    result: RegionalResult | None,
 ) -> HTMLResponse:
-    """The search, the catalogue re-check and the rendering: the blocking part of the page, in one go.
-    ``scope`` region (the default on a node with peers) asks every peer too (:mod:`access_portal.regional`)."""
-    ctx = regional.node_context(settings)
-    chosen = scope if scope in ("local", "region") else ctx.default_scope
+    """The search (unless ``result`` is the regional one), the catalogue re-check and the rendering: the
+    blocking part of the page, in one go."""
     with db.read_session(settings) as session:
         archives = services.archive_names(session)
-        found = (
-            None
-            if chosen == "region" and ctx.identity is not None
-            else services.public_search(session, backend, query)
-        )
+        found = None if result is not None else services.public_search(session, backend, query)
     # Labels are worked out here, not by template macros (~100 of them a page cost more than the rest).
     lang = resolve_lang(request)
     names = {a.code: a.name_en if lang == "en" and a.name_en else a.name_zh for a in archives.values()}
     nodes: list[Any] = []
     hits: Sequence[Hit | HitOut]
     if found is None:
-        result = from_thread.run(
-            regional.regional_search, request.app.state.federation, settings, backend, ctx, query
-        )
+        assert result is not None
+        chosen = "region"
         out = regional.regional_out(result)
         hits, facets, nodes = out.hits, result.facets, out.nodes
         total, total_exact, pages = out.total, out.total_exact, out.pages

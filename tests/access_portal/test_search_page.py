@@ -5,16 +5,29 @@ parameters would."""
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import replace
 from html import unescape
 from typing import Any
 from urllib.parse import quote, quote_plus, urlencode
 
+import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from access_portal.limits import FILTERS, LINK_FIELDS, Limits, field_params, query_params, search_query
+from access_portal.deps import run_search
+from access_portal.limits import (
+    FILTERS,
+    LINK_FIELDS,
+    Limits,
+    NoSuchPage,
+    field_params,
+    query_params,
+    search_query,
+)
 from access_portal.schemas import HitOut
 from access_portal.search_page import SCOPES, SearchLinks, page_hits
 from archive import db
@@ -165,3 +178,59 @@ def test_one_session_factory_per_engine(tmp_path: Any) -> None:
     again = db.sessionmaker_for(settings)
     assert again is not first and again.kw["bind"] is db.get_engine(settings)
     db.dispose_engines()
+
+
+def test_searches_run_at_most_the_configured_threads_at_once(tmp_path: Any) -> None:
+    settings = Settings(home=tmp_path, portal_search_threads=2)
+    running, most, started = 0, 0, []
+    lock = threading.Lock()
+
+    def work(i: int) -> int:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+            started.append(i)
+        time.sleep(0.01)  # a blocking call that releases the interpreter lock, as SQLite does
+        with lock:
+            running -= 1
+        return i * i
+
+    async def main() -> list[int]:
+        results: list[int] = [0] * 12
+        async with anyio.create_task_group() as tg:
+            for i in range(12):
+
+                async def one(i: int = i) -> None:
+                    results[i] = await run_search(settings, work, i)
+
+                tg.start_soon(one)
+                await anyio.sleep(0)  # queue them in this order
+        return results
+
+    assert anyio.run(main) == [i * i for i in range(12)]
+    assert most == 2
+    assert sorted(started) == list(range(12))
+
+
+def test_an_error_in_a_search_thread_surfaces_as_itself(tmp_path: Any) -> None:
+    settings = Settings(home=tmp_path, portal_search_threads=1)
+
+    def refuse() -> None:
+        raise NoSuchPage(page=9, last_page=1)
+
+    async def main() -> None:
+        with pytest.raises(NoSuchPage) as caught:
+            await run_search(settings, refuse)
+        assert caught.value.code == "POR004"
+        assert await run_search(settings, lambda: "next") == "next"  # the thread was given back
+
+    anyio.run(main)
+
+
+def test_the_thread_bound_is_a_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch.setenv("ARCHIVE_PORTAL_SEARCH_THREADS", "3")
+    assert Settings(home=tmp_path).portal_search_threads == 3
+    monkeypatch.setenv("ARCHIVE_PORTAL_SEARCH_THREADS", "0")
+    with pytest.raises(ValidationError):
+        Settings(home=tmp_path)
