@@ -5,6 +5,7 @@ parameters would."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from dataclasses import replace
@@ -18,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from access_portal.app import GC_YOUNG_THRESHOLD, create_app
 from access_portal.deps import run_search
 from access_portal.limits import (
     FILTERS,
@@ -33,7 +35,7 @@ from access_portal.search_page import SCOPES, SearchLinks, page_hits
 from archive import db
 from archive.config import Settings
 from search import Hit, SearchQuery
-from tests.access_portal import TestClient
+from tests.access_portal import PortalHome, TestClient
 from tests.access_portal import client as client  # the fixtures, re-exported for pytest
 from tests.access_portal import portal_home as portal_home
 
@@ -234,3 +236,65 @@ def test_the_thread_bound_is_a_setting(monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.setenv("ARCHIVE_PORTAL_SEARCH_THREADS", "0")
     with pytest.raises(ValidationError):
         Settings(home=tmp_path)
+
+
+def test_the_portal_lets_more_young_objects_accumulate_while_it_serves(portal_home: PortalHome) -> None:
+    before = gc.get_threshold()
+    with TestClient(create_app(portal_home.settings)) as c:
+        assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD
+        assert c.get("/search?q=档案").status_code == 200
+    assert gc.get_threshold() == before
+
+
+async def _get(app: Any, path: str, query: str) -> int:
+    """One request straight through the ASGI app (no client whose own objects would mix in)."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return int(sent[0]["status"])
+
+
+@pytest.mark.parametrize("path", ["/search", "/api/v1/search"])
+def test_a_search_leaves_no_cyclic_garbage(portal_home: PortalHome, path: str) -> None:
+    # what the raised threshold relies on: a search's objects are all freed by reference counting
+    app = create_app(portal_home.settings)
+    query = "q=%E5%BC%80%E6%94%BE&level=city&year_from=1990&lang=en"
+
+    async def requests(n: int) -> None:
+        for _ in range(n):
+            assert await _get(app, path, query) == 200
+
+    async def main() -> list[str]:
+        # one event loop, so the same worker threads (and their index connections) serve every request
+        await requests(3)
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            await requests(5)
+            gc.collect()
+            return [type(o).__qualname__ for o in gc.garbage]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+
+    assert anyio.run(main) == []
