@@ -166,6 +166,13 @@ def page_hits(
     :class:`~search.Hit` of this node's index is shown as :meth:`HitOut.of` would give it (its snippets
     made safe here); a :class:`HitOut` (a regional answer) already is."""
     out = []
+    labels: dict[str, str] = {}
+
+    def label(field: str) -> str:
+        if field not in labels:
+            labels[field] = field_label(field)
+        return labels[field]
+
     for h in hits:
         if isinstance(h, HitOut):
             url, source, harvested_at, clean = h.url, h.source, h.harvested_at, _same
@@ -187,7 +194,7 @@ def page_hits(
                 creator=h.creator,
                 source=source,
                 harvested_at=harvested_at,
-                snippets=_snippets(h.highlights, field_label, clean),
+                snippets=_snippets(h.highlights, label, clean),
             )
         )
     return out

@@ -18,6 +18,7 @@ ids and storage identifiers never leave the node.
 
 from __future__ import annotations
 
+import html
 import logging
 import unicodedata
 from collections.abc import Iterator
@@ -398,8 +399,6 @@ def public_search(session: Session, backend: SearchBackend, query: SearchQuery) 
 def safe_snippet(snippet: str) -> str:
     """A highlight as HTML: the backend's escaped text with ``<mark>`` tags, or — if it holds any other
     markup — the whole snippet escaped, so a backend bug cannot inject HTML into the page."""
-    import html
-
     bare = snippet.replace("<mark>", "").replace("</mark>", "")
     if "<" in bare or ">" in bare:
         return html.escape(snippet)
