@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, TypeVar
 
+from anyio import CapacityLimiter, to_thread
+from anyio.lowlevel import RunVar
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
@@ -51,6 +53,30 @@ async def run_blocking(fn: Callable[..., T], *args: object) -> T:
     """Run the blocking part of a handler (search, catalogue reads, rendering) in one worker-thread hop,
     the session opened and closed there too: a ``def`` route with a SessionDep costs two or three."""
     return await run_in_threadpool(fn, *args)
+
+
+#: The search routes' thread limiters of the running event loop, by size (an anyio limiter belongs to a loop).
+_SEARCH_LIMITERS: RunVar[dict[int, CapacityLimiter]] = RunVar("search_limiters")
+
+
+def _search_limiter(threads: int) -> CapacityLimiter:
+    try:
+        limiters = _SEARCH_LIMITERS.get()
+    except LookupError:
+        limiters = {}
+        _SEARCH_LIMITERS.set(limiters)
+    if threads not in limiters:
+        limiters[threads] = CapacityLimiter(threads)
+    return limiters[threads]
+
+
+async def run_search(settings: Settings, fn: Callable[..., T], *args: object) -> T:
+    """:func:`run_blocking` for the search routes' local work (the index, the catalogue re-check, the
+    rendering): at most ``ARCHIVE_PORTAL_SEARCH_THREADS`` at once in this process, the others waiting in
+    order. That work is Python under the interpreter lock: twenty requests sharing it in twenty threads
+    all finish late (and the event loop waits for the lock too), a few at a time finish in turn. Nothing
+    that waits on the network (a peer's answer) may run here."""
+    return await to_thread.run_sync(fn, *args, limiter=_search_limiter(settings.portal_search_threads))
 
 
 async def get_limits(request: Request) -> Limits:

@@ -205,25 +205,47 @@ def check_page(page: int, pages: int) -> None:
         raise no_such_page(page, pages)
 
 
+#: The fields of a :class:`SearchQuery` that links carry, in the order they carry them; the filters are
+#: named as :data:`FILTERS`.
+LINK_FIELDS: tuple[str, ...] = (
+    "q",
+    "archives",
+    "levels",
+    "fonds",
+    "retentions",
+    "formats",
+    "year_from",
+    "year_to",
+    "sort",
+    "size",
+    "page",
+)
+_FILTER_OF_FIELD = dict(zip(LINK_FIELDS[1:6], FILTERS, strict=True))
+
+
+def field_params(field: str, value: object, default_size: int = 20) -> list[tuple[str, str]]:
+    """The query parameters one field of a query (one of :data:`LINK_FIELDS`) adds to its links: none for
+    a default (no text, no filter, relevance, the default size, page 1)."""
+    if field in _FILTER_OF_FIELD:
+        name = _FILTER_OF_FIELD[field]
+        return [(name, v) for v in value]  # type: ignore[attr-defined]
+    if field == "q":
+        return [("q", value)] if value else []  # type: ignore[list-item]
+    if field in ("year_from", "year_to"):
+        return [] if value is None else [(field, str(value))]
+    if field == "sort":
+        return [] if value == "relevance" else [("sort", value)]  # type: ignore[list-item]
+    if field == "size":
+        return [] if value == default_size else [("size", str(value))]
+    if field == "page":
+        return [] if value == 1 else [("page", str(value))]
+    raise ValueError(f"not a link field: {field}")
+
+
 def query_params(query: SearchQuery, default_size: int = 20) -> list[tuple[str, str]]:
     """The query parameters that ask for ``query`` again (page 1 and defaults left out): what every link
     of a search page is built from, so its length is bounded by the query's, whatever was sent."""
-    items: list[tuple[str, str]] = []
-    if query.q:
-        items.append(("q", query.q))
-    for name, values in zip(FILTERS, filter_values(query), strict=True):
-        items += [(name, v) for v in values]
-    if query.year_from is not None:
-        items.append(("year_from", str(query.year_from)))
-    if query.year_to is not None:
-        items.append(("year_to", str(query.year_to)))
-    if query.sort != "relevance":
-        items.append(("sort", query.sort))
-    if query.size != default_size:
-        items.append(("size", str(query.size)))
-    if query.page != 1:
-        items.append(("page", str(query.page)))
-    return items
+    return [p for f in LINK_FIELDS for p in field_params(f, getattr(query, f), default_size)]
 
 
 def filter_values(query: SearchQuery) -> tuple[tuple[str, ...], ...]:

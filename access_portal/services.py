@@ -18,6 +18,7 @@ ids and storage identifiers never leave the node.
 
 from __future__ import annotations
 
+import html
 import logging
 import unicodedata
 from collections.abc import Iterator
@@ -132,8 +133,12 @@ class ArchiveName:
 def archive_names(session: Session) -> dict[str, ArchiveName]:
     """The archives on the node by code, names only (what a result page shows; counting the open records of
     each, as :func:`archives_tree` does, reads every record)."""
-    rows = session.execute(select(Archive.code, Archive.name_zh, Archive.name_en)).all()
+    rows = session.connection().execute(_ARCHIVE_NAMES)
     return {code: ArchiveName(code, zh, en) for code, zh, en in rows}
+
+
+# Built once, run on the session's connection: a plain row query needs none of the ORM's machinery.
+_ARCHIVE_NAMES = select(Archive.code, Archive.name_zh, Archive.name_en)
 
 
 def get_public_archive(session: Session, code: str) -> Archive:
@@ -394,8 +399,6 @@ def public_search(session: Session, backend: SearchBackend, query: SearchQuery) 
 def safe_snippet(snippet: str) -> str:
     """A highlight as HTML: the backend's escaped text with ``<mark>`` tags, or — if it holds any other
     markup — the whole snippet escaped, so a backend bug cannot inject HTML into the page."""
-    import html
-
     bare = snippet.replace("<mark>", "").replace("</mark>", "")
     if "<" in bare or ">" in bare:
         return html.escape(snippet)

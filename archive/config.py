@@ -211,6 +211,14 @@ class Settings(BaseSettings):
         description="Longest search (URL-encoded, as every link of a result page repeats it).",
     )
     portal_max_page_size: int = Field(default=100, ge=1, le=100, description="Most hits on one search page.")
+    portal_search_threads: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Searches (page or API) one portal process works on at once, in worker threads; "
+        "more wait their turn in order. The work is mostly Python, which runs one thread at a time: "
+        "more threads only share the interpreter lock, making every answer later.",
+    )
     portal_max_params: int = Field(
         default=200, ge=10, le=10_000, description="Most query parameters one portal request may carry."
     )

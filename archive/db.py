@@ -72,6 +72,9 @@ def _server_hooks(engine: Engine) -> None:
 EVENTS_APPENDED = "events_appended"
 
 _ENGINES: dict[str, Engine] = {}
+#: One session factory per engine: ``sessionmaker`` makes a Session subclass each time it is called, and
+#: SQLAlchemy's event machinery then sets that class up on its first session — a cost per request.
+_SESSIONMAKERS: dict[str, sessionmaker[Session]] = {}
 
 
 def get_engine(settings: Settings) -> Engine:
@@ -91,12 +94,17 @@ def get_engine(settings: Settings) -> Engine:
 
 def dispose_engines() -> None:
     """Close every pooled connection (tests dropping databases; worker processes after fork)."""
+    _SESSIONMAKERS.clear()
     while _ENGINES:
         _ENGINES.popitem()[1].dispose()
 
 
 def sessionmaker_for(settings: Settings) -> sessionmaker[Session]:
-    return sessionmaker(bind=get_engine(settings), expire_on_commit=False)
+    engine = get_engine(settings)
+    factory = _SESSIONMAKERS.get(settings.db_url)
+    if factory is None or factory.kw["bind"] is not engine:
+        factory = _SESSIONMAKERS[settings.db_url] = sessionmaker(bind=engine, expire_on_commit=False)
+    return factory
 
 
 @contextmanager

@@ -315,6 +315,46 @@ def summary(load: Load) -> str:
     )
 
 
+def best_of(rows: list[Row], args: argparse.Namespace) -> None:
+    """Per setup and endpoint, the best of the repeats (lowest p95; lowest CPU per request), the page's CPU
+    per request beside the API's, and this checkout's figures beside the baseline's of the same run."""
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row.setup, row.endpoint), []).append(row)
+    best = {
+        key: (
+            min(pct(r.load.latencies, 95) for r in group),
+            min(r.load.server_cpu_ms for r in group),
+            max(r.rss for r in group),
+            sum(r.load.errors for r in group),
+        )
+        for key, group in groups.items()
+    }
+    n = max(len(g) for g in groups.values())
+    print(f"\nbest of {n} (target p95 ≤ {args.target_p95:.0f} ms)")
+    setups = list(dict.fromkeys(setup for setup, _ in best))
+    for setup in setups:
+        page, api = best.get((setup, "page /search")), best.get((setup, "api /api/v1/search"))
+        for label, b in (("page /search", page), ("api /api/v1/search", api)):
+            if b is None:
+                continue
+            verdict = "met" if b[0] <= args.target_p95 and not b[3] else "MISSED"
+            print(f"  {setup:28s} {label:20s} p95 {b[0]:6.1f} ms  portal CPU {b[1]:4.2f} ms/req  "
+                  f"RSS {b[2]:5.0f} MB  errors {b[3]}  {verdict}")  # fmt: skip
+        if page and api and api[1]:
+            print(f"  {setup:28s} page CPU / API CPU {page[1] / api[1]:4.2f}×")
+    peers = {
+        "one process (the issue's)": "baseline: one process",
+        f"production: {args.workers} workers": f"baseline: {args.workers} workers",
+    }
+    for setup, peer in peers.items():
+        for label in ("page /search", "api /api/v1/search"):
+            ours, theirs = best.get((setup, label)), best.get((peer, label))
+            if ours and theirs and theirs[0] and theirs[1]:
+                print(f"  {setup:28s} {label:20s} vs {peer}: p95 {ours[0] / theirs[0]:4.2f}×, "
+                      f"CPU/request {ours[1] / theirs[1]:4.2f}×")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -334,7 +374,7 @@ def main() -> None:
         "--baseline",
         type=Path,
         help="another checkout of the project (e.g. `git worktree add /tmp/base main`): its portal is measured "
-        "too, one process, in the same run",
+        "too, one process and production, alternating with this one's, in the same run",
     )
     args = parser.parse_args()
 
@@ -354,6 +394,15 @@ def main() -> None:
                     "baseline: one process", work / "home", 1, args, work, args.baseline.resolve()
                 )
             rows += run_setup("one process (the issue's)", work / "home", 1, args, work)
+            if args.baseline:
+                rows += run_setup(
+                    f"baseline: {args.workers} workers",
+                    work / "home",
+                    args.workers,
+                    args,
+                    work,
+                    args.baseline.resolve(),
+                )
             rows += run_setup(f"production: {args.workers} workers", work / "home", args.workers, args, work)
         print(f"\nsummary (target p95 ≤ {args.target_p95:.0f} ms; load average now {os.getloadavg()[0]:.1f})")
         for row in rows:
@@ -362,6 +411,8 @@ def main() -> None:
             print(
                 f"  {row.setup:28s} {row.endpoint:20s} {summary(row.load)}   RSS {row.rss:6.0f} MB   {verdict}"
             )
+        if args.repeat > 1 or args.baseline:
+            best_of(rows, args)
         print(f"driver process: max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     finally:
         shutil.rmtree(work, ignore_errors=True)

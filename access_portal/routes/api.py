@@ -13,7 +13,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from access_portal import regional, services
-from access_portal.deps import BackendDep, LimitsDep, SessionDep, SettingsDep, get_limits, run_blocking
+from access_portal.deps import (
+    BackendDep,
+    LimitsDep,
+    SessionDep,
+    SettingsDep,
+    get_limits,
+    run_blocking,
+    run_search,
+)
 from access_portal.limits import MAX_YEAR, MIN_YEAR, search_query
 from access_portal.schemas import (
     ArchiveOut,
@@ -98,7 +106,9 @@ async def search(
             return Response(regional.regional_out(result).model_dump_json(), media_type="application/json")
     # Everything that blocks (the search backend, the catalogue re-check, the JSON) in one worker-thread
     # hop, the session opened and closed there too: a ``def`` route with a SessionDep costs a second hop.
-    return Response(await run_blocking(_search_json, settings, backend, query), media_type="application/json")
+    return Response(
+        await run_search(settings, _search_json, settings, backend, query), media_type="application/json"
+    )
 
 
 def _search_json(settings: Settings, backend: SearchBackend, query: SearchQuery) -> str:

@@ -7,32 +7,40 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import re
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from anyio import from_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
 
 from access_portal import regional, services
-from access_portal.deps import BackendDep, LimitsDep, SessionDep, SettingsDep, get_limits, run_blocking
+from access_portal.deps import (
+    BackendDep,
+    LimitsDep,
+    SessionDep,
+    SettingsDep,
+    get_limits,
+    run_blocking,
+    run_search,
+)
 from access_portal.i18n import COOKIE, HTML_LANG, LANGS, format_label, label, resolve_lang, translator
 from access_portal.limits import query_params, search_query
 from access_portal.schemas import ArchiveOut, HitOut, RecordOut, catalogue_url, record_url
+from access_portal.search_page import SCOPES, SearchLinks, active_filters, facet_links, page_hits
 from archive import db
 from archive.config import Settings
 from archive.home import is_initialised
 from archive.models import Archive
-from search import SearchBackend, SearchQuery
+from search import Hit, SearchBackend, SearchQuery
+from search.federation import RegionalResult
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
 #: Pages are self-contained: styles from /static, no scripts.
@@ -149,69 +157,6 @@ def home(request: Request, session: SessionDep) -> HTMLResponse:
     return render(request, "home.html", {"archives": archives, "total": total})
 
 
-#: Facet name → the SearchQuery field its values filter.
-FACET_FIELDS = {
-    "archive": "archives",
-    "level": "levels",
-    "fonds": "fonds",
-    "retention": "retentions",
-    "format": "formats",
-}
-
-
-def _search_url(query: SearchQuery, **changes: Any) -> str:
-    """The /search link for ``query`` with some fields changed (page back to 1 unless given): built from
-    the kept query, so its length never depends on what the request carried (:mod:`access_portal.limits`)."""
-    params = query_params(replace(query, **{"page": 1, **changes}))
-    return "/search" + ("?" + urlencode(params) if params else "")
-
-
-#: Values of each facet a page shows (the backend counts more; the API gives them all).
-FACET_VALUES_SHOWN = 12
-
-
-def _facet_links(
-    query: SearchQuery, facets: Mapping[str, Mapping[str, int]], shown: Callable[[str, str], str]
-) -> dict[str, list[dict[str, Any]]]:
-    """For each facet value shown: its count, label, whether it is selected, and the plain link that
-    toggles it."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for facet, values in facets.items():
-        links = []
-        for value, count in itertools.islice(values.items(), FACET_VALUES_SHOWN):
-            if facet == "year":
-                try:
-                    decade = int(value)
-                except ValueError:
-                    continue
-                selected = query.year_from == decade and query.year_to == decade + 9
-                url = (
-                    _search_url(query, year_from=None, year_to=None)
-                    if selected
-                    else _search_url(query, year_from=decade, year_to=decade + 9)
-                )
-            else:
-                field = FACET_FIELDS.get(facet)
-                if field is None:
-                    continue
-                current: tuple[str, ...] = getattr(query, field)
-                key = value.upper() if facet == "archive" else value
-                selected = key in current
-                kept = tuple(v for v in current if v != key) if selected else (*current, key)
-                url = _search_url(query, **{field: kept})
-            links.append(
-                {
-                    "value": value,
-                    "label": shown(facet, value),
-                    "count": count,
-                    "selected": selected,
-                    "url": url,
-                }
-            )
-        out[facet] = links
-    return out
-
-
 def _int(value: str | None) -> int | None:
     try:
         return int(value) if value not in (None, "") else None
@@ -221,71 +166,67 @@ def _int(value: str | None) -> int | None:
 
 @router.get("/search", response_class=HTMLResponse, include_in_schema=False)
 async def search_page(
-    request: Request,
-    settings: SettingsDep,
-    backend: BackendDep,
-    limits: LimitsDep,
-    q: str = "",
-    archive: MultiQuery = None,
-    level: MultiQuery = None,
-    fonds: MultiQuery = None,
-    retention: MultiQuery = None,
-    format: MultiQuery = None,
-    year_from: str | None = None,
-    year_to: str | None = None,
-    sort: str = "relevance",
-    page: str = "1",
-    size: str = "20",
-    scope: str | None = None,
+    request: Request, settings: SettingsDep, backend: BackendDep, limits: LimitsDep
 ) -> HTMLResponse:
+    """``q``, the filters (``archive``, ``level``, ``fonds``, ``retention``, ``format``, repeatable),
+    ``year_from``, ``year_to``, ``sort``, ``page``, ``size`` and ``scope``, read as text: a repeated single
+    parameter counts by its last value, as a declared ``str`` parameter would. They are read here rather
+    than declared: there is nothing for FastAPI to validate, and its per-parameter machinery costs more
+    than the rest of the route's own work outside the thread."""
+    params = request.query_params
     # Pages are forgiving: a malformed number is ignored rather than refused (the API answers 422); the
     # bounds are the API's (access_portal.limits).
     query = search_query(
         limits,
-        q,
-        archive=archive,
-        level=level,
-        fonds=fonds,
-        retention=retention,
-        format=format,
-        year_from=_int(year_from),
-        year_to=_int(year_to),
-        sort=sort,
-        page=_int(page) or 1,
-        size=_int(size) or 20,
+        params.get("q", ""),
+        archive=params.getlist("archive"),
+        level=params.getlist("level"),
+        fonds=params.getlist("fonds"),
+        retention=params.getlist("retention"),
+        format=params.getlist("format"),
+        year_from=_int(params.get("year_from")),
+        year_to=_int(params.get("year_to")),
+        sort=params.get("sort", "relevance"),
+        page=_int(params.get("page")) or 1,
+        size=_int(params.get("size")) or 20,
     )
-    return await run_blocking(_search_page, request, settings, backend, query, scope)
-
-
-def _with_scope(url: str, scope: str | None) -> str:
-    """A search link that keeps an explicit ``scope`` (本馆 / 全省) the visitor chose."""
-    if scope not in ("local", "region"):
-        return url
-    return url + ("&" if "?" in url else "?") + f"scope={scope}"
+    scope = params.get("scope")
+    ctx = regional.cached_context(settings)
+    if ctx is None:
+        ctx = await run_blocking(regional.node_context, settings)
+    regional_result = None
+    if (scope if scope in SCOPES else ctx.default_scope) == "region" and ctx.identity is not None:
+        # every peer too (access_portal.regional), awaited here: no search thread waits on the network
+        regional_result = await regional.regional_search(
+            request.app.state.federation, settings, backend, ctx, query
+        )
+    return await run_search(
+        settings, _search_page, request, settings, backend, query, scope, ctx, regional_result
+    )
 
 
 def _search_page(
-    request: Request, settings: Settings, backend: SearchBackend, query: SearchQuery, scope: str | None
+    request: Request,
+    settings: Settings,
+    backend: SearchBackend,
+    query: SearchQuery,
+    scope: str | None,
+    ctx: regional.NodeContext,
+    result: RegionalResult | None,
 ) -> HTMLResponse:
-    """The search, the catalogue re-check and the rendering: the blocking part of the page, in one go.
-    ``scope`` region (the default on a node with peers) asks every peer too (:mod:`access_portal.regional`)."""
-    ctx = regional.node_context(settings)
-    chosen = scope if scope in ("local", "region") else ctx.default_scope
+    """The search (unless ``result`` is the regional one), the catalogue re-check and the rendering: the
+    blocking part of the page, in one go."""
     with db.read_session(settings) as session:
         archives = services.archive_names(session)
-        found = (
-            None
-            if chosen == "region" and ctx.identity is not None
-            else services.public_search(session, backend, query)
-        )
+        found = None if result is not None else services.public_search(session, backend, query)
     # Labels are worked out here, not by template macros (~100 of them a page cost more than the rest).
     lang = resolve_lang(request)
     names = {a.code: a.name_en if lang == "en" and a.name_en else a.name_zh for a in archives.values()}
     nodes: list[Any] = []
+    hits: Sequence[Hit | HitOut]
     if found is None:
-        result = from_thread.run(
-            regional.regional_search, request.app.state.federation, settings, backend, ctx, query
-        )
+        assert result is not None
+        chosen = "region"
         out = regional.regional_out(result)
         hits, facets, nodes = out.hits, result.facets, out.nodes
         total, total_exact, pages = out.total, out.total_exact, out.pages
@@ -295,21 +236,18 @@ def _search_page(
             )
     else:
         chosen = "local"
-        hits = [HitOut.of(h) for h in found.result.hits]
+        hits = found.result.hits
         facets = found.result.facets
         total, total_exact, pages = found.total, found.result.total_exact, found.pages
 
     def shown(facet: str, value: str) -> str:
         return names.get(value, value) if facet == "archive" else label(lang, facet, value)
 
-    keep = scope if scope in ("local", "region") else None
-    filters = [{**c, "url": _with_scope(c["url"], keep)} for c in _active_filters(query, shown)]
-    kept = query_params(replace(query, page=1)) + ([("scope", keep)] if keep else [])
-    facet_links = {
-        facet: [{**v, "url": _with_scope(v["url"], keep)} for v in values]
-        for facet, values in _facet_links(query, facets, shown).items()
-    }
-    base = query_params(replace(query, page=1))
+    t = translator(lang)
+    keep = scope if scope in SCOPES else None
+    links = SearchLinks(query, keep)
+    filters = active_filters(links, shown)
+    kept = query_params(replace(query, page=1))
     return render(
         request,
         "search.html",
@@ -318,21 +256,17 @@ def _search_page(
             "total": total,
             "total_exact": total_exact,
             "pages": pages,
-            "hits": hits,
-            "facets": facet_links,
-            "archive_names": names,
+            "hits": page_hits(hits, names, lambda field: t("field_" + field)),
+            "facets": facet_links(links, facets, shown),
             "filters": filters,
-            "hidden": [(k, v) for k, v in kept if k not in ("q", "sort")],
-            "prev_url": _with_scope(_search_url(query, page=query.page - 1), keep)
-            if query.page > 1
-            else None,
-            "next_url": _with_scope(_search_url(query, page=query.page + 1), keep)
-            if query.page < pages
-            else None,
+            "hidden": [(k, v) for k, v in kept if k not in ("q", "sort")]
+            + ([("scope", keep)] if keep else []),
+            "prev_url": links.url(page=query.page - 1) if query.page > 1 else None,
+            "next_url": links.url(page=query.page + 1) if query.page < pages else None,
             "clear_url": _with_scope("/search?" + urlencode({"q": query.q}), keep) if filters else None,
             "scope": chosen,
             "has_peers": bool(ctx.peers),
-            "scope_urls": {sc: "/search?" + urlencode([*base, ("scope", sc)]) for sc in ("local", "region")},
+            "scope_urls": {sc: "/search?" + urlencode([*kept, ("scope", sc)]) for sc in SCOPES},
             "nodes": nodes,
             "missing": [n for n in nodes if n.status != "ok"],
         },
@@ -340,32 +274,11 @@ def _search_page(
     )
 
 
-def _active_filters(query: SearchQuery, shown: Callable[[str, str], str]) -> list[dict[str, str]]:
-    """Chips for the filters in force, each with the link that removes it: one link per kept value, each at
-    most as long as the kept query (bounded by ``ARCHIVE_PORTAL_MAX_QUERY_BYTES``), whatever was sent."""
-    chips: list[dict[str, str]] = []
-    for name, field in FACET_FIELDS.items():
-        values: tuple[str, ...] = getattr(query, field)
-        for value in values:
-            chips.append(
-                {
-                    "facet": name,
-                    "value": value,
-                    "label": shown(name, value),
-                    "url": _search_url(query, **{field: tuple(v for v in values if v != value)}),
-                }
-            )
-    if query.year_from is not None or query.year_to is not None:
-        years = f"{query.year_from or ''}–{query.year_to or ''}"
-        chips.append(
-            {
-                "facet": "year",
-                "value": years,
-                "label": years,
-                "url": _search_url(query, year_from=None, year_to=None),
-            }
-        )
-    return chips
+def _with_scope(url: str, scope: str | None) -> str:
+    """A search link that keeps an explicit ``scope`` (本馆 / 全省) the visitor chose."""
+    if scope not in SCOPES:
+        return url
+    return url + ("&" if "?" in url else "?") + f"scope={scope}"
 
 
 @router.get("/records/{archive}/{code}", response_class=HTMLResponse, include_in_schema=False)
