@@ -19,7 +19,6 @@ from access_portal.deps import (
     SessionDep,
     SettingsDep,
     get_limits,
-    run_blocking,
     run_search,
 )
 from access_portal.limits import MAX_YEAR, MIN_YEAR, search_query

@@ -28,7 +28,6 @@ from access_portal.deps import (
     SessionDep,
     SettingsDep,
     get_limits,
-    run_blocking,
     run_search,
 )
 from access_portal.i18n import COOKIE, HTML_LANG, LANGS, format_label, label, resolve_lang, translator
@@ -191,9 +190,7 @@ async def search_page(
         size=_int(params.get("size")) or 20,
     )
     scope = params.get("scope")
-    ctx = regional.cached_context(settings)
-    if ctx is None:
-        ctx = await run_blocking(regional.node_context, settings)
+    ctx = await regional.context_for_query(settings)
     regional_result = None
     if (scope if scope in SCOPES else ctx.default_scope) == "region" and ctx.identity is not None:
         # every peer too (access_portal.regional), awaited here: no search thread waits on the network
