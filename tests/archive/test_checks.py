@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -403,6 +404,71 @@ def test_clamd_over_its_socket_finds_eicar(
     assert result.unavailable is None and result.engine and "ClamAV" in result.engine
     assert list(result.infected) == [bad] and "Eicar" in result.infected[bad]
     assert result.errors == {}
+
+
+def test_clamd_sessions_give_clamscans_answer_on_many_files(
+    checked: Settings, clamd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool of clamd sessions (files by descriptor, several at once) and clamscan agree file by file;
+    a file gone before its turn is not scanned, and says so, in both."""
+    files = []
+    for i in range(60):
+        f = tmp_path / "many" / f"{i:02d} 文件.bin"
+        f.parent.mkdir(exist_ok=True)
+        body = os.urandom(1000 + 997 * i)
+        f.write_bytes(body[: 500 * i] + EICAR + body[500 * i :] if i % 7 == 3 else body)
+        files.append(f)
+    files.append(tmp_path / "many" / "gone.bin")
+    by_clamscan = scan(files, checked)
+    monkeypatch.setenv("ARCHIVE_CLAMD_SOCKET", str(clamd))
+    monkeypatch.setenv("ARCHIVE_HASH_WORKERS", "3")
+    by_clamd = scan(files, get_settings())
+    assert by_clamscan.unavailable is None and by_clamd.unavailable is None
+    infected = [f for i, f in enumerate(files[:-1]) if i % 7 == 3]
+    assert sorted(by_clamd.infected) == sorted(by_clamscan.infected) == infected
+    assert all("Eicar" in sig for sig in by_clamd.infected.values())
+    assert list(by_clamd.errors) == list(by_clamscan.errors) == [files[-1]]
+
+
+def test_clamd_going_away_mid_scan_leaves_files_not_scanned_never_clean(
+    checked: Settings, clamd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARCHIVE_CLAMD_SOCKET", str(clamd))
+    settings = get_settings()
+    files = []
+    for i in range(20):
+        files.append(tmp_path / f"{i}.bin")
+        files[-1].write_bytes(os.urandom(4096))
+    from archive.checks import virus
+
+    sessions: list[virus._Session] = []
+    real_scan = virus._Session.scan
+
+    def scan_then_drop(self: virus._Session, path: Path) -> str:
+        sessions.append(self)
+        if len(sessions) > 5:  # clamd stops answering after five files
+            self.sock.shutdown(socket.SHUT_RDWR)
+        return real_scan(self, path)
+
+    monkeypatch.setattr(virus._Session, "scan", scan_then_drop)
+    result = scan(files, settings)
+    assert result.infected == {}
+    assert len(result.errors) == len(files) - 5
+    assert all(e.startswith("ERROR") for e in result.errors.values())
+
+
+def test_an_infected_file_refuses_the_transfer_through_clamd(
+    checked: Settings, clamd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARCHIVE_CLAMD_SOCKET", str(clamd))
+    rows = [*clean_rows(), ("附件.txt", "GZ-010-1990-永久-0004", "附件", b"attachment " + EICAR)]
+    result = ingest(transfer(tmp_path / "bag", rows), "GZ", get_settings())
+    assert not result.stored
+    assert [p.code for p in result.problems if p.severity == "error"] == ["CHK001"]
+    with db.read_session(checked) as s:
+        virus = items(transfer_report(s, result.transfer_id))["4-1"]
+        assert s.execute(select(Record)).first() is None  # nothing stored
+    assert virus["status"] == "fail" and "附件.txt" in details(virus) and "ClamAV" in virus["note"]
 
 
 def test_without_clamav_the_virus_item_warns_and_never_passes(
