@@ -48,8 +48,11 @@ class Mapped:
     warnings: dict[str, list[Failure]]
 
 
-def _file_pass(ctx: Context, rehash: bool) -> tuple[dict[str, list[Failure]], dict[str, int], int]:
-    """Findings by item, files checked by item, files with an opener."""
+def _file_pass(
+    ctx: Context, *, rehash: bool, probed: bool
+) -> tuple[dict[str, list[Failure]], dict[str, int], int]:
+    """Findings by item, files checked by item, files with an opener. ``probed``: the files' properties
+    are the ingest's identification of these bytes (receipt), not the catalogue's record of them."""
     settings = ctx.settings
     accepted = frozenset(m.lower() for m in settings.check_accepted_formats) | frozenset(
         settings.check_accepted_formats
@@ -59,7 +62,10 @@ def _file_pass(ctx: Context, rehash: bool) -> tuple[dict[str, list[Failure]], di
     jobs.sort(key=lambda rf: -rf[1].size)
 
     def some(batch: list[tuple[RecordView, FileView]]) -> list[Findings]:
-        return [examine(f, rehash=rehash, accepted=accepted, timeout=settings.tool_timeout) for _, f in batch]
+        return [
+            examine(f, rehash=rehash, accepted=accepted, timeout=settings.tool_timeout, probed=probed)
+            for _, f in batch
+        ]
 
     # small files go in batches, so that a thread's hand-over does not cost more than the file
     batches: list[list[tuple[RecordView, FileView]]] = []
@@ -115,7 +121,9 @@ def run_checks(
                 if f.location is not None and f.location.is_file()
             ]
             scanning = scanned or side.submit(scan, paths, settings)
-            file_found, file_checked, _ = _file_pass(ctx, rehash=stage == "preservation")
+            file_found, file_checked, _ = _file_pass(
+                ctx, rehash=stage == "preservation", probed=stage == "receipt"
+            )
             virus = scanning.result()
     by_path = {f.location: (r.ref, f.path) for r in records for f in r.files if f.location is not None}
     events = history.check_events(settings, records, full_chain) if stage == "preservation" else None

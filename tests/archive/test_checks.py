@@ -200,6 +200,55 @@ def test_receipt_failures_are_reported_under_their_items(checked: Settings, tmp_
     assert result.as_dict()["checks"]["failed_items"] == ["1-7", "3-2", "3-4"]
 
 
+def owner_only_encrypted_pdf() -> bytes:
+    out = io.BytesIO()
+    with pikepdf.open(io.BytesIO(pdf_bytes("restricted"))) as pdf:
+        pdf.save(out, encryption=pikepdf.Encryption(owner="owner-pw", user=""))
+    return out.getvalue()
+
+
+def pageless_pdf() -> bytes:
+    out = io.BytesIO()
+    pikepdf.new().save(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("body", "found"),
+    [
+        (pdf_bytes(pages=3), {}),
+        (broken_pdf(), {"3-2": "pikepdf: "}),
+        (encrypted_pdf(), {"3-4": "PDF is encrypted (password required)"}),
+        (owner_only_encrypted_pdf(), {"3-4": "PDF is encrypted"}),
+        (pageless_pdf(), {"3-2": "PDF has no pages"}),
+    ],
+    ids=["clean", "broken", "password", "owner-only", "no-pages"],
+)
+def test_a_pdf_at_receipt_gives_the_same_findings_from_the_ingests_probe(
+    tmp_path: Path, body: bytes, found: dict[str, str]
+) -> None:
+    """At receipt the PDF's page count and encryption come from the ingest's own pikepdf probe of the
+    same bytes; the findings equal those of opening the file again (as a preservation cycle does)."""
+    from archive.checks.content import Findings, examine
+    from archive.checks.subjects import FileView
+    from ingest.identify import probe_pdf
+
+    path = tmp_path / "f.pdf"
+    path.write_bytes(body)
+    probe = probe_pdf(str(path))
+    view = FileView("data/f.pdf", path, len(body), mime="application/pdf", properties=probe)
+
+    def check(v: FileView, probed: bool) -> Findings:
+        return examine(v, rehash=False, accepted=frozenset(), timeout=60.0, probed=probed)
+
+    from_probe = check(view, True)
+    reopened = check(view, False)
+    without_facts = check(FileView("data/f.pdf", path, len(body), mime="application/pdf"), True)
+    assert from_probe.by_item == reopened.by_item == without_facts.by_item
+    assert from_probe.opened and reopened.opened
+    assert {code: details[0][: len(found[code])] for code, details in from_probe.by_item.items()} == found
+
+
 def test_an_infected_file_refuses_the_transfer(checked: Settings, tmp_path: Path) -> None:
     rows = [*clean_rows(), ("附件.txt", "GZ-010-1990-永久-0004", "附件", b"attachment " + EICAR)]
     result = ingest(transfer(tmp_path / "bag", rows), "GZ", checked)
