@@ -153,6 +153,48 @@ def test_gaps() -> None:
     assert gaps([3, 1, 2]) == []
 
 
+def test_the_special_characters_shortcut_hides_no_character() -> None:
+    """Item 1-6 looks closer only at values that are not printable or hold U+FFFD: every character it
+    flags, in any field, is one of those (all of Unicode, exhaustively)."""
+    import sys
+
+    from archive.checks.items import _special
+
+    flagged = [
+        ch
+        for ch in map(chr, range(sys.maxunicode + 1))
+        if _special(ch, layout_ok=False) or _special(ch, layout_ok=True)
+    ]
+    assert "\x07" in flagged and "\ufffd" in flagged and "\ue000" in flagged
+    assert [ch for ch in flagged if ch.isprintable() and ch != "\ufffd"] == []
+
+
+def test_special_characters_are_found_in_any_text_item(home: Settings) -> None:
+    from archive.checks.items import Context
+    from archive.checks.subjects import RecordView
+
+    def record(n: int, title: str = "题名", creator: str | None = None, **more: str) -> RecordView:
+        code = f"GZ-010-1990-永久-{n:04d}"
+        return RecordView("GZ", code, title, creator, description=more.get("d"), keywords=more.get("k"))
+
+    views = [
+        record(1, d="第一行\n第二行\t完"),  # layout characters are fine in a description
+        record(2, "题\t名"),
+        record(3, creator="广州\ufffd档案局", k="港口；\x07"),
+        record(4, "档案\ue000"),
+        record(5, "广州市档案馆 Guangdong　全角空格"),
+    ]
+    check = registry()["1-6"]
+    item = CHECKS[check.key](Context(home, "receipt", views), check)
+    assert item.status == "fail"
+    assert [(f.record, f.detail) for f in item.failures] == [
+        ("GZ/GZ-010-1990-永久-0002", "title: U+0009"),
+        ("GZ/GZ-010-1990-永久-0003", "creator: U+FFFD"),
+        ("GZ/GZ-010-1990-永久-0003", "keywords: U+0007"),
+        ("GZ/GZ-010-1990-永久-0004", "title: U+E000"),
+    ]
+
+
 # -- receipt ---------------------------------------------------------------------------------------------
 
 
