@@ -101,7 +101,9 @@ def start_clamd(work: Path, clamdb: Path) -> tuple[subprocess.Popen[bytes], Path
     conf = work / "clamd.conf"
     conf.write_text(
         f"LocalSocket {sock}\nDatabaseDirectory {clamdb.parent}\nForeground yes\n"
-        f"LogFile {work / 'clamd.log'}\nPidFile {work / 'clamd.pid'}\nTemporaryDirectory {work}\n",
+        f"LogFile {work / 'clamd.log'}\nPidFile {work / 'clamd.pid'}\nTemporaryDirectory {work}\n"
+        # no clean-file cache: each run scans every file (clamscan runs with --disable-cache too)
+        "DisableCache yes\n",
         encoding="utf-8",
     )
     proc = subprocess.Popen([exe, "--config-file", str(conf)], stdout=subprocess.DEVNULL)

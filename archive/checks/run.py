@@ -114,13 +114,15 @@ def run_checks(
     virus = ScanResult()
     if not not_reached:
         with ThreadPoolExecutor(1, thread_name_prefix="virus") as side:
-            paths = [
-                f.location
-                for r in records
-                for f in r.files
-                if f.location is not None and f.location.is_file()
-            ]
-            scanning = scanned or side.submit(scan, paths, settings)
+            scanning = scanned
+            if scanning is None:
+                paths = [
+                    f.location
+                    for r in records
+                    for f in r.files
+                    if f.location is not None and f.location.is_file()
+                ]
+                scanning = side.submit(scan, paths, settings)
             file_found, file_checked, _ = _file_pass(
                 ctx, rehash=stage == "preservation", probed=stage == "receipt"
             )
