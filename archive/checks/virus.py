@@ -2,8 +2,8 @@
 
 Production: ``clamd`` keeps its signatures loaded and ``freshclam`` keeps them current; set
 ``ARCHIVE_CLAMD_SOCKET`` to its Unix socket and each file is handed to it by descriptor (``zFILDES`` on a
-pool of ``zIDSESSION`` connections), so clamd needs no read access to the archive's storage and no byte is
-copied through the socket. Without a socket, ``clamscan`` runs once over the whole list
+``zIDSESSION`` connection, several files outstanding), so clamd needs no read access to the archive's
+storage and no byte is copied through the socket. Without a socket, ``clamscan`` runs once over the whole list
 (``--file-list``), with ``--database=ARCHIVE_CLAMAV_DB`` when set. Neither available: the scan did not
 happen, and the item says so (warn), never pass.
 """
@@ -16,11 +16,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from archive.config import Settings
 
@@ -60,10 +60,10 @@ def _read_reply(s: socket.socket) -> str:
 
 
 class _Session:
-    """One connection to clamd in ``IDSESSION`` mode: many files, one command at a time, each answer
-    ``"<n>: <verdict>"``. Each file goes by descriptor (``FILDES``, over the Unix socket): clamd reads the
-    open file itself, so nothing is copied through the socket and clamd needs no access to the storage's
-    paths."""
+    """One connection to clamd in ``IDSESSION`` mode. Each file goes by descriptor (``FILDES`` over the Unix
+    socket): clamd reads the open file itself, so nothing is copied through the socket and clamd needs no
+    access to the storage's paths. Commands are numbered from 1 in the order sent; clamd scans the ones
+    outstanding at once and answers each as ``"<n>: <verdict>"`` when it is done."""
 
     def __init__(self, sock_path: str, timeout: float) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -74,23 +74,27 @@ class _Session:
         except OSError:
             self.sock.close()
             raise
+        self.sent = 0
         self.buffer = b""
 
-    def scan(self, path: Path) -> str:
-        with path.open("rb") as fh:
-            self.sock.sendall(b"zFILDES\0")  # the command, then the descriptor with one byte of its own
-            socket.send_fds(self.sock, [b"\0"], [fh.fileno()])
-            return self._reply()
+    def send(self, fh: BinaryIO) -> None:
+        """Hand an open file over (command number ``sent``); clamd holds its own copy of the descriptor."""
+        self.sent += 1
+        self.sock.sendall(b"zFILDES\0")  # the command, then the descriptor with one byte of its own
+        socket.send_fds(self.sock, [b"\0"], [fh.fileno()])
 
-    def _reply(self) -> str:
+    def receive(self) -> tuple[int, str]:
+        """The next answer: (command number, verdict)."""
         while b"\0" not in self.buffer:
             part = self.sock.recv(4096)
             if not part:
                 raise ConnectionError("clamd closed the session")
             self.buffer += part
         answer, _, self.buffer = self.buffer.partition(b"\0")
-        _, _, verdict = answer.decode(errors="replace").partition(": ")  # "<n>: fd[7]: OK"
-        return verdict
+        number, _, verdict = answer.decode(errors="replace").partition(": ")  # "<n>: fd[7]: OK"
+        if not number.isdigit():
+            raise ConnectionError(f"clamd: {answer[:200].decode(errors='replace')}")
+        return int(number), verdict
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -109,8 +113,8 @@ def _verdict(reply: str) -> tuple[str | None, str | None]:
 
 
 def _clamd(paths: Sequence[Path], settings: Settings) -> ScanResult:
-    """The files over a pool of ``ARCHIVE_HASH_WORKERS`` clamd sessions (one per core by default), the
-    biggest first, so clamd scans that many files at once."""
+    """The files, biggest first, over one clamd session with two commands per core outstanding, so clamd
+    always has the next files in hand (its threads scan them at once) whatever this process is busy with."""
     sock = str(settings.clamd_socket)
     result = ScanResult()
     try:
@@ -118,33 +122,39 @@ def _clamd(paths: Sequence[Path], settings: Settings) -> ScanResult:
     except OSError as exc:
         result.unavailable = f"clamd at {sock}: {exc}"
         return result
-    queue = iter(sorted(paths, key=lambda p: -_size(p)))
-    lock = threading.Lock()
+    window = 2 * settings.workers
+    todo = iter(sorted(paths, key=lambda p: -_size(p)))
     replies: dict[Path, str] = {}
-
-    def worker() -> None:
-        session: _Session | None = None
+    pending: dict[int, Path] = {}  # command number → file, in the current session
+    session: _Session | None = None
+    more = True
+    while more or pending:
         try:
-            while True:
-                with lock:
-                    path = next(queue, None)
+            session = session or _Session(sock, settings.tool_timeout)
+            while more and len(pending) < window:
+                path = next(todo, None)
                 if path is None:
-                    return
+                    more = False
+                    break
                 try:
-                    session = session or _Session(sock, settings.tool_timeout)
-                    replies[path] = session.scan(path)
-                except OSError as exc:  # this file is not scanned; the next one gets a new session
+                    fh = path.open("rb")
+                except OSError as exc:  # gone or unreadable: not scanned
                     replies[path] = f"ERROR {exc}"
-                    if session is not None:
-                        session.sock.close()
-                    session = None
-        finally:
+                    continue
+                with fh:
+                    pending[session.sent + 1] = path
+                    session.send(fh)
+            if pending:
+                number, verdict = session.receive()
+                replies[pending.pop(number)] = verdict
+        except OSError as exc:  # these files are not scanned; the next ones get a new session
+            replies.update((p, f"ERROR {exc}") for p in pending.values())
+            pending = {}
             if session is not None:
-                session.close()
-
-    with ThreadPoolExecutor(settings.workers, thread_name_prefix="clamd") as pool:
-        for done in [pool.submit(worker) for _ in range(min(settings.workers, len(paths)))]:
-            done.result()
+                session.sock.close()
+            session = None
+    if session is not None:
+        session.close()
     for path in paths:
         signature, error = _verdict(replies[path])
         if signature is not None:
