@@ -12,8 +12,9 @@
    the CPU seconds of that run (with its child processes) are shown beside it, clamd's own CPU (from
    ``/proc``) separately: what the checks cost the ingest node when the scanner has a host of its own. Every
    scan uses a one-signature database (the EICAR test signature, built here: no freshclam download on a
-   benchmark machine). Target: at most 15 % extra. The floor printed beside: on this machine's cores, the
-   ingest's own CPU plus the scanner's cannot finish sooner than their sum spread over every core.
+   benchmark machine). Target: at most 15 % extra. The floor printed beside: on idle cores the ingest
+   without checks keeps about one core busy, and with the scanner on the same cores nothing can finish
+   sooner than the ingest's CPU plus the scanner's spread over every core.
 2. **Sample cycle vs fixity audit.** One ingest of ``--cycle-files`` small text files in records of
    ``--per-record`` files. ``preservation.audit.run_audit`` over the whole root (sha512 of every file) gives
    the audit's own rate, files per second; then ``archive.checks.run_cycle(settings, "sample")`` (5 % of the
@@ -264,17 +265,32 @@ def main() -> int:
                 )
             scanner = best[CLAMD].scanner_cpu
             rows.append((f"  CPU seconds of clamd itself ({CLAMD})", f"{scanner:.1f}", "", ""))
-            # the floor on this machine: the ingest's CPU and the scanner's, spread over every core
-            cores = os.cpu_count() or 1
-            floor = max(off.seconds, (best[CLAMD].cpu + scanner) / cores)
             rows.append(
                 (
-                    f"  floor with the scanner on these {cores} cores",
-                    f"{floor:.1f} s vs {off.seconds:.1f} s",
-                    f"+{floor / off.seconds - 1:.1%}",
+                    "  CPU seconds, ingest + clamd vs ingest without checks",
+                    f"{best[CLAMD].cpu + scanner:.1f} vs {off.cpu:.1f}",
+                    f"+{(best[CLAMD].cpu + scanner) / off.cpu - 1:.1%}",
                     "",
                 )
             )
+            # The floor on idle cores: the ingest without checks keeps about one core busy (its wall time
+            # about its CPU time), so with the scanner on the same cores nothing can finish before the
+            # ingest's CPU plus the scanner's, spread over every core. Wall times on a loaded machine mostly
+            # measure the other load; this does not.
+            cores = os.cpu_count() or 1
+            for label, total in (
+                ("clamscan", best["with receipt checks"].cpu),
+                ("clamd", best[CLAMD].cpu + scanner),
+            ):
+                floor = max(off.cpu, total / cores)
+                rows.append(
+                    (
+                        f"  floor with {label} on {cores} idle cores (CPU / cores)",
+                        f"{floor:.1f} s vs {off.cpu:.1f} s",
+                        f"+{floor / off.cpu - 1:.1%}",
+                        "≤ +15 % " + ("possible" if floor / off.cpu - 1 <= 0.15 else "impossible"),
+                    )
+                )
         if not args.skip_cycle:
             audit, sample, audited, sampled = bench_cycle(
                 work, parse_size(args.cycle_size), args.cycle_files, args.per_record, clamdb
