@@ -12,7 +12,6 @@ import hashlib
 import os
 import stat
 import subprocess
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ OLE_OFFICE = frozenset(
     }
 )
 OLE_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: Archive formats whose compression is not openly specified (or not meant for long-term keeping).
 PROPRIETARY = frozenset(
     {
@@ -81,7 +81,11 @@ def _kind(f: FileView) -> str | None:
     return None
 
 
-def examine(f: FileView, *, rehash: bool, accepted: frozenset[str], timeout: float) -> Findings:
+def examine(
+    f: FileView, *, rehash: bool, accepted: frozenset[str], timeout: float, probed: bool = False
+) -> Findings:
+    """``probed``: ``f.properties`` are what the ingest's identification found on these very bytes (at
+    receipt), so a PDF is not opened a second time to learn its page count and encryption."""
     out = Findings()
     loc = f.location
     if loc is None:
@@ -120,7 +124,7 @@ def examine(f: FileView, *, rehash: bool, accepted: frozenset[str], timeout: flo
     out.opened = True
     try:
         if kind == "pdf":
-            _pdf(loc, f, out, timeout)
+            _pdf(loc, f, out, timeout, probed)
         elif kind == "image":
             _image(loc, out)
         elif kind == "av":
@@ -140,37 +144,54 @@ def examine(f: FileView, *, rehash: bool, accepted: frozenset[str], timeout: flo
     return out
 
 
-def _pdf(loc: Path, f: FileView, out: Findings, timeout: float) -> None:
-    import pikepdf
+def _probed_pdf(f: FileView) -> tuple[int, bool] | None:
+    """(pages, encrypted) as the ingest's own pikepdf probe found them (``ingest.identify``: the same
+    library on the same bytes, moments before), when it opened the file; None otherwise."""
+    pages, encrypted = f.properties.get("pages"), f.properties.get("encrypted")
+    if isinstance(pages, int) and isinstance(encrypted, bool):
+        return pages, encrypted
+    return None
 
-    try:
-        with pikepdf.open(loc) as pdf:
-            if pdf.is_encrypted:
-                out.add("3-4", "PDF is encrypted")
-            pages = len(pdf.pages)
-    except pikepdf.PasswordError:
+
+def _pdf(loc: Path, f: FileView, out: Findings, timeout: float, probed: bool) -> None:
+    facts = _probed_pdf(f) if probed else None
+    if probed and f.properties.get("encrypted") is True and f.properties.get("error") == "password required":
         out.add("3-4", "PDF is encrypted (password required)")
         return
-    except Exception as exc:  # qpdf could not open or repair it
-        out.add("3-2", f"pikepdf: {str(exc)[:200]}")
-        return
-    recorded = f.properties.get("pages")
-    if isinstance(recorded, int) and recorded != pages:
-        out.add("1-10", f"pages {pages}, recorded {recorded}")
+    if facts is not None:
+        pages, encrypted = facts
+        if encrypted:
+            out.add("3-4", "PDF is encrypted")
+    else:
+        import pikepdf
+
+        try:
+            with pikepdf.open(loc) as pdf:
+                if pdf.is_encrypted:
+                    out.add("3-4", "PDF is encrypted")
+                pages = len(pdf.pages)
+        except pikepdf.PasswordError:
+            out.add("3-4", "PDF is encrypted (password required)")
+            return
+        except Exception as exc:  # qpdf could not open or repair it
+            out.add("3-2", f"pikepdf: {str(exc)[:200]}")
+            return
+        recorded = f.properties.get("pages")
+        if isinstance(recorded, int) and recorded != pages:
+            out.add("1-10", f"pages {pages}, recorded {recorded}")
     if pages == 0:
         out.add("3-2", "PDF has no pages")
         return
-    with tempfile.TemporaryDirectory(prefix="check-render-") as tmp:
-        proc = subprocess.run(
-            ["pdftoppm", "-f", "1", "-l", "1", "-r", "18", "-png", str(loc), str(Path(tmp) / "p")],
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
-        rendered = list(Path(tmp).glob("p*.png"))
-        if proc.returncode != 0 or not rendered or rendered[0].stat().st_size == 0:
-            err = proc.stderr.decode(errors="replace").strip().splitlines()
-            out.add("3-2", "page 1 does not render: " + (err[-1][:200] if err else f"exit {proc.returncode}"))
+    # page 1 at 18 dpi, the PNG to a pipe (no scratch folder per file)
+    proc = subprocess.run(
+        ["pdftoppm", "-f", "1", "-l", "1", "-r", "18", "-png", str(loc)],
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    if proc.returncode != 0 or not proc.stdout.startswith(PNG_MAGIC):
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        out.add("3-2", "page 1 does not render: " + (err[-1][:200] if err else f"exit {proc.returncode}"))
 
 
 def _image(loc: Path, out: Findings) -> None:

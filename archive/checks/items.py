@@ -146,6 +146,9 @@ def _special(ch: str, layout_ok: bool) -> bool:
 @per_record("special_characters")
 def special_characters(ctx: Context, r: RecordView) -> Iterator[str]:
     for name, value in _values(r):
+        # every character _special looks for is unprintable (or U+FFFD): most values need no closer look
+        if value.isprintable() and "\ufffd" not in value:
+            continue
         layout_ok = name in ("description", "keywords")
         bad = sorted({f"U+{ord(ch):04X}" for ch in value if _special(ch, layout_ok)})
         if bad:

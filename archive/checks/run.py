@@ -51,9 +51,10 @@ class Mapped:
 
 
 def _file_pass(
-    ctx: Context, rehash: bool, pool: Executor
+    ctx: Context, pool: Executor, *, rehash: bool, probed: bool
 ) -> tuple[dict[str, list[Failure]], dict[str, int], int]:
-    """Findings by item, files checked by item, files with an opener."""
+    """Findings by item, files checked by item, files with an opener. ``probed``: the files' properties
+    are the ingest's identification of these bytes (receipt), not the catalogue's record of them."""
     settings = ctx.settings
     accepted = frozenset(m.lower() for m in settings.check_accepted_formats) | frozenset(
         settings.check_accepted_formats
@@ -63,7 +64,10 @@ def _file_pass(
     jobs.sort(key=lambda rf: -rf[1].size)
 
     def some(batch: list[tuple[RecordView, FileView]]) -> list[Findings]:
-        return [examine(f, rehash=rehash, accepted=accepted, timeout=settings.tool_timeout) for _, f in batch]
+        return [
+            examine(f, rehash=rehash, accepted=accepted, timeout=settings.tool_timeout, probed=probed)
+            for _, f in batch
+        ]
 
     # small files go in batches, so that a thread's hand-over does not cost more than the file
     batches: list[list[tuple[RecordView, FileView]]] = []
@@ -143,7 +147,7 @@ def run_checks(
                 if preserving and any(c.code == "1-1" for c in checks)
                 else None
             )
-            file_found, file_checked, _ = _file_pass(ctx, preserving, pool)
+            file_found, file_checked, _ = _file_pass(ctx, pool, rehash=preserving, probed=stage == "receipt")
             virus = scanning.result()
             events = checking.result() if checking else None
             sealed = sealing.result() if sealing else None

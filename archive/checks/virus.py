@@ -1,28 +1,28 @@
 """Virus scan with ClamAV (DA/T 70 item 4-1).
 
 Production: ``clamd`` keeps its signatures loaded and ``freshclam`` keeps them current; set
-``ARCHIVE_CLAMD_SOCKET`` to its Unix socket and each file is streamed to it (``zINSTREAM``), so clamd needs
-no read access to the archive's storage. Without a socket, ``clamscan`` runs once over the whole list
+``ARCHIVE_CLAMD_SOCKET`` to its Unix socket and each file is handed to it by descriptor (``zFILDES`` on a
+``zIDSESSION`` connection, several files outstanding), so clamd needs no read access to the archive's
+storage and no byte is copied through the socket. Without a socket, ``clamscan`` runs once over the whole list
 (``--file-list``), with ``--database=ARCHIVE_CLAMAV_DB`` when set. Neither available: the scan did not
 happen, and the item says so (warn), never pass.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
-import struct
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from archive.config import Settings
-
-CHUNK = 1 << 20
 
 
 @dataclass
@@ -61,19 +61,62 @@ def _read_reply(s: socket.socket) -> str:
     return reply.rstrip(b"\0").decode(errors="replace")
 
 
-def _instream(sock_path: str, path: Path, timeout: float) -> str:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(sock_path)
-        s.sendall(b"zINSTREAM\0")
-        with path.open("rb") as fh:
-            while chunk := fh.read(CHUNK):
-                s.sendall(struct.pack(">I", len(chunk)) + chunk)
-        s.sendall(struct.pack(">I", 0))
-        return _read_reply(s)
+class _Session:
+    """One connection to clamd in ``IDSESSION`` mode. Each file goes by descriptor (``FILDES`` over the Unix
+    socket): clamd reads the open file itself, so nothing is copied through the socket and clamd needs no
+    access to the storage's paths. Commands are numbered from 1 in the order sent; clamd scans the ones
+    outstanding at once and answers each as ``"<n>: <verdict>"`` when it is done."""
+
+    def __init__(self, sock_path: str, timeout: float) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.settimeout(timeout)
+            self.sock.connect(sock_path)
+            self.sock.sendall(b"zIDSESSION\0")
+        except OSError:
+            self.sock.close()
+            raise
+        self.sent = 0
+        self.buffer = b""
+
+    def send(self, fh: BinaryIO) -> None:
+        """Hand an open file over (command number ``sent``); clamd holds its own copy of the descriptor."""
+        self.sent += 1
+        self.sock.sendall(b"zFILDES\0")  # the command, then the descriptor with one byte of its own
+        socket.send_fds(self.sock, [b"\0"], [fh.fileno()])
+
+    def receive(self) -> tuple[int, str]:
+        """The next answer: (command number, verdict)."""
+        while b"\0" not in self.buffer:
+            part = self.sock.recv(4096)
+            if not part:
+                raise ConnectionError("clamd closed the session")
+            self.buffer += part
+        answer, _, self.buffer = self.buffer.partition(b"\0")
+        number, _, verdict = answer.decode(errors="replace").partition(": ")  # "<n>: fd[7]: OK"
+        if not number.isdigit():
+            raise ConnectionError(f"clamd: {answer[:200].decode(errors='replace')}")
+        return int(number), verdict
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.sendall(b"zEND\0")
+        self.sock.close()
+
+
+def _verdict(reply: str) -> tuple[str | None, str | None]:
+    """(signature, None) for an infected file, (None, error) for a file not scanned, (None, None) if clean.
+    Replies: ``fd[7]: OK``, ``fd[7]: Eicar-Signature FOUND``, ``fd[7]: Can't open file or directory ERROR``."""
+    if reply.endswith(" FOUND"):
+        return reply.removesuffix(" FOUND").rpartition(": ")[2].strip(), None
+    if reply.endswith(": OK"):
+        return None, None
+    return None, reply
 
 
 def _clamd(paths: Sequence[Path], settings: Settings) -> ScanResult:
+    """The files, biggest first, over one clamd session with two commands per core outstanding, so clamd
+    always has the next files in hand (its threads scan them at once) whatever this process is busy with."""
     sock = str(settings.clamd_socket)
     result = ScanResult()
     try:
@@ -81,20 +124,45 @@ def _clamd(paths: Sequence[Path], settings: Settings) -> ScanResult:
     except OSError as exc:
         result.unavailable = f"clamd at {sock}: {exc}"
         return result
-
-    def one(path: Path) -> tuple[Path, str]:
+    window = 2 * settings.workers
+    todo = iter(sorted(paths, key=lambda p: -_size(p)))
+    replies: dict[Path, str] = {}
+    pending: dict[int, Path] = {}  # command number → file, in the current session
+    session: _Session | None = None
+    more = True
+    while more or pending:
         try:
-            return path, _instream(sock, path, settings.tool_timeout)
-        except OSError as exc:
-            return path, f"ERROR {exc}"
-
-    with ThreadPoolExecutor(settings.workers) as pool:
-        for path, reply in pool.map(one, paths):
-            # "stream: OK", "stream: Eicar-Signature FOUND", "INSTREAM size limit exceeded. ERROR"
-            if reply.endswith("FOUND"):
-                result.infected[path] = reply.removeprefix("stream:").strip().removesuffix("FOUND").strip()
-            elif not reply.endswith("OK"):
-                result.errors[path] = reply
+            session = session or _Session(sock, settings.tool_timeout)
+            while more and len(pending) < window:
+                path = next(todo, None)
+                if path is None:
+                    more = False
+                    break
+                try:
+                    fh = path.open("rb")
+                except OSError as exc:  # gone or unreadable: not scanned
+                    replies[path] = f"ERROR {exc}"
+                    continue
+                with fh:
+                    pending[session.sent + 1] = path
+                    session.send(fh)
+            if pending:
+                number, verdict = session.receive()
+                replies[pending.pop(number)] = verdict
+        except OSError as exc:  # these files are not scanned; the next ones get a new session
+            replies.update((p, f"ERROR {exc}") for p in pending.values())
+            pending = {}
+            if session is not None:
+                session.sock.close()
+            session = None
+    if session is not None:
+        session.close()
+    for path in paths:
+        signature, error = _verdict(replies[path])
+        if signature is not None:
+            result.infected[path] = signature
+        elif error is not None:
+            result.errors[path] = error
     return result
 
 
@@ -140,18 +208,23 @@ def _clamscan(paths: Sequence[Path], settings: Settings, sizes: Mapping[Path, in
     finally:
         engine = version.communicate()[0].strip()
     by_name = {str(p): p for p in paths}
+    answered: set[str] = set()
     for code, stdout, stderr in answers:
         if code not in (0, 1):  # 2: no signature database, bad option, …
             result.unavailable = f"clamscan exit {code}: {(stderr or stdout).strip()[-300:]}"
             return result
         for line in stdout.splitlines():
-            name, sep, verdict = line.rpartition(": ")
+            name, sep, verdict = line.removeprefix("WARNING: ").rpartition(": ")
             if not sep or name not in by_name:
                 continue
             if verdict.endswith(" FOUND"):
                 result.infected[by_name[name]] = verdict.removesuffix(" FOUND")
             elif verdict != "OK":
                 result.errors[by_name[name]] = verdict
+            answered.add(name)
+    for name, path in by_name.items():  # e.g. a file gone before its turn: not scanned, never clean
+        if name not in answered:
+            result.errors[path] = "no verdict from clamscan"
     result.engine = engine or "clamscan"
     return result
 

@@ -12,10 +12,12 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pikepdf
 import pytest
@@ -152,6 +154,48 @@ def test_gaps() -> None:
     assert gaps([3, 1, 2]) == []
 
 
+def test_the_special_characters_shortcut_hides_no_character() -> None:
+    """Item 1-6 looks closer only at values that are not printable or hold U+FFFD: every character it
+    flags, in any field, is one of those (all of Unicode, exhaustively)."""
+    import sys
+
+    from archive.checks.items import _special
+
+    flagged = [
+        ch
+        for ch in map(chr, range(sys.maxunicode + 1))
+        if _special(ch, layout_ok=False) or _special(ch, layout_ok=True)
+    ]
+    assert "\x07" in flagged and "\ufffd" in flagged and "\ue000" in flagged
+    assert [ch for ch in flagged if ch.isprintable() and ch != "\ufffd"] == []
+
+
+def test_special_characters_are_found_in_any_text_item(home: Settings) -> None:
+    from archive.checks.items import Context
+    from archive.checks.subjects import RecordView
+
+    def record(n: int, title: str = "题名", creator: str | None = None, **more: str) -> RecordView:
+        code = f"GZ-010-1990-永久-{n:04d}"
+        return RecordView("GZ", code, title, creator, description=more.get("d"), keywords=more.get("k"))
+
+    views = [
+        record(1, d="第一行\n第二行\t完"),  # layout characters are fine in a description
+        record(2, "题\t名"),
+        record(3, creator="广州\ufffd档案局", k="港口；\x07"),
+        record(4, "档案\ue000"),
+        record(5, "广州市档案馆 Guangdong　全角空格"),
+    ]
+    check = registry()["1-6"]
+    item = CHECKS[check.key](Context(home, "receipt", views), check)
+    assert item.status == "fail"
+    assert [(f.record, f.detail) for f in item.failures] == [
+        ("GZ/GZ-010-1990-永久-0002", "title: U+0009"),
+        ("GZ/GZ-010-1990-永久-0003", "creator: U+FFFD"),
+        ("GZ/GZ-010-1990-永久-0003", "keywords: U+0007"),
+        ("GZ/GZ-010-1990-永久-0004", "title: U+E000"),
+    ]
+
+
 # -- receipt ---------------------------------------------------------------------------------------------
 
 
@@ -197,6 +241,55 @@ def test_receipt_failures_are_reported_under_their_items(checked: Settings, tmp_
     assert "通知.pdf" not in details(got["3-2"]) + details(got["3-4"])
     assert got["1-1"]["status"] == "pass" and got["4-1"]["status"] == "pass"
     assert result.as_dict()["checks"]["failed_items"] == ["1-7", "3-2", "3-4"]
+
+
+def owner_only_encrypted_pdf() -> bytes:
+    out = io.BytesIO()
+    with pikepdf.open(io.BytesIO(pdf_bytes("restricted"))) as pdf:
+        pdf.save(out, encryption=pikepdf.Encryption(owner="owner-pw", user=""))
+    return out.getvalue()
+
+
+def pageless_pdf() -> bytes:
+    out = io.BytesIO()
+    pikepdf.new().save(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("body", "found"),
+    [
+        (pdf_bytes(pages=3), {}),
+        (broken_pdf(), {"3-2": "pikepdf: "}),
+        (encrypted_pdf(), {"3-4": "PDF is encrypted (password required)"}),
+        (owner_only_encrypted_pdf(), {"3-4": "PDF is encrypted"}),
+        (pageless_pdf(), {"3-2": "PDF has no pages"}),
+    ],
+    ids=["clean", "broken", "password", "owner-only", "no-pages"],
+)
+def test_a_pdf_at_receipt_gives_the_same_findings_from_the_ingests_probe(
+    tmp_path: Path, body: bytes, found: dict[str, str]
+) -> None:
+    """At receipt the PDF's page count and encryption come from the ingest's own pikepdf probe of the
+    same bytes; the findings equal those of opening the file again (as a preservation cycle does)."""
+    from archive.checks.content import Findings, examine
+    from archive.checks.subjects import FileView
+    from ingest.identify import probe_pdf
+
+    path = tmp_path / "f.pdf"
+    path.write_bytes(body)
+    probe = probe_pdf(str(path))
+    view = FileView("data/f.pdf", path, len(body), mime="application/pdf", properties=probe)
+
+    def check(v: FileView, probed: bool) -> Findings:
+        return examine(v, rehash=False, accepted=frozenset(), timeout=60.0, probed=probed)
+
+    from_probe = check(view, True)
+    reopened = check(view, False)
+    without_facts = check(FileView("data/f.pdf", path, len(body), mime="application/pdf"), True)
+    assert from_probe.by_item == reopened.by_item == without_facts.by_item
+    assert from_probe.opened and reopened.opened
+    assert {code: details[0][: len(found[code])] for code, details in from_probe.by_item.items()} == found
 
 
 def test_an_infected_file_refuses_the_transfer(checked: Settings, tmp_path: Path) -> None:
@@ -403,6 +496,72 @@ def test_clamd_over_its_socket_finds_eicar(
     assert result.unavailable is None and result.engine and "ClamAV" in result.engine
     assert list(result.infected) == [bad] and "Eicar" in result.infected[bad]
     assert result.errors == {}
+
+
+def test_clamd_sessions_give_clamscans_answer_on_many_files(
+    checked: Settings, clamd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool of clamd sessions (files by descriptor, several at once) and clamscan agree file by file;
+    a file gone before its turn is not scanned, and says so, in both."""
+    files = []
+    for i in range(60):
+        f = tmp_path / "many" / f"{i:02d} 文件.bin"
+        f.parent.mkdir(exist_ok=True)
+        body = os.urandom(1000 + 997 * i)
+        f.write_bytes(body[: 500 * i] + EICAR + body[500 * i :] if i % 7 == 3 else body)
+        files.append(f)
+    files.append(tmp_path / "many" / "gone.bin")
+    by_clamscan = scan(files, checked)
+    monkeypatch.setenv("ARCHIVE_CLAMD_SOCKET", str(clamd))
+    monkeypatch.setenv("ARCHIVE_HASH_WORKERS", "3")
+    by_clamd = scan(files, get_settings())
+    assert by_clamscan.unavailable is None and by_clamd.unavailable is None
+    infected = [f for i, f in enumerate(files[:-1]) if i % 7 == 3]
+    assert sorted(by_clamd.infected) == sorted(by_clamscan.infected) == infected
+    assert all("Eicar" in sig for sig in by_clamd.infected.values())
+    assert list(by_clamd.errors) == list(by_clamscan.errors) == [files[-1]]
+
+
+def test_clamd_going_away_mid_scan_leaves_files_not_scanned_never_clean(
+    checked: Settings, clamd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARCHIVE_CLAMD_SOCKET", str(clamd))
+    settings = get_settings()
+    files = []
+    for i in range(20):
+        files.append(tmp_path / f"{i}.bin")
+        files[-1].write_bytes(os.urandom(4096))
+    from archive.checks import virus
+
+    sent: list[int] = []
+    real_send = virus._Session.send
+
+    def send_then_drop(self: virus._Session, fh: BinaryIO) -> None:
+        sent.append(1)
+        if len(sent) > 5:  # clamd stops answering after five files
+            self.sock.shutdown(socket.SHUT_RDWR)
+        real_send(self, fh)
+
+    monkeypatch.setattr(virus._Session, "send", send_then_drop)
+    result = scan(files, settings)
+    assert result.infected == {}
+    # files 6 to 20 were never scanned, and the first five only if their answer came before the drop
+    assert 15 <= len(result.errors) <= 20 and set(files[5:]) <= set(result.errors)
+    assert all(e.startswith("ERROR") for e in result.errors.values())
+
+
+def test_an_infected_file_refuses_the_transfer_through_clamd(
+    checked: Settings, clamd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARCHIVE_CLAMD_SOCKET", str(clamd))
+    rows = [*clean_rows(), ("附件.txt", "GZ-010-1990-永久-0004", "附件", b"attachment " + EICAR)]
+    result = ingest(transfer(tmp_path / "bag", rows), "GZ", get_settings())
+    assert not result.stored
+    assert [p.code for p in result.problems if p.severity == "error"] == ["CHK001"]
+    with db.read_session(checked) as s:
+        virus = items(transfer_report(s, result.transfer_id))["4-1"]
+        assert s.execute(select(Record)).first() is None  # nothing stored
+    assert virus["status"] == "fail" and "附件.txt" in details(virus) and "ClamAV" in virus["note"]
 
 
 def test_without_clamav_the_virus_item_warns_and_never_passes(
