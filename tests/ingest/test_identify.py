@@ -226,12 +226,12 @@ def test_siegfried_hang_is_cut_and_only_that_file_is_reported(tmp_path: Path) ->
 def test_a_dead_siegfried_process_is_replaced(tmp_path: Path) -> None:
     text = make_chinese_text(tmp_path / "说明.txt")
     assert one(text).puid == "x-fmt/111"
-    process = identify._siegfried_process
+    process = identify._slot(0).process
     assert process is not None
     process.process.kill()
     process.process.wait()
     assert one(text).puid == "x-fmt/111"  # the first request fails, the file alone in a fresh process works
-    assert identify._siegfried_process is not process
+    assert identify._slot(0).process is not process
 
 
 def test_as_dict_names_every_field(tmp_path: Path) -> None:
