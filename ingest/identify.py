@@ -339,19 +339,20 @@ def _siegfried(
     timeout: float,
     progress: Callable[[int], None] | None = None,
     batch_done: Callable[[list[Path], dict[Path, dict[str, Any]]], None] | None = None,
+    processes: int | None = None,
 ) -> dict[Path, dict[str, Any]]:
     """Siegfried's report per file. A batch that fails (timeout, crash) is retried file by file, so that only
     the file at fault is reported as such (``failed`` set: IDN010). ``progress(files done)`` after a batch;
     ``batch_done(paths, reports)`` with each batch's files as soon as it is back. Both are called from this
     thread.
 
-    With more than one batch and ``workers`` > 1, ``workers`` children run at once, each on the next batch
+    With more than one batch and ``processes`` (default ``workers``) > 1, that many children run at once, each on the next batch
     nobody has taken (one Go worker each: a single child's ``identify_many`` leaves part of the cores idle at
     the end of every batch and while it encodes its answer). Each batch's files get the answers one child
     gives for that batch, so the reports are those of the serial path, in whatever order batches finish.
     """
     chunks = [paths[start : start + BATCH] for start in range(0, len(paths), BATCH)]
-    children = max(1, min(workers, len(chunks)))
+    children = max(1, min(processes or workers, len(chunks)))
     out: dict[Path, dict[str, Any]] = {}
     done = 0
     if progress is not None:
@@ -769,8 +770,11 @@ def identify_files(
     workers: int = 2,
     timeout: float = 120,
     progress: Callable[[int], None] | None = None,
+    processes: int | None = None,
 ) -> dict[Path, Identification]:
     """Identify every file; never raises for a bad file (its problems are in the result).
+
+    ``processes``: how many Siegfried children may identify at once (default ``workers``).
 
     ``progress(n)`` is called (from this thread) as Siegfried, by far the longest part, finishes batches:
     ``n`` files have been through it so far (they go in the order given)."""
@@ -799,7 +803,7 @@ def identify_files(
                 part = jobs[i : i + _MAGIC_CHUNK]
                 magic.append(([path for path, _ in part], pool.submit(_magic_chunk, part)))
 
-        reports = _siegfried(unique, workers, timeout, progress, batch_done)
+        reports = _siegfried(unique, workers, timeout, progress, batch_done, processes)
         if len(unique) >= BATCH:  # a big batch leaves Go's heap at ~150 MB: give it back before what follows
             release_siegfried()
         by_path = {path: r for part, future in magic for path, r in zip(part, future.result(), strict=True)}

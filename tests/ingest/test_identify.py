@@ -311,6 +311,10 @@ def test_parallel_siegfried_children_give_the_serial_answers(
     assert codes(parallel[files[1]]) == ["IDN006"]
     assert parallel[files[2]].mime == "image/png" and parallel[files[3]].mime == "image/jpeg"
     assert parallel[files[-1]].puid == "x-fmt/111"
+    used.clear()
+    one_child = identify_files(files, workers=2, processes=1)  # ARCHIVE_SIEGFRIED_PROCESSES=1
+    assert set(used) == {0}
+    assert all(one_child[path].as_dict() == serial[path].as_dict() for path in files)
 
 
 def test_a_child_that_dies_in_the_parallel_path_costs_a_retry_only(
