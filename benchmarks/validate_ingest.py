@@ -354,6 +354,13 @@ def report(
             f"  the same by CPU (quiet-machine bound): floor / (ingest CPU {ingest.cpu:.1f} / {cores}) = "
             f"{floor / (ingest.cpu / cores):.2f} × the floor"
         )
+        budget = floor / 0.7 * cores  # CPU-s a 0.7 × floor ingest could spend with its cores never idle
+        print(
+            f"  CPU budget of the target: ≤ {budget:.1f} CPU-s, of which hashing + Siegfried take "
+            f"{hashing + sf.cpu:.1f}, leaving {budget - hashing - sf.cpu:.1f} for libmagic, copying and the "
+            f"catalogue; ingest spent {ingest.cpu - hashing - sf.cpu:.1f} there  "
+            f"{'met' if ingest.cpu <= budget else 'MISSED (no overlap can reach 0.7)'}"
+        )
 
 
 if __name__ == "__main__":
