@@ -5,10 +5,10 @@ Choices made here:
 * **Siegfried in child processes.** pygfried holds the GIL for the whole of a call, so in-process it would
   stall every Python thread of an ingest (hashing, copying) while it runs. Long-lived child processes
   (:class:`_SiegfriedProcess`) run it instead, beside the hashing threads, and get the files in batches
-  of :data:`BATCH` (``identify_many``); never one call per file. When there is more than one batch,
-  ``workers`` children (one Go worker each) take the batches in turn, so that identification keeps every
-  core busy (one child's ``identify_many`` does not); one batch goes to one child with Go-side
-  concurrency = ``workers``. A batch that takes longer than ``timeout`` or kills its process is retried
+  of :data:`BATCH` (``identify_many``, Go-side concurrency = ``workers``); never one call per file. With
+  ``processes`` > 1 (``ARCHIVE_SIEGFRIED_PROCESSES``) that many children take the batches in turn, the
+  workers shared among them: more cores on Siegfried alone, but each child holds its own signatures
+  (~110 MB) and, measured beside the hashing threads of an ingest, the whole used more CPU. A batch that takes longer than ``timeout`` or kills its process is retried
   file by file in a fresh process, and only the file at fault gets warning IDN010 (no PUID). The Go
   runtime's heap (~150 MB after a big batch) lives in the children, and a call of :data:`BATCH` files or
   more stops them when Siegfried is done, so that the rest of an ingest does not carry it.
@@ -339,20 +339,20 @@ def _siegfried(
     timeout: float,
     progress: Callable[[int], None] | None = None,
     batch_done: Callable[[list[Path], dict[Path, dict[str, Any]]], None] | None = None,
-    processes: int | None = None,
+    processes: int = 1,
 ) -> dict[Path, dict[str, Any]]:
     """Siegfried's report per file. A batch that fails (timeout, crash) is retried file by file, so that only
     the file at fault is reported as such (``failed`` set: IDN010). ``progress(files done)`` after a batch;
     ``batch_done(paths, reports)`` with each batch's files as soon as it is back. Both are called from this
     thread.
 
-    With more than one batch and ``processes`` (default ``workers``) > 1, that many children run at once, each on the next batch
+    With more than one batch and ``processes`` > 1, that many children run at once, each on the next batch
     nobody has taken (one Go worker each: a single child's ``identify_many`` leaves part of the cores idle at
     the end of every batch and while it encodes its answer). Each batch's files get the answers one child
     gives for that batch, so the reports are those of the serial path, in whatever order batches finish.
     """
     chunks = [paths[start : start + BATCH] for start in range(0, len(paths), BATCH)]
-    children = max(1, min(processes or workers, len(chunks)))
+    children = max(1, min(processes, len(chunks)))
     out: dict[Path, dict[str, Any]] = {}
     done = 0
     if progress is not None:
@@ -770,11 +770,11 @@ def identify_files(
     workers: int = 2,
     timeout: float = 120,
     progress: Callable[[int], None] | None = None,
-    processes: int | None = None,
+    processes: int = 1,
 ) -> dict[Path, Identification]:
     """Identify every file; never raises for a bad file (its problems are in the result).
 
-    ``processes``: how many Siegfried children may identify at once (default ``workers``).
+    ``processes``: how many Siegfried children may identify at once, each on its own batches.
 
     ``progress(n)`` is called (from this thread) as Siegfried, by far the longest part, finishes batches:
     ``n`` files have been through it so far (they go in the order given)."""

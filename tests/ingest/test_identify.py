@@ -301,7 +301,7 @@ def test_parallel_siegfried_children_give_the_serial_answers(
     serial = identify_files(files, workers=1)
     assert set(used) == {0}
     used.clear()
-    parallel = identify_files(files, workers=2)
+    parallel = identify_files(files, workers=2, processes=2)
     assert set(used) == {0, 1}  # both children took batches
     assert len(used) == (len(files) + 1) // 2  # each batch once
     assert list(parallel) == list(serial) == files
@@ -312,7 +312,7 @@ def test_parallel_siegfried_children_give_the_serial_answers(
     assert parallel[files[2]].mime == "image/png" and parallel[files[3]].mime == "image/jpeg"
     assert parallel[files[-1]].puid == "x-fmt/111"
     used.clear()
-    one_child = identify_files(files, workers=2, processes=1)  # ARCHIVE_SIEGFRIED_PROCESSES=1
+    one_child = identify_files(files, workers=2)  # ARCHIVE_SIEGFRIED_PROCESSES=1, the default
     assert set(used) == {0}
     assert all(one_child[path].as_dict() == serial[path].as_dict() for path in files)
 
@@ -338,7 +338,7 @@ def test_a_child_that_dies_in_the_parallel_path_costs_a_retry_only(
         return real(request, timeout, slot)
 
     monkeypatch.setattr(identify, "_siegfried_call", kill_first)
-    parallel = identify_files(files, workers=2)
+    parallel = identify_files(files, workers=2, processes=2)
     assert killed
     for path in files:
         assert parallel[path].as_dict() == serial[path].as_dict(), path
@@ -353,7 +353,7 @@ def test_a_hang_in_the_parallel_path_is_cut_and_only_that_file_is_reported(
     images = [make_image(tmp_path / f"{i}.png", "PNG") for i in range(5)]
     monkeypatch.setattr(identify, "BATCH", 2)
     used = _slots_used(monkeypatch)
-    reports = identify._siegfried([images[0], images[1], fifo, *images[2:]], 2, 2)
+    reports = identify._siegfried([images[0], images[1], fifo, *images[2:]], 2, 2, processes=2)
     assert set(used) == {0, 1}
     assert reports[fifo]["failed"] and "timed out after 2 s" in reports[fifo]["errors"]
     assert all(reports[p]["matches"][0]["id"] in {"fmt/11", "fmt/12", "fmt/13"} for p in images)
@@ -383,7 +383,7 @@ def test_a_failure_in_a_siegfried_thread_is_raised_and_nothing_is_stored(
 
     monkeypatch.setattr(identify, "_siegfried_batch", fail_second)
     with pytest.raises(identify.SiegfriedFailed) as raised:
-        ingest(bag, "GZ", home)
+        ingest(bag, "GZ", home.model_copy(update={"siegfried_processes": 2}))
     assert raised.value.code == "IDN020"
     assert not [t for t in threading.enumerate() if t.name.startswith("siegfried-")]
     assert catalogue_counts(home) == (0, 0)
