@@ -135,6 +135,12 @@ class Settings(BaseSettings):
     )
     hash_workers: int = Field(default=0, description="Threads that hash files; 0 means one per core.")
     tool_timeout: float = Field(default=120.0, description="Seconds any external tool may run.")
+    siegfried_processes: int = Field(
+        default=1,
+        ge=1,
+        description="Siegfried processes identifying a transfer's files at once, each on its own batches "
+        "(~110 MB each).",
+    )
     open_after_years: int = Field(default=25, description="Archives Law art. 27: years until records open.")
     # search (issue 3)
     elasticsearch_url: str | None = Field(

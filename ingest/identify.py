@@ -2,14 +2,16 @@
 
 Choices made here:
 
-* **Siegfried in a child process.** pygfried holds the GIL for the whole of a call, so in-process it would
-  stall every Python thread of an ingest (hashing, copying) while it runs. One long-lived child process
-  (:class:`_SiegfriedProcess`) runs it instead, beside the hashing threads, and gets the files in batches
-  of :data:`BATCH` (``identify_many``, Go-side concurrency = ``workers``); never one call per file. A batch
-  that takes longer than ``timeout`` or kills the process is retried file by file in a fresh process, and
-  only the file at fault gets warning IDN010 (no PUID). The Go runtime's heap (~150 MB after a big batch)
-  lives in the child, and a call of :data:`BATCH` files or more stops the child when Siegfried is done, so
-  that the rest of an ingest does not carry it.
+* **Siegfried in child processes.** pygfried holds the GIL for the whole of a call, so in-process it would
+  stall every Python thread of an ingest (hashing, copying) while it runs. Long-lived child processes
+  (:class:`_SiegfriedProcess`) run it instead, beside the hashing threads, and get the files in batches
+  of :data:`BATCH` (``identify_many``, Go-side concurrency = ``workers``); never one call per file. With
+  ``processes`` > 1 (``ARCHIVE_SIEGFRIED_PROCESSES``) that many children take the batches in turn, the
+  workers shared among them: more cores on Siegfried alone, but each child holds its own signatures
+  (~110 MB) and, measured beside the hashing threads of an ingest, the whole used more CPU. A batch that takes longer than ``timeout`` or kills its process is retried
+  file by file in a fresh process, and only the file at fault gets warning IDN010 (no PUID). The Go
+  runtime's heap (~150 MB after a big batch) lives in the children, and a call of :data:`BATCH` files or
+  more stops them when Siegfried is done, so that the rest of an ingest does not carry it.
 * **MIME.** ``mime`` is libmagic's answer from the content (python-magic, one cookie per thread, ``workers``
   threads; libmagic's C code runs without the GIL); Siegfried's is kept as ``siegfried_mime``. Siegfried
   runs first. libmagic's soft-magic rule base costs ~0.6 ms per *text* file (every
@@ -40,12 +42,13 @@ import atexit
 import contextlib
 import json
 import os
+import queue
 import stat
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -261,50 +264,69 @@ class _SiegfriedProcess:
         return self.process.returncode
 
 
-_siegfried_lock = threading.Lock()
-_siegfried_process: _SiegfriedProcess | None = None
+class _Slot:
+    """One Siegfried child (started on first use) and the lock that serialises its requests."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.process: _SiegfriedProcess | None = None
+
+
+_slots: list[_Slot] = []  # slot i: the child that the i-th of the concurrent identification threads uses
+_slots_lock = threading.Lock()
 _siegfried_description: dict[str, Any] | None = None  # from the first process started: same binary every time
 
 
-def _siegfried_call(request: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
-    """Ask the Siegfried process (``None``: its self-description); a failed process is closed, and the next
-    call starts a fresh one."""
-    global _siegfried_process, _siegfried_description
-    with _siegfried_lock:
-        if request is None and _siegfried_description is not None:
-            return _siegfried_description  # no process started (again) only to say what it is
+def _slot(index: int) -> _Slot:
+    with _slots_lock:
+        while len(_slots) <= index:
+            _slots.append(_Slot())
+        return _slots[index]
+
+
+def _siegfried_call(request: dict[str, Any] | None, timeout: float, slot: int = 0) -> dict[str, Any]:
+    """Ask the Siegfried process of ``slot`` (``None``: its self-description); a failed process is closed,
+    and the next call starts a fresh one."""
+    global _siegfried_description
+    if request is None and _siegfried_description is not None:
+        return _siegfried_description  # no process started (again) only to say what it is
+    held = _slot(slot)
+    with held.lock:
         try:
-            if _siegfried_process is None:
-                _siegfried_process = _SiegfriedProcess()
-                _siegfried_description = _siegfried_process.info
+            if held.process is None:
+                held.process = _SiegfriedProcess()
+                if _siegfried_description is None:
+                    _siegfried_description = held.process.info
             if request is None:
-                return _siegfried_process.info
-            return _siegfried_process.ask(request, timeout)
+                return held.process.info
+            return held.process.ask(request, timeout)
         except (SiegfriedFailed, OSError, ValueError) as exc:
-            if _siegfried_process is not None:
-                _siegfried_process.close()
-                _siegfried_process = None
+            if held.process is not None:
+                held.process.close()
+                held.process = None
             if isinstance(exc, SiegfriedFailed):
                 raise
             raise SiegfriedFailed(reason=str(exc) or type(exc).__name__) from None
 
 
 def _forget_siegfried() -> None:
-    """In a forked child (a Celery prefork worker), the parent's pipe is not ours to use, and its lock may
-    have been held by a thread that does not exist here."""
-    global _siegfried_process, _siegfried_lock
-    _siegfried_process = None
-    _siegfried_lock = threading.Lock()
+    """In a forked child (a Celery prefork worker), the parent's pipes are not ours to use, and the locks
+    may have been held by threads that do not exist here."""
+    global _slots, _slots_lock
+    _slots = []
+    _slots_lock = threading.Lock()
 
 
 @atexit.register
 def release_siegfried() -> None:
-    """Stop the Siegfried process (the next identification starts a fresh one, in ~0.2 s)."""
-    global _siegfried_process
-    with _siegfried_lock:
-        if _siegfried_process is not None:
-            _siegfried_process.close()
-            _siegfried_process = None
+    """Stop the Siegfried processes (the next identification starts fresh ones, in ~0.2 s each)."""
+    with _slots_lock:
+        slots = list(_slots)
+    for held in slots:
+        with held.lock:
+            if held.process is not None:
+                held.process.close()
+                held.process = None
 
 
 if hasattr(os, "register_at_fork"):
@@ -317,36 +339,98 @@ def _siegfried(
     timeout: float,
     progress: Callable[[int], None] | None = None,
     batch_done: Callable[[list[Path], dict[Path, dict[str, Any]]], None] | None = None,
+    processes: int = 1,
 ) -> dict[Path, dict[str, Any]]:
     """Siegfried's report per file. A batch that fails (timeout, crash) is retried file by file, so that only
     the file at fault is reported as such (``failed`` set: IDN010). ``progress(files done)`` after a batch;
-    ``batch_done(paths, reports)`` with each batch's files as soon as it is back."""
+    ``batch_done(paths, reports)`` with each batch's files as soon as it is back. Both are called from this
+    thread.
+
+    With more than one batch and ``processes`` > 1, that many children run at once, each on the next batch
+    nobody has taken (one Go worker each: a single child's ``identify_many`` leaves part of the cores idle at
+    the end of every batch and while it encodes its answer). Each batch's files get the answers one child
+    gives for that batch, so the reports are those of the serial path, in whatever order batches finish.
+    """
+    chunks = [paths[start : start + BATCH] for start in range(0, len(paths), BATCH)]
+    children = max(1, min(processes, len(chunks)))
     out: dict[Path, dict[str, Any]] = {}
-    for start in range(0, len(paths), BATCH):
-        if progress is not None:
-            progress(start)
-        chunk = paths[start : start + BATCH]
-        names = [str(p) for p in chunk]
-        try:
-            files = _siegfried_call({"paths": names, "workers": workers}, timeout)["files"]
-        except SiegfriedFailed:
-            files = [_siegfried_one(name, timeout) for name in names]
-        by_name = {f.get("filename"): f for f in files}
-        for path, name, position in zip(chunk, names, range(len(chunk)), strict=True):
-            found = by_name.get(name)
-            if found is None and position < len(files):
-                found = files[position]
-            out[path] = found or {"errors": "no result from Siegfried", "matches": []}
+    done = 0
+    if progress is not None:
+        progress(0)
+    for chunk, reports in _batches(chunks, children, max(1, workers // children), timeout):
+        out.update(reports)
+        done += len(chunk)
         if batch_done is not None:
             batch_done(chunk, out)
-    if progress is not None:
-        progress(len(paths))
+        if progress is not None:
+            progress(done)
     return out
 
 
-def _siegfried_one(name: str, timeout: float) -> dict[str, Any]:
+def _batches(
+    chunks: list[list[Path]], children: int, workers: int, timeout: float
+) -> Iterator[tuple[list[Path], dict[Path, dict[str, Any]]]]:
+    """Each chunk with its reports, as they come back from ``children`` children (a thread each)."""
+    if children == 1:
+        for chunk in chunks:
+            yield chunk, _siegfried_batch(chunk, workers, timeout, 0)
+        return
+    answers: queue.SimpleQueue[tuple[int, dict[Path, dict[str, Any]]] | BaseException] = queue.SimpleQueue()
+    taken = iter(range(len(chunks)))
+    take_lock = threading.Lock()
+    stop = threading.Event()
+
+    def run(slot: int) -> None:
+        while not stop.is_set():
+            with take_lock:
+                index = next(taken, None)
+            if index is None:
+                return
+            try:
+                answers.put((index, _siegfried_batch(chunks[index], workers, timeout, slot)))
+            except BaseException as exc:  # a bug, not a Siegfried failure: raised in the caller, no deadlock
+                answers.put(exc)
+                return
+
+    threads = [
+        threading.Thread(target=run, args=(slot,), name=f"siegfried-{slot}", daemon=True)
+        for slot in range(children)
+    ]
+    for thread in threads:
+        thread.start()
     try:
-        result: dict[str, Any] = _siegfried_call({"paths": [name], "workers": 1}, timeout)["files"][0]
+        for _ in chunks:
+            answer = answers.get()
+            if isinstance(answer, BaseException):
+                raise answer
+            yield chunks[answer[0]], answer[1]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+
+def _siegfried_batch(
+    chunk: list[Path], workers: int, timeout: float, slot: int
+) -> dict[Path, dict[str, Any]]:
+    names = [str(p) for p in chunk]
+    try:
+        files = _siegfried_call({"paths": names, "workers": workers}, timeout, slot)["files"]
+    except SiegfriedFailed:
+        files = [_siegfried_one(name, timeout, slot) for name in names]
+    by_name = {f.get("filename"): f for f in files}
+    out: dict[Path, dict[str, Any]] = {}
+    for path, name, position in zip(chunk, names, range(len(chunk)), strict=True):
+        found = by_name.get(name)
+        if found is None and position < len(files):
+            found = files[position]
+        out[path] = found or {"errors": "no result from Siegfried", "matches": []}
+    return out
+
+
+def _siegfried_one(name: str, timeout: float, slot: int = 0) -> dict[str, Any]:
+    try:
+        result: dict[str, Any] = _siegfried_call({"paths": [name], "workers": 1}, timeout, slot)["files"][0]
     except SiegfriedFailed as exc:
         return {"filename": name, "errors": exc.en, "matches": [], "failed": True}
     return result
@@ -686,8 +770,11 @@ def identify_files(
     workers: int = 2,
     timeout: float = 120,
     progress: Callable[[int], None] | None = None,
+    processes: int = 1,
 ) -> dict[Path, Identification]:
     """Identify every file; never raises for a bad file (its problems are in the result).
+
+    ``processes``: how many Siegfried children may identify at once, each on its own batches.
 
     ``progress(n)`` is called (from this thread) as Siegfried, by far the longest part, finishes batches:
     ``n`` files have been through it so far (they go in the order given)."""
@@ -706,22 +793,21 @@ def identify_files(
     if not unique:
         return _with_tools(found, order)
     # libmagic (and Pillow's header reads) start on each Siegfried batch as soon as it is back, in threads
-    # beside the Siegfried child, which leaves part of the cores idle (its Go-side concurrency does not fill
-    # them); the last batch's share is all that is left for after Siegfried.
+    # beside the Siegfried children; the last batch's share is all that is left for after Siegfried.
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="identify") as pool:
-        magic: list[Future[list[tuple[str | None, dict[str, Any] | None]]]] = []
+        magic: list[tuple[list[Path], Future[list[tuple[str | None, dict[str, Any] | None]]]]] = []
 
         def batch_done(chunk: list[Path], reports: dict[Path, dict[str, Any]]) -> None:
             jobs = [(path, _plain_text(reports[path])) for path in chunk]
-            magic.extend(
-                pool.submit(_magic_chunk, jobs[i : i + _MAGIC_CHUNK])
-                for i in range(0, len(jobs), _MAGIC_CHUNK)
-            )
+            for i in range(0, len(jobs), _MAGIC_CHUNK):
+                part = jobs[i : i + _MAGIC_CHUNK]
+                magic.append(([path for path, _ in part], pool.submit(_magic_chunk, part)))
 
-        reports = _siegfried(unique, workers, timeout, progress, batch_done)
+        reports = _siegfried(unique, workers, timeout, progress, batch_done, processes)
         if len(unique) >= BATCH:  # a big batch leaves Go's heap at ~150 MB: give it back before what follows
             release_siegfried()
-        magic_results = [r for future in magic for r in future.result()]
+        by_path = {path: r for part, future in magic for path, r in zip(part, future.result(), strict=True)}
+        magic_results = [by_path[path] for path in unique]
 
     for path, (mime, image_props) in zip(unique, magic_results, strict=True):
         ident = _from_siegfried(path, reports[path])

@@ -394,6 +394,7 @@ class Ingest:
             workers=self.settings.workers,
             timeout=self.settings.tool_timeout,
             progress=identified,
+            processes=self.settings.siegfried_processes,
         )
         self._sources = sources
         if (

@@ -3,12 +3,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from archive.config import Settings
 from ingest import identify
 from ingest.identify import Identification, _probe_pdfs, identify_files, tool_versions
 from tests.samples import (
@@ -226,12 +228,12 @@ def test_siegfried_hang_is_cut_and_only_that_file_is_reported(tmp_path: Path) ->
 def test_a_dead_siegfried_process_is_replaced(tmp_path: Path) -> None:
     text = make_chinese_text(tmp_path / "说明.txt")
     assert one(text).puid == "x-fmt/111"
-    process = identify._siegfried_process
+    process = identify._slot(0).process
     assert process is not None
     process.process.kill()
     process.process.wait()
     assert one(text).puid == "x-fmt/111"  # the first request fails, the file alone in a fresh process works
-    assert identify._siegfried_process is not process
+    assert identify._slot(0).process is not process
 
 
 def test_as_dict_names_every_field(tmp_path: Path) -> None:
@@ -258,3 +260,133 @@ def test_batches_give_the_same_answers_as_one_call(tmp_path: Path, monkeypatch: 
         assert (a["puid"], a["mime"], a["properties"]) == (b["puid"], b["mime"], b["properties"]), path
     assert batched[files[0]].mime == "image/png" and batched[files[3]].mime == "image/jpeg"
     assert batched[files[5]].puid == "x-fmt/111"
+
+
+def _mixed_files(root: Path) -> list[Path]:
+    """A bit of everything an ingest meets: PDFs (probed), images (Pillow), Office, text, CSV, empty, noise."""
+    files = [
+        make_sample_pdf(root / "a.pdf", "你好"),
+        make_js_pdf(root / "js.pdf"),
+        make_image(root / "b.png", "PNG"),
+        make_image(root / "c.jpg", "JPEG"),
+        make_chinese_text(root / "说明.txt"),
+        make_csv(root / "表.csv"),
+        make_docx(root / "d.docx"),
+    ]
+    (root / "empty.bin").write_bytes(b"")
+    (root / "noise.bin").write_bytes(bytes(range(256)) * 64)
+    (root / "plain.txt").write_text("第 1 行\n" * 40, encoding="utf-8")
+    return [*files, root / "empty.bin", root / "noise.bin", root / "plain.txt"]
+
+
+def _slots_used(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    used: list[int] = []
+    real = identify._siegfried_batch
+
+    def spy(chunk: list[Path], workers: int, timeout: float, slot: int) -> dict[Path, dict[str, object]]:
+        used.append(slot)
+        return real(chunk, workers, timeout, slot)
+
+    monkeypatch.setattr(identify, "_siegfried_batch", spy)
+    return used
+
+
+def test_parallel_siegfried_children_give_the_serial_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With several batches, two children identify at once; every file gets what one child alone says."""
+    files = _mixed_files(tmp_path)
+    monkeypatch.setattr(identify, "BATCH", 2)
+    used = _slots_used(monkeypatch)
+    serial = identify_files(files, workers=1)
+    assert set(used) == {0}
+    used.clear()
+    parallel = identify_files(files, workers=2, processes=2)
+    assert set(used) == {0, 1}  # both children took batches
+    assert len(used) == (len(files) + 1) // 2  # each batch once
+    assert list(parallel) == list(serial) == files
+    for path in files:
+        assert parallel[path].as_dict() == serial[path].as_dict(), path
+    assert parallel[files[0]].puid in PDF_PUIDS and parallel[files[0]].properties["pages"] == 1
+    assert codes(parallel[files[1]]) == ["IDN006"]
+    assert parallel[files[2]].mime == "image/png" and parallel[files[3]].mime == "image/jpeg"
+    assert parallel[files[-1]].puid == "x-fmt/111"
+    used.clear()
+    one_child = identify_files(files, workers=2)  # ARCHIVE_SIEGFRIED_PROCESSES=1, the default
+    assert set(used) == {0}
+    assert all(one_child[path].as_dict() == serial[path].as_dict() for path in files)
+
+
+def test_a_child_that_dies_in_the_parallel_path_costs_a_retry_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second child is killed before its first batch: that batch goes file by file to a fresh child."""
+    files = _mixed_files(tmp_path)
+    monkeypatch.setattr(identify, "BATCH", 3)
+    serial = identify_files(files, workers=1)
+    real = identify._siegfried_call
+    killed: list[int] = []
+
+    def kill_first(request: dict[str, object] | None, timeout: float, slot: int = 0) -> dict[str, object]:
+        if slot == 1 and not killed and request is not None:
+            real({"paths": [], "workers": 1}, timeout, slot)  # started ...
+            process = identify._slot(slot).process
+            assert process is not None
+            process.process.kill()  # ... and gone before the batch is sent
+            process.process.wait()
+            killed.append(process.process.pid)
+        return real(request, timeout, slot)
+
+    monkeypatch.setattr(identify, "_siegfried_call", kill_first)
+    parallel = identify_files(files, workers=2, processes=2)
+    assert killed
+    for path in files:
+        assert parallel[path].as_dict() == serial[path].as_dict(), path
+        assert "IDN010" not in codes(parallel[path])
+
+
+def test_a_hang_in_the_parallel_path_is_cut_and_only_that_file_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fifo = tmp_path / "hang.txt"
+    os.mkfifo(fifo)
+    images = [make_image(tmp_path / f"{i}.png", "PNG") for i in range(5)]
+    monkeypatch.setattr(identify, "BATCH", 2)
+    used = _slots_used(monkeypatch)
+    reports = identify._siegfried([images[0], images[1], fifo, *images[2:]], 2, 2, processes=2)
+    assert set(used) == {0, 1}
+    assert reports[fifo]["failed"] and "timed out after 2 s" in reports[fifo]["errors"]
+    assert all(reports[p]["matches"][0]["id"] in {"fmt/11", "fmt/12", "fmt/13"} for p in images)
+    assert codes(identify._from_siegfried(fifo, reports[fifo])) == ["IDN010"]
+
+
+def test_a_failure_in_a_siegfried_thread_is_raised_and_nothing_is_stored(
+    home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child thread that fails otherwise than Siegfried timing out or dying (which costs a retry) stops
+    the ingest with its coded error: no thread left behind, nothing stored, no staged copy left."""
+    from ingest.pipeline import ingest
+    from tests.e2e.helpers import catalogue_counts, simple_bag, stored_objects
+
+    bag = simple_bag(
+        tmp_path / "bag", [(f"卷{i}", f"GZ-P-000{i}", f"题名{i}", f"内容 {i}\n".encode()) for i in range(6)]
+    )
+    monkeypatch.setattr(identify, "BATCH", 2)
+    real = identify._siegfried_batch
+
+    def fail_second(
+        chunk: list[Path], workers: int, timeout: float, slot: int
+    ) -> dict[Path, dict[str, object]]:
+        if slot == 1:
+            raise identify.SiegfriedFailed(variant="exited", returncode=-9)
+        return real(chunk, workers, timeout, slot)
+
+    monkeypatch.setattr(identify, "_siegfried_batch", fail_second)
+    with pytest.raises(identify.SiegfriedFailed) as raised:
+        ingest(bag, "GZ", home.model_copy(update={"siegfried_processes": 2}))
+    assert raised.value.code == "IDN020"
+    assert not [t for t in threading.enumerate() if t.name.startswith("siegfried-")]
+    assert catalogue_counts(home) == (0, 0)
+    assert stored_objects(home) == []
+    staged = [p for p in home.staging_dir.rglob("*") if p.is_file() and "ocfl-locks" not in p.parts]
+    assert staged == []
