@@ -12,9 +12,9 @@
    the CPU seconds of that run (with its child processes) are shown beside it, clamd's own CPU (from
    ``/proc``) separately: what the checks cost the ingest node when the scanner has a host of its own. Every
    scan uses a one-signature database (the EICAR test signature, built here: no freshclam download on a
-   benchmark machine). Target: at most 15 % extra. The floor printed beside: on idle cores the ingest
-   without checks keeps about one core busy, and with the scanner on the same cores nothing can finish
-   sooner than the ingest's CPU plus the scanner's spread over every core.
+   benchmark machine). Target: at most 15 % extra. The floor printed beside: with the scanner on the same
+   cores nothing can finish sooner than the ingest's CPU plus the scanner's spread over every core, against
+   the ingest's wall time without checks.
 2. **Sample cycle vs fixity audit.** One ingest of ``--cycle-files`` small text files in records of
    ``--per-record`` files (``--cycle-home DIR`` keeps that home and reuses it on the next run; ``--skip-receipt``
    runs this part alone). ``preservation.audit.run_audit`` over the whole root (sha512 of every file) gives
@@ -318,7 +318,7 @@ def main() -> int:
                     (
                         f"ingest {label}, {args.size} / {args.files} files",
                         f"{m.seconds:.1f} s vs {off.seconds:.1f} s",
-                        f"+{extra:.1%}",
+                        f"{extra:+.1%}",
                         "≤ +15 % " + ("met" if extra <= 0.15 else "MISSED"),
                     )
                 )
@@ -326,7 +326,7 @@ def main() -> int:
                     (
                         f"  CPU seconds of the ingest, {label}",
                         f"{m.cpu:.1f} vs {off.cpu:.1f}",
-                        f"+{m.cpu / off.cpu - 1:.1%}",
+                        f"{m.cpu / off.cpu - 1:+.1%}",
                         "",
                     )
                 )
@@ -336,26 +336,27 @@ def main() -> int:
                 (
                     "  CPU seconds, ingest + clamd vs ingest without checks",
                     f"{best[CLAMD].cpu + scanner:.1f} vs {off.cpu:.1f}",
-                    f"+{(best[CLAMD].cpu + scanner) / off.cpu - 1:.1%}",
+                    f"{(best[CLAMD].cpu + scanner) / off.cpu - 1:+.1%}",
                     "",
                 )
             )
-            # The floor on idle cores: the ingest without checks keeps about one core busy (its wall time
-            # about its CPU time), so with the scanner on the same cores nothing can finish before the
-            # ingest's CPU plus the scanner's, spread over every core. Wall times on a loaded machine mostly
-            # measure the other load; this does not.
+            # The floor with the scanner on the same cores: nothing can finish before the ingest's CPU plus
+            # the scanner's, spread over every core, nor before the ingest without checks. Against that
+            # ingest's wall time, as the target is; wall times on a loaded machine mostly measure the other
+            # load, CPU seconds do not.
             cores = os.cpu_count() or 1
             for label, total in (
                 ("clamscan", best["with receipt checks"].cpu),
                 ("clamd", best[CLAMD].cpu + scanner),
             ):
-                floor = max(off.cpu, total / cores)
+                floor = max(off.seconds, total / cores)
+                extra = floor / off.seconds - 1
                 rows.append(
                     (
-                        f"  floor with {label} on {cores} idle cores (CPU / cores)",
-                        f"{floor:.1f} s vs {off.cpu:.1f} s",
-                        f"+{floor / off.cpu - 1:.1%}",
-                        "≤ +15 % " + ("possible" if floor / off.cpu - 1 <= 0.15 else "impossible"),
+                        f"  floor with {label} on these {cores} cores (CPU / cores)",
+                        f"{floor:.1f} s vs {off.seconds:.1f} s",
+                        f"{extra:+.1%}",
+                        "≤ +15 % " + ("possible" if extra <= 0.15 else "impossible"),
                     )
                 )
         if not args.skip_cycle:
