@@ -72,7 +72,7 @@ _SYNC_FILE_RANGE = _sync_file_range()
 _START_WRITEBACK = 2  # SYNC_FILE_RANGE_WRITE: start writing the dirty pages out, do not wait
 
 
-def _copy(src: Path, dest: Path, durable: bool) -> None:
+def _copy(src: Path | str, dest: Path | str, durable: bool) -> None:
     """Copy ``src`` to the new file ``dest`` in the kernel (``copy_file_range``, as ``cp`` does; a plain
     read/write loop where the file systems refuse it), then start writing it to the disk at once
     (``sync_file_range``), so the disk works while the next files are copied and the flush that makes the
@@ -165,7 +165,8 @@ class FsTarget(Target):
     def __init__(self, root: Path, name: str | None = None) -> None:
         self.root = root
         self.name = name or str(root)
-        self._dirs: set[Path] = set()  # folders known to exist
+        self._top = os.path.normpath(root)
+        self._dirs: set[str] = set()  # folders known to exist (string paths: this runs once per file)
 
     @property
     def local_root(self) -> Path:
@@ -187,24 +188,47 @@ class FsTarget(Target):
                     removed += 1
         return removed
 
+    def _ensure_dir(self, folder: str) -> None:
+        """Make ``folder`` and its missing parents, top down: one ``mkdir`` per new folder (a recursive
+        ``mkdir -p`` from the bottom tries each missing level twice and every existing one once more)."""
+        missing: list[str] = []
+        here = folder
+        while here not in self._dirs and here != self._top:
+            missing.append(here)
+            parent = os.path.dirname(here)
+            if parent == here:
+                break
+            here = parent
+        if here == self._top and here not in self._dirs:
+            os.makedirs(here, exist_ok=True)  # the replica's own folder, and its parents if need be
+            self._dirs.add(here)
+        for d in reversed(missing):
+            try:
+                os.mkdir(d)
+            except FileExistsError:
+                if not os.path.isdir(d):
+                    raise
+            self._dirs.add(d)
+
     def put_file(
         self, key: str, src: Path, expect: tuple[str, str] | None = None, *, durable: bool = True
     ) -> None:
-        dest = self._path(key)
-        if dest.parent not in self._dirs:
+        dest = os.path.join(self._top, key)
+        folder = os.path.dirname(dest)
+        if folder not in self._dirs:
             try:
-                dest.parent.mkdir(parents=True, exist_ok=True)
+                self._ensure_dir(folder)
             except OSError as exc:
                 raise ReplicaUnavailable(self.name, exc) from exc
-            self._dirs.add(dest.parent)
-        tmp = dest.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}{TMP_SUFFIX}")
+        tmp = os.path.join(folder, f"{TMP_PREFIX}{uuid.uuid4().hex}{TMP_SUFFIX}")
         try:
             try:
                 _copy(src, tmp, durable)
             except FileNotFoundError:
                 if not src.is_file():
                     raise
-                dest.parent.mkdir(parents=True, exist_ok=True)  # removed since we made it
+                self._forget(folder)  # removed since we made it
+                self._ensure_dir(folder)
                 _copy(src, tmp, durable)
             if expect is not None:
                 algorithm, want = expect
@@ -215,15 +239,24 @@ class FsTarget(Target):
                         raise SourceDamaged(key)
                     raise CopyMismatch(self.name, key, want, got)
             os.replace(tmp, dest)
+            tmp = ""  # renamed into place: nothing left to remove
             if durable:
-                fsync_dir(dest.parent)
+                fsync_dir(Path(folder))
         except OSError as exc:
-            self._dirs.discard(dest.parent)
+            self._forget(folder)
             if exc.errno in (errno.ENOSPC, errno.EIO, errno.EROFS, errno.ENOENT, errno.EACCES):
                 raise ReplicaUnavailable(self.name, exc) from exc
             raise
         finally:
-            tmp.unlink(missing_ok=True)
+            if tmp:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+
+    def _forget(self, folder: str) -> None:
+        """``folder`` may have been removed behind our back: check it and its parents again next time."""
+        while folder in self._dirs:
+            self._dirs.discard(folder)
+            folder = os.path.dirname(folder)
 
     def list(self, prefix: str = "") -> dict[str, int]:
         base = self._path(prefix) if prefix else self.root

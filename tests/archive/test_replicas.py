@@ -303,3 +303,32 @@ def test_a_version_failing_in_one_worker_fails_alone_and_nothing_of_it_is_marked
     assert (again.versions, again.failures) == (1, [])
     ok, messages = validate_root(replica)
     assert ok, messages
+
+
+def test_fs_target_makes_each_folder_once_and_copes_with_folders_removed_behind_it(tmp_path: Path) -> None:
+    import hashlib
+    import shutil
+
+    from archive.replicas import SourceDamaged
+
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"archive bytes\n" * 1000)
+    digest = hashlib.sha512(src.read_bytes()).hexdigest()
+    # the replica's folder and its parents do not exist yet
+    target = FsTarget(tmp_path / "mnt" / "offsite" / "ocfl")
+    target.put_file("ab1/cd2/ef3/obj/v1/content/a.bin", src, ("sha512", digest), durable=False)
+    target.put_file("ab1/cd2/ef3/obj/v1/content/b.bin", src, ("sha512", digest))
+    target.put_file("ab1/ff0/000/obj2/v1/content/a.bin", src, ("sha512", digest))
+    assert target.list() == {
+        "ab1/cd2/ef3/obj/v1/content/a.bin": src.stat().st_size,
+        "ab1/cd2/ef3/obj/v1/content/b.bin": src.stat().st_size,
+        "ab1/ff0/000/obj2/v1/content/a.bin": src.stat().st_size,
+    }
+    # someone removes a whole branch after the target made it: the next copy there makes it again
+    shutil.rmtree(tmp_path / "mnt" / "offsite" / "ocfl" / "ab1" / "cd2")
+    target.put_file("ab1/cd2/ef3/obj/v1/content/c.bin", src, ("sha512", digest))
+    assert target.hash("ab1/cd2/ef3/obj/v1/content/c.bin", "sha512") == digest
+    # a source whose bytes are not the inventory's is refused, and leaves neither file nor temporary file
+    with pytest.raises(SourceDamaged):
+        target.put_file("ab1/cd2/ef3/obj/v1/content/d.bin", src, ("sha512", "0" * 128))
+    assert sorted(p.name for p in (target.root / "ab1/cd2/ef3/obj/v1/content").iterdir()) == ["c.bin"]
