@@ -218,8 +218,10 @@ def bench_fs(settings: Settings, base: Path, rounds: int, nbytes: int) -> list[t
     ]
 
 
-def _weed_server_cpu(weed: str) -> Callable[[], float]:
-    """The CPU seconds the SeaweedFS server has used so far (0 if it cannot be found in /proc)."""
+def _weed_server_cpu(weed: str, url: str) -> Callable[[], float]:
+    """The CPU seconds the SeaweedFS server answering ``url`` has used so far (0 if it cannot be found in
+    /proc); the one whose ``-s3.port`` is the URL's, when several run on the machine."""
+    port = f"-s3.port={url.rsplit(':', 1)[-1].strip('/')}".encode()
     tick = os.sysconf("SC_CLK_TCK")
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -228,7 +230,7 @@ def _weed_server_cpu(weed: str) -> Callable[[], float]:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if len(argv) > 1 and argv[0] == weed.encode() and argv[1] == b"server":
+        if len(argv) > 1 and argv[0] == weed.encode() and argv[1] == b"server" and port in argv:
 
             def read(stat: Path = proc / "stat") -> float:
                 try:
@@ -283,7 +285,7 @@ def bench_s3(settings: Settings, base: Path, rounds: int, nbytes: int) -> list[t
         "AWS_SECRET_ACCESS_KEY": os.environ["ARCHIVE_TEST_S3_SECRET_KEY"],
     }
     bucket = "archive-bench"
-    server_cpu = _weed_server_cpu(weed)
+    server_cpu = _weed_server_cpu(weed, url)
     ours: list[tuple[float, float, float]] = []  # wall, our CPU, the server's CPU
     theirs: list[tuple[float, float, float]] = []
     bare: list[tuple[float, float, float]] = []

@@ -317,6 +317,9 @@ class S3Target(Target):
                 retries={"max_attempts": 3, "mode": "standard"},
                 s3={"addressing_style": "path"},
                 max_pool_connections=self.connections,
+                # The parameters are built here, never from input: checking their types on every call is
+                # per-PUT work that can find nothing.
+                parameter_validation=False,
             ),
         )
 
