@@ -329,6 +329,10 @@ def report(
     print(f"  peak RSS (validate, ingest): {peak:.0f} MB (target < 300 MB at 10 GiB)")
     if timings:
         print("  ingest stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
+        print(
+            "    (identification starts with verify+copy, beside it; 'identify' is only the wait for it after "
+            "verify+copy)"
+        )
     # No schedule on `cores` cores finishes C CPU-seconds of work in less than C / cores seconds. An ingest
     # must hash every byte and identify every file (DA/T 70's receipt checks need the formats), so its floor
     # is (the hashing's CPU + Siegfried alone's CPU over the same files) / cores; the target is ingest at
@@ -360,6 +364,18 @@ def report(
             f"{hashing + sf.cpu:.1f}, leaving {budget - hashing - sf.cpu:.1f} for libmagic, copying and the "
             f"catalogue; ingest spent {ingest.cpu - hashing - sf.cpu:.1f} there  "
             f"{'met' if ingest.cpu <= budget else 'MISSED (no overlap can reach 0.7)'}"
+        )
+        # The other bound: the work that waits for Siegfried's answers cannot start before it, and one Siegfried
+        # child keeps about one core busy whatever its Go workers (Siegfried alone's CPU / its seconds), so no
+        # overlap ends the ingest before open + Siegfried alone + store + catalogue.
+        tail = sum(timings.get(k, 0.0) for k in ("open", "store", "catalogue"))
+        path = sf.seconds + tail
+        best = max(path, ingest.cpu / cores)
+        print(
+            f"  critical path: Siegfried alone {sf.seconds:.2f} s (it keeps {sf.cpu / sf.seconds:.2f} of "
+            f"{cores} cores busy) + open, store and catalogue {tail:.2f} s = {path:.2f} s; ingest {i:.2f} s "
+            f"is {i / path:.2f} × that path; at best (the longer of the path and CPU / cores, {best:.2f} s) the "
+            f"ingest reaches {floor / best:.2f} × the floor  {'possible' if floor / best >= 0.7 else 'target impossible'}"
         )
 
 

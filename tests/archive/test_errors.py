@@ -8,6 +8,7 @@ import importlib
 import pickle
 import pkgutil
 import re
+import string
 import tomllib
 from collections import Counter
 from collections.abc import Iterator
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 
 import archive
-from archive.codes import CatalogueError, catalogue, load, render
+import archive.codes
+from archive.codes import CatalogueError, catalogue, fill, load, render
 from archive.errors import (
     ArchiveError,
     BadArgument,
@@ -214,6 +216,38 @@ def test_texts_come_from_the_catalogue_by_code_and_variant() -> None:
     )  # a missing field shows
     with pytest.raises(KeyError, match="archive/codes"):
         BadArgument(variant="no-such-situation")
+
+
+def _tolerant(template: str, params: dict[str, object]) -> str:
+    """What fill answered before its str.format_map fast path: the tolerant formatter alone."""
+    return archive.codes._FORMATTER.vformat(template, (), archive.codes._Keep(params))
+
+
+def test_fill_gives_the_tolerant_formatters_answer_for_every_catalogue_text() -> None:
+    values: list[object] = ["GZ-1", 12345, 0.5, "", "{x}", None]
+    for entry in catalogue().values():
+        for template in (entry.zh, entry.en):
+            names = {f[1].split(".")[0].split("[")[0] for f in string.Formatter().parse(template) if f[1]}
+            for value in values:  # every field given, every field missing, and one given of several
+                for params in ({n: value for n in names}, {}, {n: value for n in sorted(names)[:1]}):
+                    assert fill(template, params) == _tolerant(template, params), (entry.code, template)
+
+
+@pytest.mark.parametrize(
+    ("template", "params", "expected"),
+    [
+        ("{a} of {b}", {"a": 1, "b": "x"}, "1 of x"),
+        ("{size:,} bytes", {"size": 1234567}, "1,234,567 bytes"),
+        ("{size:,} bytes", {}, "{size:,} bytes"),  # missing, with a format spec: left as written
+        ("{name:>6}|", {}, "{name:>6}|"),  # a spec that would pad the missing field's name: still as written
+        ("{size:,} bytes", {"size": "many"}, "many bytes"),  # a spec that does not fit: the value as text
+        ("{0} and {a}", {"a": 1}, "{0} and 1"),  # a positional field
+        ("{a.real} {b[0]}", {"a": 7, "b": "xy"}, "7 x"),
+        ("{a!r}", {"a": "x"}, "'x'"),
+    ],
+)
+def test_fill_fast_path_and_its_fallback(template: str, params: dict[str, object], expected: str) -> None:
+    assert fill(template, params) == _tolerant(template, params) == expected
 
 
 def test_the_earlier_constructor_shapes_still_work() -> None:
