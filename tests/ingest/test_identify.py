@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import threading
@@ -373,11 +374,14 @@ def test_a_failure_in_a_siegfried_thread_is_raised_and_nothing_is_stored(
     )
     monkeypatch.setattr(identify, "BATCH", 2)
     real = identify._siegfried_batch
+    calls = itertools.count()
 
     def fail_second(
         chunk: list[Path], workers: int, timeout: float, slot: int
     ) -> dict[Path, dict[str, object]]:
-        if slot == 1:
+        # the second batch taken, whichever thread took it (one thread may take every batch before the
+        # other starts, so failing on a given slot would not always fail)
+        if next(calls) == 1:
             raise identify.SiegfriedFailed(variant="exited", returncode=-9)
         return real(chunk, workers, timeout, slot)
 
