@@ -281,11 +281,19 @@ def _mixed_files(root: Path) -> list[Path]:
 
 
 def _slots_used(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The slot of every batch call. In the parallel path (the ``siegfried-N`` threads) the first batch of
+    children 0 and 1 wait for each other, so that both take one whatever the scheduling (left alone, one
+    thread may take every batch before the other has started)."""
     used: list[int] = []
     real = identify._siegfried_batch
+    both_started = threading.Barrier(2, timeout=30)
+    seen: set[int] = set()
 
     def spy(chunk: list[Path], workers: int, timeout: float, slot: int) -> dict[Path, dict[str, object]]:
         used.append(slot)
+        if threading.current_thread().name.startswith("siegfried-") and slot < 2 and slot not in seen:
+            seen.add(slot)
+            both_started.wait()
         return real(chunk, workers, timeout, slot)
 
     monkeypatch.setattr(identify, "_siegfried_batch", spy)
@@ -339,8 +347,9 @@ def test_a_child_that_dies_in_the_parallel_path_costs_a_retry_only(
         return real(request, timeout, slot)
 
     monkeypatch.setattr(identify, "_siegfried_call", kill_first)
+    used = _slots_used(monkeypatch)  # child 1 takes a batch, whatever the scheduling
     parallel = identify_files(files, workers=2, processes=2)
-    assert killed
+    assert killed and 1 in used
     for path in files:
         assert parallel[path].as_dict() == serial[path].as_dict(), path
         assert "IDN010" not in codes(parallel[path])
