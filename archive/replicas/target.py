@@ -14,7 +14,9 @@ single-part upload — is the same MD5. A big file goes in parts, each checked t
 completed object's ``ETag`` must be the MD5 of those parts' MD5s (the server computes it from the parts it
 holds). No HEAD or GET follows: the PUT's answer already is the server's own digest of the bytes it stored,
 and a read back would only have it recompute the same MD5. The digest of the bytes sent is checked against
-the inventory while they are read, once, so a rotten primary file is never sent.
+the inventory while they are read, once, so a rotten primary file is never sent. The uploads themselves
+go through :mod:`archive.replicas.s3put` (the SDK's signer and credentials without its per-call cost, half
+the client CPU of a replication); listing, reading and the multipart set-up through the SDK's client.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from functools import cached_property
+from http.client import HTTPException
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from archive.digests import CHUNK, MultiHasher, hash_bytes, hash_file
 from archive.replicas.errors import BadReplicaTarget, CopyMismatch, ReplicaUnavailable, SourceDamaged
+from archive.replicas.s3put import SignedPuts
 from archive.storage import fsync_dir, sync_filesystem
 
 if TYPE_CHECKING:
@@ -301,11 +305,17 @@ class S3Target(Target):
         self.part_size = part_size  # files bigger than this go in parts of this size
 
     @cached_property
-    def client(self) -> Any:
+    def _session(self) -> Any:
         import boto3
+
+        return boto3.session.Session()
+
+    @cached_property
+    def client(self) -> Any:
+        """The SDK's client, for everything but the uploads (listing, reading, deleting, multipart set-up)."""
         from botocore.config import Config
 
-        return boto3.session.Session().client(
+        return self._session.client(
             "s3",
             endpoint_url=self.endpoint_url,
             region_name=self.region,
@@ -322,6 +332,30 @@ class S3Target(Target):
                 parameter_validation=False,
             ),
         )
+
+    @cached_property
+    def _puts(self) -> SignedPuts:
+        """The uploads: the same signature and credentials as the client's, without its per-call cost."""
+        credentials = self._session.get_credentials()
+        if credentials is None:
+            raise ReplicaUnavailable(
+                self.name, "no S3 credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
+            )
+        return SignedPuts(self.endpoint_url, self.region, credentials)
+
+    def _put(
+        self, key: str, body: bytes, headers: dict[str, str], query: dict[str, str] | None = None
+    ) -> str:
+        """PUT ``body`` as ``key``; the ``ETag`` the server answers (the MD5 of what it stored)."""
+        try:
+            answer = self._puts.put(self.bucket, self._key(key), body, headers, query)
+        except (OSError, HTTPException) as exc:
+            raise ReplicaUnavailable(self.name, exc) from exc
+        if answer.status // 100 == 2:
+            return answer.etag
+        if answer.code == "BadDigest":
+            raise CopyMismatch(self.name, key, "Content-MD5", answer.code)
+        raise ReplicaUnavailable(self.name, f"{answer.code}: {answer.message}")
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -354,16 +388,10 @@ class S3Target(Target):
         if expect is not None and got[expect[0]] != expect[1]:
             raise SourceDamaged(key)
         md5 = got["md5"]
-        answer = self._call(
-            self.client.put_object,
-            Bucket=self.bucket,
-            Key=self._key(key),
-            Body=data,
-            ContentLength=len(data),
-            ContentMD5=base64.b64encode(bytes.fromhex(md5)).decode(),
-            Metadata={expect[0]: expect[1]} if expect else {},
-        )
-        etag = str(answer.get("ETag", "")).strip('"')
+        headers = {"Content-MD5": base64.b64encode(bytes.fromhex(md5)).decode()}
+        if expect is not None:
+            headers[f"x-amz-meta-{expect[0]}"] = expect[1]
+        etag = self._put(key, data, headers)
         if etag != md5:
             raise CopyMismatch(self.name, key, md5, etag or "no ETag")
 
@@ -389,20 +417,16 @@ class S3Target(Target):
                     if whole is not None:
                         whole.update(chunk)
                     md5 = hashlib.md5(chunk).digest()
-                    answer = self._call(
-                        self.client.upload_part,
-                        Bucket=self.bucket,
-                        Key=self._key(key),
-                        UploadId=upload,
-                        PartNumber=len(parts) + 1,
-                        Body=chunk,
-                        ContentLength=len(chunk),
-                        ContentMD5=base64.b64encode(md5).decode(),
+                    number = len(parts) + 1
+                    etag = self._put(
+                        key,
+                        chunk,
+                        {"Content-MD5": base64.b64encode(md5).decode()},
+                        {"partNumber": str(number), "uploadId": upload},
                     )
-                    etag = str(answer.get("ETag", "")).strip('"')
                     if etag != md5.hex():
-                        raise CopyMismatch(self.name, f"{key} (part {len(parts) + 1})", md5.hex(), etag)
-                    parts.append({"ETag": answer["ETag"], "PartNumber": len(parts) + 1})
+                        raise CopyMismatch(self.name, f"{key} (part {number})", md5.hex(), etag)
+                    parts.append({"ETag": f'"{etag}"', "PartNumber": number})
                     md5s.append(md5)
             if whole is not None and expect is not None and whole.hexdigests()[expect[0]] != expect[1]:
                 raise SourceDamaged(key)
