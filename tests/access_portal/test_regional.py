@@ -35,6 +35,9 @@ def test_context_is_refreshed_ahead_and_never_used_past_its_ttl(
 ) -> None:
     monkeypatch.setattr(regional, "_CONTEXTS", {})
     monkeypatch.setattr(regional, "_REFRESHING", {})
+    # A long life, so that only aged() makes the context old: at the real second, a slow first read and
+    # peer insert on a loaded machine (PostgreSQL too) could pass half of it before the "fresh" query.
+    monkeypatch.setattr(regional, "CONTEXT_TTL", 60.0)
     init_identity(any_home, "http://me.test", "本馆")
     key = str(any_home.home_dir)
 

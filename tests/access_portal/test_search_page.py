@@ -186,6 +186,9 @@ def test_searches_run_at_most_the_configured_threads_at_once(tmp_path: Any) -> N
     settings = Settings(home=tmp_path, portal_search_threads=2)
     running, most, started = 0, 0, []
     lock = threading.Lock()
+    # The first two meet before going on, so two do run at once whatever the scheduling (left alone, each
+    # could end its sleep before the next one started); with one thread only, the meeting times out.
+    first_two = threading.Barrier(2, timeout=30)
 
     def work(i: int) -> int:
         nonlocal running, most
@@ -193,6 +196,8 @@ def test_searches_run_at_most_the_configured_threads_at_once(tmp_path: Any) -> N
             running += 1
             most = max(most, running)
             started.append(i)
+        if i < 2:
+            first_two.wait()
         time.sleep(0.01)  # a blocking call that releases the interpreter lock, as SQLite does
         with lock:
             running -= 1

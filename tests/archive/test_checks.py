@@ -452,6 +452,18 @@ def test_the_report_sha256_is_an_event(checked: Settings, tmp_path: Path) -> Non
 # -- ClamAV through clamd --------------------------------------------------------------------------------
 
 
+def _pong(sock: Path) -> bool:
+    """Whether clamd answers PING on ``sock``."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(str(sock))
+            s.sendall(b"zPING\0")
+            return s.recv(16).startswith(b"PONG")
+    except OSError:
+        return False
+
+
 @pytest.fixture
 def clamd(tmp_path: Path, signatures: Path) -> Iterator[Path]:
     """A real clamd on a temporary socket, with the test signature database."""
@@ -470,11 +482,11 @@ def clamd(tmp_path: Path, signatures: Path) -> Iterator[Path]:
     )
     try:
         deadline = time.monotonic() + 60
-        while not sock.exists():
+        while not _pong(sock):  # the socket file exists from bind(), before clamd listens on it
             if proc.poll() is not None:
                 pytest.fail(f"clamd exited: {proc.stderr.read().decode() if proc.stderr else ''}")
             if time.monotonic() > deadline:
-                pytest.fail("clamd did not open its socket within 60 s")
+                pytest.fail("clamd did not answer on its socket within 60 s")
             time.sleep(0.1)
         yield sock
     finally:

@@ -6,7 +6,7 @@ own ARCHIVE_HOME, identity and records, peered over real HTTP with ``archive pee
 - Every node holds open records and one restricted record carrying :data:`SECRET`, which must never come
   out of any federation exit: the peer API, regional search (JSON and page), remote record pages and JSON,
   remote downloads.
-- A SIGSTOPped node and a killed node each give a partial answer within the deadline (1 s here) plus a
+- A SIGSTOPped node and a killed node each give a partial answer within the deadline (5 s here) plus a
   margin; repeated failures trip the circuit breaker (``skipped``). Both are restored afterwards (SIGCONT /
   restart) so the tests do not depend on their order.
 - Every 401 case, with real signatures made with a node's real key.
@@ -42,7 +42,9 @@ pytestmark = pytest.mark.slow
 
 SECRET = "联邦绝密词ZORK"  # only in restricted records, never sent by a test: seen anywhere, it leaked
 PROBE = "联邦探针词PLUGH"  # in the restricted records too: the word the tests search for
-DEADLINE = 1.0
+# Every healthy node must answer within it, on a shared 2-core machine under full load (CI) too: at 1 s, a
+# slow answer (the Elasticsearch node, a busy portal) made a node "timeout" where the tests expect "ok".
+DEADLINE = 5.0
 MARGIN = 2.5  # generous: a shared 2-core machine
 CSV = "路径,档号,题名,责任者,日期,保管期限,密级,开放状态,摘要\r\n"
 
@@ -241,6 +243,8 @@ def region(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Node]
                 if other is not node:
                     proc = node.cmd("peers", "add", other.url, "--fingerprint", other.fingerprint)
                     assert proc.returncode == 0, proc.stdout + proc.stderr
+        for node in nodes.values():  # each node's first regional query (peers read, first calls) done
+            wait_for(lambda n=node: all_ok(n), 60, f"{node.key} does not see the whole region")
         yield nodes
     finally:
         for node in nodes.values():
@@ -634,12 +638,22 @@ def test_demo_region_starts_three_peered_nodes(tmp_path: Path) -> None:
     try:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "kill -STOP" in proc.stdout and f"http://127.0.0.1:{base}/search" in proc.stdout
-        body = httpx.get(
-            f"http://127.0.0.1:{base}/api/v1/search", params={"q": "广州", "scope": "region"}, timeout=30
-        ).json()
-        assert [n["status"] for n in body["nodes"]] == ["ok", "ok", "ok"]
-        assert {h["archive"] for h in body["hits"]} == {"GD", "GZ", "GZ-TH"}
-        assert "绝密" not in json.dumps(body, ensure_ascii=False)
+        # The portals answer /healthz before their background drain has indexed their records, and a
+        # fresh peer's first answer may miss the 2 s deadline on a loaded machine: the whole region must
+        # answer within a minute (not necessarily the very first query), and no answer may hold a secret.
+        seen: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 60
+        while True:
+            body = httpx.get(
+                f"http://127.0.0.1:{base}/api/v1/search", params={"q": "广州", "scope": "region"}, timeout=30
+            ).json()
+            seen.append(body)
+            assert "绝密" not in json.dumps(body, ensure_ascii=False)
+            whole = {h["archive"] for h in body["hits"]} == {"GD", "GZ", "GZ-TH"}
+            if [n["status"] for n in body["nodes"]] == ["ok", "ok", "ok"] and whole:
+                break
+            assert time.monotonic() < deadline, seen[-3:]
+            time.sleep(0.5)
     finally:
         for pid in pids.values():
             with contextlib.suppress(ProcessLookupError):

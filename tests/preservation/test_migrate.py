@@ -165,14 +165,20 @@ def test_only_pdfs_the_ingest_read_cleanly_are_checked_beside_ghostscript(
 ) -> None:
     order: list[str] = []
     real_check, real_run = migrate_mod.needs_repair, migrate_mod.run_action
+    beside, action_started = False, threading.Event()
 
     def check(source: Path, timeout: float) -> bool:
+        # The check beside the action ends after the action has started: left to the scheduler, its thread
+        # could run qpdf to the end before the action is even called. A check run first waits in vain.
+        if beside:
+            assert action_started.wait(60), "the check did not run beside the action"
         damaged = real_check(source, timeout)
         order.append(f"check done: {damaged}")
         return damaged
 
     def run(*args: Any, **kwargs: Any) -> Any:
         order.append("action")
+        action_started.set()
         return real_run(*args, **kwargs)
 
     monkeypatch.setattr(migrate_mod, "needs_repair", check)
@@ -183,6 +189,8 @@ def test_only_pdfs_the_ingest_read_cleanly_are_checked_beside_ghostscript(
     migrate(home, ids["d.pdf"], "pdfa")  # the ingest's probe found the damage: checked first
     assert order == ["check done: True", "action"]
     order.clear()
+    action_started.clear()
+    beside = True
     migrate(home, ids["a.pdf"], "pdfa")  # read cleanly: the check runs while the action does
     assert order == ["action", "check done: False"]
     assert_consistent(home)
