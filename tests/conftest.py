@@ -35,6 +35,21 @@ def postgres_admin_url() -> str | None:
     return url
 
 
+def s3_env() -> dict[str, str]:
+    """The environment that points ``ARCHIVE_REPLICAS`` S3 entries at the SeaweedFS the services script
+    started: its endpoint and credentials (skip without it; fail in CI, which must start it)."""
+    url = os.environ.get("ARCHIVE_TEST_S3_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("ARCHIVE_TEST_S3_URL is not set: scripts/services.sh must start SeaweedFS in CI")
+        pytest.skip("SeaweedFS not started (run scripts/services.sh start seaweedfs)")
+    return {
+        "ARCHIVE_S3_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": os.environ["ARCHIVE_TEST_S3_ACCESS_KEY"],
+        "AWS_SECRET_ACCESS_KEY": os.environ["ARCHIVE_TEST_S3_SECRET_KEY"],
+    }
+
+
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database, dropped afterwards."""

@@ -21,8 +21,8 @@ from archive.recovery.rows import iter_dump
 from archive.replicas import sync, targets
 from archive.storage.layout import object_relpath
 from ingest.pipeline import ingest
+from tests.conftest import s3_env
 from tests.e2e.helpers import archive_cmd, simple_bag
-from tests.preservation.test_replica_audit import s3_env
 
 
 def dump(settings: Settings) -> list[str]:

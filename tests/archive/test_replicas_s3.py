@@ -14,6 +14,7 @@ from archive.config import Settings
 from archive.replicas import FsTarget, S3Target, SourceDamaged, sync, targets
 from archive.storage.inventory import INVENTORY
 from ingest.pipeline import ingest
+from tests.conftest import s3_env
 from tests.e2e.helpers import simple_bag
 
 pytestmark = pytest.mark.s3
@@ -27,14 +28,8 @@ RECORDS = [
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> str:
     """The S3 endpoint (its credentials set in the environment) and a prefix of one bucket for this test."""
-    url = os.environ.get("ARCHIVE_TEST_S3_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("ARCHIVE_TEST_S3_URL is not set: scripts/services.sh must start SeaweedFS in CI")
-        pytest.skip("SeaweedFS not started (run scripts/services.sh start seaweedfs)")
-    monkeypatch.setenv("ARCHIVE_S3_ENDPOINT_URL", url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", os.environ["ARCHIVE_TEST_S3_ACCESS_KEY"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", os.environ["ARCHIVE_TEST_S3_SECRET_KEY"])
+    for name, value in s3_env().items():
+        monkeypatch.setenv(name, value)
     return f"archive-test/{uuid.uuid4().hex[:12]}"
 
 

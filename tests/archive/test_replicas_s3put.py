@@ -16,21 +16,20 @@ import pytest
 
 from archive.replicas import CopyMismatch, ReplicaUnavailable, S3Target
 from archive.replicas.s3put import SignedPuts
+from tests.conftest import s3_env
 
 pytestmark = pytest.mark.s3
 
 
 @pytest.fixture
 def target(monkeypatch: pytest.MonkeyPatch) -> S3Target:
-    url = os.environ.get("ARCHIVE_TEST_S3_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("ARCHIVE_TEST_S3_URL is not set: scripts/services.sh must start SeaweedFS in CI")
-        pytest.skip("SeaweedFS not started (run scripts/services.sh start seaweedfs)")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", os.environ["ARCHIVE_TEST_S3_ACCESS_KEY"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", os.environ["ARCHIVE_TEST_S3_SECRET_KEY"])
+    env = s3_env()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     prefix = uuid.uuid4().hex[:12]
-    made = S3Target("archive-test", prefix, url, "us-east-1", f"s3://archive-test/{prefix}")
+    made = S3Target(
+        "archive-test", prefix, env["ARCHIVE_S3_ENDPOINT_URL"], "us-east-1", f"s3://archive-test/{prefix}"
+    )
     made.ensure_bucket()
     return made
 

@@ -28,6 +28,7 @@ from ingest.pipeline import ingest
 from preservation.audit import run_audit
 from preservation.audit.copies import check_replicas
 from preservation.migrate import migrate
+from tests.conftest import s3_env
 from tests.e2e.helpers import simple_bag
 from tests.preservation.helpers import ingest_files
 from tests.preservation.samples import make_pdf
@@ -36,19 +37,6 @@ RECORDS = [
     ("文书", "GZ·WS-2020-0001", "关于档案移交的通知", "关于做好档案移交工作的通知。\n".encode() * 50),
     ("照片", "GZ·ZP-2020-0002", "珠江夜景", os.urandom(200_000)),
 ]
-
-
-def s3_env() -> dict[str, str]:
-    url = os.environ.get("ARCHIVE_TEST_S3_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("ARCHIVE_TEST_S3_URL is not set: scripts/services.sh must start SeaweedFS in CI")
-        pytest.skip("SeaweedFS not started (run scripts/services.sh start seaweedfs)")
-    return {
-        "ARCHIVE_S3_ENDPOINT_URL": url,
-        "AWS_ACCESS_KEY_ID": os.environ["ARCHIVE_TEST_S3_ACCESS_KEY"],
-        "AWS_SECRET_ACCESS_KEY": os.environ["ARCHIVE_TEST_S3_SECRET_KEY"],
-    }
 
 
 @pytest.fixture(params=["fs", pytest.param("s3", marks=pytest.mark.s3)])
