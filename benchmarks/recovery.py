@@ -19,9 +19,10 @@ files without any of our guarantees — in one run, on this machine.
    into an empty bucket prefix, beside SeaweedFS's own bulk client copying the same storage root into the
    same server — ``weed filer.copy`` (8 files at once, its default), which writes through the filer that
    backs the S3 buckets, with no Content-MD5, no read-back and no bookkeeping (target: ours ≥ 0.8×). It is
-   the fairest "own client" here: no AWS CLI is installed, and filer.copy is the tool SeaweedFS documents for
+   SeaweedFS's own client, and filer.copy is the tool SeaweedFS documents for
    loading a folder into it. A third contender shows the floor of the S3 door itself: the same files PUT
-   by plain boto3 with no checks at all. Each line gives the client's and the server's CPU seconds (the
+   by plain boto3 with no checks at all; a fourth, when the AWS CLI is there (``--install-aws-cli`` puts
+   it in its own virtual environment), the standard S3 client: ``aws s3 cp --recursive``. Each line gives the client's and the server's CPU seconds (the
    server's from /proc): on a machine whose 2 cores are saturated, CPU is what the rates follow.
 4. ``benchmarks/rebuild.py`` (rebuild from storage alone against reading every inventory of the same root:
    the RTO for ``--rebuild-records`` records — 100,000 by default — and its projection to 10 million) and
@@ -294,6 +295,30 @@ def _bare_puts(root: Path, url: str, bucket: str, prefix: str, env: dict[str, st
         list(pool.map(put, files))
 
 
+#: Where ``--install-aws-cli`` puts the AWS CLI (its own virtual environment: it pins its own botocore).
+AWS_CLI_VENV = Path(
+    os.environ.get("ARCHIVE_AWS_CLI_VENV", Path.home() / ".cache" / "pearl-tools" / "awscli-venv")
+)
+
+
+def _aws_cli() -> str | None:
+    """The AWS CLI: ``aws`` on PATH, else the one ``--install-aws-cli`` installed."""
+    found = shutil.which("aws")
+    if found:
+        return found
+    cached = AWS_CLI_VENV / "bin" / "aws"
+    return str(cached) if cached.is_file() else None
+
+
+def install_aws_cli() -> str:
+    """The AWS CLI (``awscli`` from PyPI) in its own virtual environment beside the other tools."""
+    if not (AWS_CLI_VENV / "bin" / "python").is_file():
+        subprocess.run([sys.executable, "-m", "venv", str(AWS_CLI_VENV)], check=True)
+    pip = [str(AWS_CLI_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet", "awscli"]
+    subprocess.run(pip, check=True)
+    return str(AWS_CLI_VENV / "bin" / "aws")
+
+
 def bench_s3(settings: Settings, base: Path, rounds: int, nbytes: int) -> list[tuple[str, str, str]]:
     url = os.environ.get("ARCHIVE_TEST_S3_URL")
     filer = os.environ.get("ARCHIVE_TEST_SEAWEEDFS_FILER")
@@ -310,6 +335,8 @@ def bench_s3(settings: Settings, base: Path, rounds: int, nbytes: int) -> list[t
     ours: list[tuple[float, float, float]] = []  # wall, our CPU, the server's CPU
     theirs: list[tuple[float, float, float]] = []
     bare: list[tuple[float, float, float]] = []
+    cli: list[tuple[float, float, float]] = []
+    aws = _aws_cli()
 
     def run_and_measure(fn: Callable[[], object], cpu: Callable[[], float]) -> tuple[float, float, float]:
         before = server_cpu()
@@ -344,6 +371,28 @@ def bench_s3(settings: Settings, base: Path, rounds: int, nbytes: int) -> list[t
                 _cpu_self,
             )
         )
+        if aws is not None:
+            cli.append(
+                run_and_measure(
+                    lambda run=run: subprocess.run(
+                        [
+                            aws,
+                            "s3",
+                            "cp",
+                            "--recursive",
+                            "--quiet",
+                            "--endpoint-url",
+                            url,
+                            str(settings.ocfl_root),
+                            f"s3://{bucket}/cli-{run}/",
+                        ],
+                        check=True,
+                        capture_output=True,
+                        env={**os.environ, **env, "AWS_DEFAULT_REGION": "us-east-1"},
+                    ),
+                    _cpu_children,
+                )
+            )
     mb = nbytes / 1e6
     best_ours, best_theirs, best_bare = min(ours), min(theirs), min(bare)
     ratio = best_theirs[0] / best_ours[0]
@@ -373,6 +422,31 @@ def bench_s3(settings: Settings, base: Path, rounds: int, nbytes: int) -> list[t
             "S3: ours / bare boto3 PUTs",
             f"{best_bare[0] / best_ours[0]:.2f}×",
             "same server door, no checks; fair peer " + _verdict(best_bare[0] / best_ours[0], 0.8),
+        ),
+        *_cli_lines(cli, best_ours, mb, cpu),
+    ]
+
+
+def _cli_lines(
+    cli: list[tuple[float, float, float]],
+    best_ours: tuple[float, float, float],
+    mb: float,
+    cpu: Callable[[tuple[float, float, float], str], str],
+) -> list[tuple[str, str, str]]:
+    if not cli:
+        return [("S3 (SeaweedFS): aws s3 cp --recursive", "skipped: no AWS CLI (--install-aws-cli)", "")]
+    best = min(cli)
+    return [
+        (
+            "S3 (SeaweedFS): aws s3 cp --recursive",
+            f"{mb / best[0]:.0f} MB/s ({best[0]:.2f} s)",
+            cpu(best, "client") + " (the AWS CLI: the standard S3 client, 10 transfers at once)",
+        ),
+        (
+            "S3: ours / aws s3 cp",
+            f"{best[0] / best_ours[0]:.2f}×",
+            "the standard S3 client through the same door; fair peer "
+            + _verdict(best[0] / best_ours[0], 0.8),
         ),
     ]
 
@@ -415,7 +489,14 @@ def main() -> None:
         help=f"small sizes for a quick run: {QUICK} (each still overridable)",
     )
     parser.add_argument("--skip-hooks", action="store_true", help="only the replication figures")
+    parser.add_argument(
+        "--install-aws-cli",
+        action="store_true",
+        help=f"first install the AWS CLI (PyPI awscli) into {AWS_CLI_VENV}, a fourth S3 contender",
+    )
     args = parser.parse_args()
+    if args.install_aws_cli:
+        print(f"AWS CLI: {install_aws_cli()}")
     quick = dict(QUICK) if args.quick else {}
     args.records = args.records or quick.get("records", RECORDS)
     args.rebuild_records = args.rebuild_records or quick.get("rebuild_records", REBUILD_RECORDS)
