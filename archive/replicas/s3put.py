@@ -8,6 +8,9 @@ signed over plain HTTP, ``UNSIGNED-PAYLOAD`` with the ``Content-MD5`` over HTTPS
 the credentials the SDK's chain finds, and sent with ``http.client``; the answer's status, ``ETag`` and S3
 error code come back to the caller, which decides (see :class:`~archive.replicas.target.S3Target`).
 
+A proxy named by ``HTTPS_PROXY``/``HTTP_PROXY`` (and not bypassed by ``NO_PROXY``) is used as the SDK uses
+it, through a ``CONNECT`` tunnel to the endpoint (with ``user:password@`` as ``Proxy-Authorization``).
+
 Retries: a connection that fails (reset, refused, timeout) or an answer 500/503 (``SlowDown``, ``InternalError``)
 is tried again on a fresh connection, three attempts in all, with a short back-off, as the SDK's standard
 retry mode does; the request is signed again each time (the signature carries the time).
@@ -15,16 +18,18 @@ retry mode does; the request is signed again each time (the signature carries th
 
 from __future__ import annotations
 
+import base64
 import http.client
 import os
 import socket
 import ssl
 import threading
 import time
+import urllib.request
 import weakref
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 from xml.etree import ElementTree
 
 #: Attempts per request (the first and two retries), the SDK's standard retry mode.
@@ -68,6 +73,7 @@ class SignedPuts:
         self._context = (
             ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE")) if self._https else None
         )
+        self._proxy = _proxy_for(parts.scheme, parts.netloc)
         self._lock = threading.Lock()
         self._idle: list[http.client.HTTPConnection] = []  # kept alive between requests, any thread's
         weakref.finalize(self, _close_all, self._idle)
@@ -76,11 +82,16 @@ class SignedPuts:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
+        host, port = (self._proxy[0], self._proxy[1]) if self._proxy else (self._host, self._port)
+        conn: http.client.HTTPConnection
         if self._https:
-            return http.client.HTTPSConnection(
-                self._host, self._port, timeout=self._timeout, context=self._context
-            )
-        return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+            conn = http.client.HTTPSConnection(host, port, timeout=self._timeout, context=self._context)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=self._timeout)
+        if self._proxy:
+            default = 443 if self._https else 80
+            conn.set_tunnel(self._host, self._port or default, headers=self._proxy[2])
+        return conn
 
     def _release(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:
@@ -159,6 +170,23 @@ def _close_all(idle: list[http.client.HTTPConnection]) -> None:
         except IndexError:  # emptied meanwhile by another thread
             return
         conn.close()
+
+
+def _proxy_for(scheme: str, netloc: str) -> tuple[str, int, dict[str, str]] | None:
+    """The proxy the environment names for this endpoint (``HTTPS_PROXY``/``HTTP_PROXY``, ``NO_PROXY``
+    honoured, as the SDK does): its host, port and ``Proxy-Authorization`` header; None for none."""
+    proxies = urllib.request.getproxies_environment()
+    url = proxies.get(scheme)
+    if not url or urllib.request.proxy_bypass(netloc):
+        return None
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if not parts.hostname:
+        return None
+    headers: dict[str, str] = {}
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(pair).decode()
+    return parts.hostname, parts.port or 8080, headers
 
 
 def _s3_error(data: bytes) -> tuple[str, str]:

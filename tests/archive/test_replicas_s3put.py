@@ -5,9 +5,11 @@ and a server that cannot be reached is REP002."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import socket
+import threading
 import uuid
 from pathlib import Path
 
@@ -110,3 +112,84 @@ def test_a_server_that_cannot_be_reached_is_rep002_after_the_retries(target: S3T
 def test_an_endpoint_that_is_not_http_is_refused() -> None:
     with pytest.raises(ValueError, match="not an http"):
         SignedPuts("ftp://example.org", "us-east-1", None)
+
+
+class _ConnectProxy:
+    """A CONNECT-only proxy on loopback: records each tunnel's request head, then relays bytes both ways."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.heads: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.recv(4096)
+            if not chunk:
+                client.close()
+                return
+            head += chunk
+        text = head.decode("latin-1")
+        self.heads.append(text)
+        host, _, port = text.split()[1].rpartition(":")
+        upstream = socket.create_connection((host, int(port)))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        def relay(src: socket.socket, dst: socket.socket) -> None:
+            with contextlib.suppress(OSError):
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+        back = threading.Thread(target=relay, args=(upstream, client), daemon=True)
+        back.start()
+        relay(client, upstream)
+        back.join()
+        client.close()
+        upstream.close()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_the_environments_proxy_is_used_through_a_tunnel(
+    target: S3Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY (with user:password) carries the uploads through CONNECT, as the SDK's client would;
+    NO_PROXY naming the endpoint sends them direct."""
+    proxy = _ConnectProxy()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", f"http://archivist:s%40cret@127.0.0.1:{proxy.port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("http_proxy", raising=False)
+        through = S3Target(target.bucket, target.prefix, target.endpoint_url, "us-east-1", "proxied")
+        assert (
+            through._put("p", b"via proxy", {"Content-MD5": _md5(b"via proxy")})
+            == hashlib.md5(b"via proxy").hexdigest()
+        )
+        endpoint = target.endpoint_url.split("//", 1)[1]
+        assert len(proxy.heads) == 1 and proxy.heads[0].startswith(f"CONNECT {endpoint} HTTP/1.")
+        auth = base64.b64encode(b"archivist:s@cret").decode()
+        assert f"Proxy-Authorization: Basic {auth}" in proxy.heads[0]
+
+        monkeypatch.setenv("NO_PROXY", endpoint.split(":")[0])
+        direct = S3Target(target.bucket, target.prefix, target.endpoint_url, "us-east-1", "direct")
+        direct._put("d", b"direct", {"Content-MD5": _md5(b"direct")})
+        assert len(proxy.heads) == 1  # not through the proxy
+        assert set(target.list()) == {"p", "d"}
+        through._puts.close()
+        direct._puts.close()
+    finally:
+        proxy.close()
