@@ -172,6 +172,20 @@ def _close_all(idle: list[http.client.HTTPConnection]) -> None:
         conn.close()
 
 
+def endpoint_problem(endpoint_url: str) -> tuple[str, str] | None:
+    """What keeps uploads to ``endpoint_url`` from working, before any is tried: ``("endpoint", url)`` when it
+    is not an http(s) address, ``("proxy", proxy)`` when the environment's proxy for it is not an http://
+    one (spoken to in plain HTTP, as a ``CONNECT`` tunnel needs); None when nothing does."""
+    parts = urlsplit(endpoint_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "endpoint", endpoint_url
+    url = urllib.request.getproxies_environment().get(parts.scheme, "")
+    plain = "://" not in url or url.lower().startswith("http://")
+    if url and not plain and not urllib.request.proxy_bypass(parts.netloc):
+        return "proxy", url
+    return None
+
+
 def _proxy_for(scheme: str, netloc: str) -> tuple[str, int, dict[str, str]] | None:
     """The proxy the environment names for this endpoint (``HTTPS_PROXY``/``HTTP_PROXY``, ``NO_PROXY``
     honoured, as the SDK does): its host, port and ``Proxy-Authorization`` header; None for none."""
@@ -186,7 +200,7 @@ def _proxy_for(scheme: str, netloc: str) -> tuple[str, int, dict[str, str]] | No
     if parts.username is not None:
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         headers["Proxy-Authorization"] = "Basic " + base64.b64encode(pair).decode()
-    return parts.hostname, parts.port or 8080, headers
+    return parts.hostname, parts.port or 80, headers  # spoken to in plain HTTP (endpoint_problem checks)
 
 
 def _s3_error(data: bytes) -> tuple[str, str]:

@@ -38,7 +38,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 from archive.digests import CHUNK, MultiHasher, hash_bytes, hash_file
 from archive.replicas.errors import BadReplicaTarget, CopyMismatch, ReplicaUnavailable, SourceDamaged
-from archive.replicas.s3put import SignedPuts
+from archive.replicas.s3put import SignedPuts, endpoint_problem
 from archive.storage import fsync_dir, sync_filesystem
 
 if TYPE_CHECKING:
@@ -495,6 +495,9 @@ def parse_target(entry: str, settings: Settings) -> Target:
             raise BadReplicaTarget(variant="no_bucket", entry=entry)
         if not settings.s3_endpoint_url:
             raise BadReplicaTarget(variant="no_endpoint", entry=entry)
+        problem = endpoint_problem(settings.s3_endpoint_url)
+        if problem is not None:
+            raise BadReplicaTarget(variant=problem[0], entry=entry, address=problem[1])
         return S3Target(
             bucket,
             prefix,

@@ -70,6 +70,26 @@ def test_targets_are_parsed_in_one_place(
     with pytest.raises(BadReplicaTarget) as caught:
         targets(with_replicas(monkeypatch, "s3://bucket"))
     assert caught.value.variant == "no_endpoint"
+    for env, variant, address in [
+        ({"ARCHIVE_S3_ENDPOINT_URL": "ftp://s3.example.org"}, "endpoint", "ftp://s3.example.org"),
+        ({"ARCHIVE_S3_ENDPOINT_URL": "s3.example.org:9000"}, "endpoint", "s3.example.org:9000"),
+        (
+            {"ARCHIVE_S3_ENDPOINT_URL": "https://s3.example.org", "HTTPS_PROXY": "https://proxy:3129"},
+            "proxy",
+            "https://proxy:3129",
+        ),
+    ]:
+        with pytest.raises(BadReplicaTarget) as caught:
+            targets(with_replicas(monkeypatch, "s3://bucket", **env))
+        assert (caught.value.variant, caught.value.details["address"]) == (variant, address)
+        assert address in caught.value.en and address in caught.value.zh
+    # an http:// proxy, or one NO_PROXY bypasses, is fine
+    targets(with_replicas(monkeypatch, "s3://bucket", HTTPS_PROXY="http://proxy:3128"))
+    targets(
+        with_replicas(monkeypatch, "s3://bucket", HTTPS_PROXY="https://proxy:3129", NO_PROXY="s3.example.org")
+    )
+    monkeypatch.delenv("HTTPS_PROXY")
+    monkeypatch.delenv("NO_PROXY")
     # the older one-replica setting counts as one more file-system replica
     legacy = with_replicas(monkeypatch, "", ARCHIVE_REPLICA_ROOT=str(tmp_path / "old"))
     assert [t.local_root for t in targets(legacy)] == [tmp_path / "old"]
